@@ -1,0 +1,196 @@
+"""The Python API every tool is built on: ``Captioner``."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from .bundle import Bundle, load_bundle
+from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
+from .encoder import GRID_SIZE, imagenet_categories
+from .images import ImageInput, load_image
+
+Method = Literal["beam", "greedy", "sample"]
+
+
+@dataclass(frozen=True)
+class Alternative:
+    text: str  # caption of this hypothesis
+    score: float  # ranking score (length-normalised log-probability)
+    logprob: float  # total log-probability
+
+
+@dataclass
+class CaptionResult:
+    text: str  # the caption
+    tokens: list[str]  # its words
+    score: float  # length-normalised log-probability used for ranking
+    logprob: float  # total log-probability of the words and <end>
+    alternatives: list[Alternative] = field(default_factory=list)  # the n-best list, best first (incl. this one)
+    attention: np.ndarray = field(default_factory=lambda: np.zeros((0, GRID_SIZE, GRID_SIZE), np.float32))
+    #           (len(tokens), 7, 7): where the decoder looked when it wrote each word
+
+
+@dataclass(frozen=True)
+class Tag:
+    label: str  # ImageNet class name
+    probability: float  # softmax probability
+
+
+@dataclass
+class Encoded:
+    """Encoder output of a batch: computed once, then decoded, tagged and embedded."""
+
+    grid: torch.Tensor  # (B, 49, 1280)
+    pooled: torch.Tensor  # (B, 1280) semantic vectors
+    logits: torch.Tensor  # (B, 1000) ImageNet logits
+
+    def __len__(self) -> int:
+        return self.grid.shape[0]
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available (use --device cpu)")
+    return torch.device(device)
+
+
+class Captioner:
+    """Caption, tag and embed images with a model bundle.
+
+    >>> cap = Captioner.load()               # the default bundle (weights/DEFAULT)
+    >>> cap.caption("dog.jpg", beam_size=3).text
+    """
+
+    def __init__(self, bundle: Bundle, *, device: str = "auto", compile: bool = False):
+        self.bundle = bundle
+        self.device = _resolve_device(device)
+        self.model = bundle.model.to(self.device).eval()
+        self.encoder = self.model.encoder.to(memory_format=torch.channels_last)
+        self._encode = self.encoder
+        if compile:
+            self._try_compile()
+        self.vocab = bundle.vocab
+        self.preprocessing = bundle.preprocessing
+        self.defaults: dict[str, Any] = {"beam_size": 3, "max_length": bundle.model.config.max_length,
+                                         "length_penalty": 0.0, **bundle.decoding}
+
+    @classmethod
+    def load(cls, weights: str | os.PathLike | None = None, *, device: str = "auto",
+             compile: bool = False) -> "Captioner":
+        """Load a bundle by name, folder path, or the default; ``compile`` uses torch.compile
+        for the encoder (faster on CPU after a warm-up, falls back to eager if unavailable)."""
+        return cls(load_bundle(weights), device=device, compile=compile)
+
+    def _try_compile(self) -> None:
+        try:
+            compiled = torch.compile(self.encoder, dynamic=False)
+            with torch.inference_mode():
+                compiled(torch.zeros(1, 3, self.preprocessing.size, self.preprocessing.size, device=self.device)
+                         .to(memory_format=torch.channels_last))
+            self._encode = compiled
+        except Exception:  # no compiler toolchain, unsupported platform...: stay eager
+            self._encode = self.encoder
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    # -- building blocks -------------------------------------------------------------
+    def pixels(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Load and preprocess images -> (B, 3, 224, 224) on the device. uint8 arrays
+        already resized by ``preprocessing.to_array`` pass straight through."""
+        loaded = [im if isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self._array_shape
+                  else load_image(im) for im in images]
+        return self.preprocessing.to_tensor(loaded).to(self.device).contiguous(memory_format=torch.channels_last)
+
+    @property
+    def _array_shape(self) -> tuple[int, int, int]:
+        return (self.preprocessing.size, self.preprocessing.size, 3)
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[ImageInput]) -> Encoded:
+        """One encoder pass over a batch of images."""
+        out = self._encode(self.pixels(images))
+        return Encoded(out.grid.contiguous(), out.pooled, out.logits)
+
+    @torch.inference_mode()
+    def decode(self, encoded: Encoded, *, method: Method = "beam", beam_size: int | None = None,
+               max_length: int | None = None, min_length: int = 0, length_penalty: float | None = None,
+               no_repeat_ngram_size: int = 0, temperature: float = 1.0, top_p: float = 1.0,
+               seed: int | None = None) -> list[CaptionResult]:
+        """Captions for an encoded batch (see :meth:`caption` for the options)."""
+        beam_size = self.defaults["beam_size"] if beam_size is None else beam_size
+        max_length = self.defaults["max_length"] if max_length is None else max_length
+        length_penalty = self.defaults["length_penalty"] if length_penalty is None else length_penalty
+        if beam_size < 1 or max_length < 1:
+            raise ValueError("beam_size and max_length must be >= 1")
+        dec, grid, pooled = self.model.decoder, encoded.grid, encoded.pooled
+        if method == "greedy" or (method == "beam" and beam_size == 1 and not no_repeat_ngram_size):
+            nbests = [[h] for h in greedy(dec, grid, pooled, vocab=self.vocab, max_length=max_length,
+                                          min_length=min_length)]
+        elif method == "beam":
+            nbests = beam_search(dec, grid, pooled, vocab=self.vocab, beam_size=beam_size, max_length=max_length,
+                                 min_length=min_length, length_penalty=length_penalty,
+                                 no_repeat_ngram_size=no_repeat_ngram_size)
+        elif method == "sample":
+            gen = torch.Generator(device=grid.device)
+            gen.manual_seed(seed if seed is not None else torch.seed())
+            samples = sample(dec, grid, pooled, vocab=self.vocab, max_length=max_length, temperature=temperature,
+                             top_p=top_p, generator=gen)
+            nbests = [[h] for h in samples_to_hypotheses(samples, vocab=self.vocab)]
+        else:
+            raise ValueError(f"unknown decoding method {method!r} (beam, greedy or sample)")
+        return [self._result(nbest) for nbest in nbests]
+
+    def _result(self, nbest: list[Hypothesis]) -> CaptionResult:
+        alts = [Alternative(" ".join(self.vocab.decode(h.tokens)), h.score, h.logprob) for h in nbest]
+        best = nbest[0]
+        words = [self.vocab.itos[i] for i in best.tokens]
+        attention = best.attention.reshape(len(words), GRID_SIZE, GRID_SIZE).numpy()  # (T, 7, 7)
+        return CaptionResult(alts[0].text, words, best.score, best.logprob, alts, attention)
+
+    def top_tags(self, encoded: Encoded, *, k: int = 5) -> list[list[Tag]]:
+        """Top-k ImageNet labels of each image of an encoded batch."""
+        probs, idx = encoded.logits.float().softmax(dim=-1).topk(k, dim=-1)  # (B, k)
+        names = imagenet_categories()
+        return [[Tag(names[i], p) for p, i in zip(prow, irow)] for prow, irow in zip(probs.tolist(), idx.tolist())]
+
+    # -- conveniences ------------------------------------------------------------------
+    def caption(self, image: ImageInput, **options: Any) -> CaptionResult:
+        """Caption one image (path, PIL image, numpy HxWx3 array or encoded bytes).
+
+        Options: ``method`` ("beam", "greedy", "sample"), ``beam_size``, ``max_length``,
+        ``min_length``, ``length_penalty``, ``no_repeat_ngram_size``, ``temperature``,
+        ``top_p``, ``seed``.
+        """
+        return self.decode(self.encode([image]), **options)[0]
+
+    def caption_batch(self, images: Iterable[ImageInput], *, batch_size: int = 32,
+                      **options: Any) -> list[CaptionResult]:
+        """Caption many images, ``batch_size`` at a time; results in input order."""
+        images = list(images)
+        results: list[CaptionResult] = []
+        for i in range(0, len(images), batch_size):
+            results += self.decode(self.encode(images[i:i + batch_size]), **options)
+        return results
+
+    def tags(self, image: ImageInput, *, k: int = 5) -> list[Tag]:
+        """Top-k ImageNet labels of one image with their probabilities."""
+        return self.top_tags(self.encode([image]), k=k)[0]
+
+    def embed(self, images: Iterable[ImageInput], *, batch_size: int = 32) -> np.ndarray:
+        """Semantic vectors (B, 1280) as float32."""
+        images = list(images)
+        vecs = [self.encode(images[i:i + batch_size]).pooled.float().cpu().numpy()
+                for i in range(0, len(images), batch_size)]
+        return np.concatenate(vecs) if vecs else np.zeros((0, 1280), np.float32)

@@ -1,0 +1,206 @@
+"""Versioned model bundles: ``weights/<name>/`` = manifest.json + model.safetensors + vocab.json.
+
+The manifest carries everything needed to rebuild and use the model (format version,
+model config, preprocessing, vocabulary file, encoder source, training data, metrics,
+recommended decoding) and the sha256 and size of every file. Loading verifies every hash
+and reads tensors with safetensors only: no pickle anywhere in the load path.
+
+``weights/DEFAULT`` holds the name of the default bundle: the single source of truth.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .images import Preprocessing
+from .model import CaptionModel, ModelConfig
+from .vocab import Vocabulary
+
+FORMAT_VERSION = 1
+MANIFEST, WEIGHTS, VOCAB = "manifest.json", "model.safetensors", "vocab.json"
+WEIGHTS_DIR = Path(os.environ.get("CAPTIONING_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
+
+
+class BundleError(RuntimeError):
+    """A missing, damaged or incompatible bundle; the message names the file and the problem."""
+
+
+class NoDefaultBundleError(BundleError):
+    pass
+
+
+@dataclass
+class Bundle:
+    path: Path  # folder of the bundle
+    manifest: dict[str, Any]  # the parsed manifest.json
+    model: CaptionModel  # weights loaded, in eval mode, on the CPU
+    vocab: Vocabulary
+    preprocessing: Preprocessing
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest.get("version", "0")
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        """Recommended decoding options recorded at training time (may be empty)."""
+        return dict(self.manifest.get("decoding", {}))
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    name: str  # "<arch>.<tag>", e.g. "lite0_sat.flickr8k"
+    version: str  # semantic version of this release of the weights
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. dev BLEU-4, CIDEr-D
+    training: dict[str, Any] = field(default_factory=dict)  # data, command, time, config
+    decoding: dict[str, Any] = field(default_factory=dict)  # recommended decoding options
+    encoder_source: dict[str, Any] = field(default_factory=dict)  # where the encoder weights came from
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(directory: str | Path, model: CaptionModel, vocab: Vocabulary, info: BundleInfo, *,
+                preprocessing: Preprocessing = Preprocessing()) -> Path:
+    """Write a complete bundle into ``directory`` (replaced atomically if it exists)."""
+    directory = Path(directory)
+    if len(vocab) != model.config.decoder.vocab_size:
+        raise ValueError(f"vocabulary has {len(vocab)} words but the model expects {model.config.decoder.vocab_size}")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "bundle": info.name})
+    vocab.save(tmp / VOCAB)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": info.name,
+        "version": info.version,
+        "model": model.config.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "vocabulary": {"file": VOCAB, "size": len(vocab)},
+        "encoder_source": info.encoder_source,
+        "training": info.training,
+        "metrics": info.metrics,
+        "decoding": info.decoding,
+        "files": {f: {"sha256": _sha256(tmp / f), "size": (tmp / f).stat().st_size} for f in (WEIGHTS, VOCAB)},
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)
+    return directory
+
+
+def available_bundles(weights_dir: Path | None = None) -> list[str]:
+    root = Path(weights_dir or WEIGHTS_DIR)
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+
+
+def resolve_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir: Path | None = None) -> Path:
+    """Folder of a bundle from a path, a full name, an arch prefix, or ``None`` (the default).
+
+    An arch prefix must match exactly one bundle; several matches fail instead of guessing.
+    """
+    root = Path(weights_dir or WEIGHTS_DIR)
+    if name_or_path is None:
+        default = root / "DEFAULT"
+        if not default.is_file() or not default.read_text().strip():
+            raise NoDefaultBundleError(
+                f"no default model bundle: {default} does not name one (no trained weights are shipped yet). "
+                "Train one with caption-train or pass --weights PATH.")
+        name_or_path = default.read_text().strip()
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        return candidate
+    name = str(name_or_path)
+    if (root / name).is_dir():
+        return root / name
+    matches = [b for b in available_bundles(root) if b.split(".")[0] == name or b.startswith(name + ".")]
+    if len(matches) == 1:
+        return root / matches[0]
+    known = ", ".join(available_bundles(root)) or "none"
+    if len(matches) > 1:
+        raise BundleError(f"bundle name {name!r} is ambiguous: matches {', '.join(matches)}")
+    raise BundleError(f"no bundle {name!r}: not a folder and not in {root} (available: {known})")
+
+
+def _verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    files = manifest.get("files")
+    if not isinstance(files, dict) or WEIGHTS not in files or VOCAB not in files:
+        raise BundleError(f"{path / MANIFEST}: manifest lists no files entry for {WEIGHTS} and {VOCAB}")
+    for fname, meta in files.items():
+        f = path / fname
+        if not f.is_file():
+            raise BundleError(f"{f}: missing (listed in the manifest)")
+        size = f.stat().st_size
+        if size != meta["size"]:
+            raise BundleError(f"{f}: size {size} bytes, manifest says {meta['size']} (truncated or replaced)")
+        if _sha256(f) != meta["sha256"]:
+            raise BundleError(f"{f}: sha256 does not match the manifest (file modified or corrupt)")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{mpath}: missing (not a model bundle)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{mpath}: not valid JSON ({e})") from None
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{mpath}: format_version {version!r} is not supported (this code reads {FORMAT_VERSION})")
+    return manifest
+
+
+def load_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir: Path | None = None) -> Bundle:
+    """Resolve, verify and load a bundle onto the CPU in eval mode."""
+    path = resolve_bundle(name_or_path, weights_dir=weights_dir)
+    manifest = read_manifest(path)
+    _verify_files(path, manifest)
+    try:
+        config = ModelConfig.from_dict(manifest["model"])
+        preprocessing = Preprocessing(**manifest["preprocessing"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{path / MANIFEST}: incompatible model or preprocessing config ({e})") from None
+    try:
+        vocab = Vocabulary.load(path / VOCAB)
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path / VOCAB}: invalid vocabulary ({e})") from None
+    if len(vocab) != config.decoder.vocab_size:
+        raise BundleError(f"{path / VOCAB}: {len(vocab)} words, model config expects {config.decoder.vocab_size}")
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except Exception as e:  # safetensors raises its own error types
+        raise BundleError(f"{path / WEIGHTS}: unreadable safetensors file ({e})") from None
+    model = CaptionModel(config)
+    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise BundleError(f"{path / WEIGHTS}: tensors do not fit the model config "
+                          f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                          f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})")
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise BundleError(f"{path / WEIGHTS}: tensor shapes do not fit the model config ({e})".splitlines()[0]) from None
+    return Bundle(path=path, manifest=manifest, model=model.eval(), vocab=vocab, preprocessing=preprocessing)

@@ -1,0 +1,61 @@
+"""``caption IMAGE...``: print captions (and tags) for a few images."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from .api import Captioner
+from .bundle import BundleError
+from .images import ImageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="caption", description="Caption images with a model bundle.")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    p.add_argument("--method", default="beam", choices=["beam", "greedy", "sample"], help="decoding method (default: %(default)s)")
+    p.add_argument("--beam-size", type=int, default=None, help="beam width (default: the bundle's)")
+    p.add_argument("--max-length", type=int, default=None, help="max words (default: the bundle's)")
+    p.add_argument("--n-best", type=int, default=1, help="print this many alternatives (default: %(default)s)")
+    p.add_argument("--tags", type=int, default=0, metavar="K", help="also print the top-K ImageNet labels (default: %(default)s = none)")
+    p.add_argument("--seed", type=int, default=None, help="seed for --method sample (default: random)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cap = Captioner.load(args.weights, device=args.device)
+    except (BundleError, RuntimeError) as e:
+        print(f"caption: {e}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.images:
+        try:
+            enc = cap.encode([path])
+        except ImageError as e:
+            print(f"caption: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        beam = max(args.beam_size or cap.defaults["beam_size"], args.n_best)
+        r = cap.decode(enc, method=args.method, beam_size=beam, max_length=args.max_length, seed=args.seed)[0]
+        tags = cap.top_tags(enc, k=args.tags)[0] if args.tags else []
+        if args.json:
+            print(json.dumps({"path": path, "caption": r.text, "score": round(r.score, 4),
+                              "n_best": [asdict(a) for a in r.alternatives[: args.n_best]],
+                              "tags": [asdict(t) for t in tags]}))
+            continue
+        print(f"{path}\t{r.text}")
+        for a in r.alternatives[1: args.n_best]:
+            print(f"\t  {a.score:7.3f}  {a.text}")
+        if tags:
+            print("\t  tags: " + ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

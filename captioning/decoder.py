@@ -1,0 +1,122 @@
+"""The RNN that writes the caption: an LSTM seeded by the semantic vector (Show and Tell)
+with soft additive attention over the 49 grid cells at every step (Show, Attend and Tell).
+
+The grid is projected once per image (values and attention keys), so a decoding step only
+costs one LSTM cell, one query projection and the output layer.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    vocab_size: int  # number of words incl. <pad> <start> <end> <unk>
+    feature_dim: int = 1280  # channels of each grid cell and of the semantic vector
+    embed_dim: int = 384  # word embedding width
+    hidden_dim: int = 512  # LSTM hidden and cell width
+    context_dim: int = 512  # width of the projected grid (the attention values)
+    attention_dim: int = 256  # width of the additive attention's tanh layer
+    dropout: float = 0.5  # dropout on the projected grid and before the output layer
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DecoderState:
+    h: torch.Tensor  # (N, hidden) LSTM hidden state
+    c: torch.Tensor  # (N, hidden) LSTM cell state
+    values: torch.Tensor  # (N, 49, context) projected grid, fixed per image
+    keys: torch.Tensor  # (N, 49, attention) attention keys, fixed per image
+
+    def reorder(self, index: torch.Tensor) -> "DecoderState":
+        """Pick rows of h and c (beam reordering within the same image: values/keys stay)."""
+        return DecoderState(self.h[index], self.c[index], self.values, self.keys)
+
+    def repeat(self, k: int) -> "DecoderState":
+        """Each image's state repeated k times in a row: N -> N*k."""
+        return DecoderState(*(t.repeat_interleave(k, dim=0) for t in (self.h, self.c, self.values, self.keys)))
+
+
+class AttentionLSTMDecoder(nn.Module):
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.project_grid = nn.Linear(cfg.feature_dim, cfg.context_dim)
+        self.grid_dropout = nn.Dropout(cfg.dropout)
+        self.att_key = nn.Linear(cfg.context_dim, cfg.attention_dim)
+        self.att_query = nn.Linear(cfg.hidden_dim, cfg.attention_dim, bias=False)
+        self.att_score = nn.Linear(cfg.attention_dim, 1)
+        self.gate = nn.Linear(cfg.hidden_dim, 1)  # the gating scalar beta of Show, Attend and Tell
+        self.init_h = nn.Linear(cfg.feature_dim, cfg.hidden_dim)
+        self.init_c = nn.Linear(cfg.feature_dim, cfg.hidden_dim)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=0)
+        self.lstm = nn.LSTMCell(cfg.embed_dim + cfg.context_dim, cfg.hidden_dim)
+        self.out_dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.hidden_dim + cfg.context_dim, cfg.vocab_size)
+
+    def init_state(self, grid: torch.Tensor, pooled: torch.Tensor) -> DecoderState:
+        """grid (N, 49, feature), pooled (N, feature) -> initial state seeded by the semantic vector."""
+        values = self.grid_dropout(F.relu(self.project_grid(grid)))  # (N, 49, context)
+        keys = self.att_key(values)  # (N, 49, attention)
+        h = torch.tanh(self.init_h(pooled))  # (N, hidden)
+        c = torch.tanh(self.init_c(pooled))  # (N, hidden)
+        return DecoderState(h, c, values, keys)
+
+    def _attend(self, state: DecoderState) -> tuple[torch.Tensor, torch.Tensor]:
+        query = self.att_query(state.h).unsqueeze(1)  # (N, 1, attention)
+        scores = self.att_score(torch.tanh(state.keys + query)).squeeze(-1)  # (N, 49)
+        alpha = scores.softmax(dim=-1)  # (N, 49)
+        context = torch.bmm(alpha.unsqueeze(1), state.values).squeeze(1)  # (N, context)
+        return torch.sigmoid(self.gate(state.h)) * context, alpha
+
+    def _cell(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        context, alpha = self._attend(state)
+        h, c = self.lstm(torch.cat([self.embed(tokens), context], dim=-1), (state.h, state.c))
+        return torch.cat([h, context], dim=-1), DecoderState(h, c, state.values, state.keys), alpha
+
+    def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """One word: tokens (N,) -> logits (N, V), next state, attention weights (N, 49)."""
+        features, state, alpha = self._cell(tokens, state)
+        return self.out(self.out_dropout(features)), state, alpha
+
+    def forward(self, grid: torch.Tensor, pooled: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing. tokens (N, T) starts with <start>; returns logits (N, T, V) and
+        attention (N, T, 49) predicting tokens shifted by one."""
+        state = self.init_state(grid, pooled)
+        features, alphas = [], []
+        for t in range(tokens.shape[1]):
+            step_features, state, alpha = self._cell(tokens[:, t], state)
+            features.append(step_features)
+            alphas.append(alpha)
+        features = torch.stack(features, dim=1)  # (N, T, hidden + context)
+        return self.out(self.out_dropout(features)), torch.stack(alphas, dim=1)  # (N, T, V), (N, T, 49)
+
+    def forward_packed(self, grid: torch.Tensor, pooled: torch.Tensor, row_image: torch.Tensor,
+                       tokens: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing for training, several captions per image, no work on padding.
+
+        grid (I, 49, feature) and pooled (I, feature) are computed once per image;
+        row_image (N,) maps each caption row to its image; tokens (N, T) start with <start>;
+        rows are sorted by ``lengths`` (descending), so at step t only the first rows that
+        are still alive are computed. Returns logits (sum(lengths), V) in the time-major
+        packed order of ``pack_padded_sequence`` and attention (N, T, 49), zero past the end.
+        """
+        state = self.init_state(grid, pooled)
+        state = DecoderState(state.h[row_image], state.c[row_image], state.values[row_image], state.keys[row_image])
+        n, steps = tokens.shape
+        alive = torch.tensor(lengths)
+        features, alphas = [], torch.zeros(n, steps, grid.shape[1], device=grid.device)
+        for t in range(max(lengths)):
+            k = int((alive > t).sum())  # rows still inside their caption at step t
+            state = DecoderState(state.h[:k], state.c[:k], state.values[:k], state.keys[:k])
+            step_features, state, alpha = self._cell(tokens[:k, t], state)
+            features.append(step_features)
+            alphas[:k, t] = alpha
+        packed = torch.cat(features, dim=0)  # (sum(lengths), hidden + context)
+        return self.out(self.out_dropout(packed)), alphas

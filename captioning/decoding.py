@@ -1,0 +1,193 @@
+"""Caption decoding: greedy, batched beam search, and seeded sampling.
+
+All functions take the decoder and the encoder's grid / semantic vector for a batch of
+images and run the whole batch at once (beam search runs batch x beam rows per step).
+They do not switch grad mode: callers wrap inference in ``torch.inference_mode()``; SCST
+training calls :func:`sample` with gradients on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .decoder import AttentionLSTMDecoder
+from .vocab import Vocabulary
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # word ids without <start>/<end>
+    logprob: float  # sum of log-probabilities incl. the <end> token when present
+    score: float  # ranking score: logprob / length ** length_penalty
+    attention: torch.Tensor  # (len(tokens), 49) attention weights of each emitted word
+
+
+def _length(n_words: int, ended: bool) -> int:
+    return n_words + int(ended)
+
+
+def _finalize(seq: list[int], step_logprobs: list[float], alphas: torch.Tensor, end_id: int,
+              length_penalty: float) -> Hypothesis:
+    """Cut a raw token row at <end>; score = summed log-prob / length ** penalty."""
+    ended = end_id in seq
+    n = seq.index(end_id) if ended else len(seq)
+    logprob = float(sum(step_logprobs[: _length(n, ended)]))
+    return Hypothesis(seq[:n], logprob, logprob / max(_length(n, ended), 1) ** length_penalty, alphas[:n])
+
+
+def greedy(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
+           max_length: int = 20, min_length: int = 0) -> list[Hypothesis]:
+    """Most likely word at each step, for the whole batch at once."""
+    n = grid.shape[0]
+    state = decoder.init_state(grid, pooled)
+    tokens = torch.full((n,), vocab.start_id, dtype=torch.long, device=grid.device)
+    seqs, logps, alphas = [], [], []
+    done = torch.zeros(n, dtype=torch.bool, device=grid.device)
+    for t in range(max_length + 1):
+        logits, state, alpha = decoder.step(tokens, state)
+        logprobs = logits.log_softmax(dim=-1)  # (N, V)
+        _restrict_end(logprobs, t, vocab.end_id, min_length=min_length, max_length=max_length)
+        logp, tokens = logprobs.max(dim=-1)
+        seqs.append(tokens)
+        logps.append(logp)
+        alphas.append(alpha)
+        done |= tokens == vocab.end_id
+        if done.all():
+            break
+    seqs_t, logps_t, alphas_t = torch.stack(seqs, 1), torch.stack(logps, 1), torch.stack(alphas, 1)
+    return [_finalize(seqs_t[i].tolist(), logps_t[i].tolist(), alphas_t[i].float().cpu(), vocab.end_id, 0.0)
+            for i in range(n)]
+
+
+def _restrict_end(logprobs: torch.Tensor, t: int, end_id: int, *, min_length: int, max_length: int) -> None:
+    """In place: no <end> before min_length words; only <end> after max_length words."""
+    if t < min_length:
+        logprobs[..., end_id] = NEG_INF
+    if t >= max_length:
+        end = logprobs[..., end_id].clone()
+        logprobs.fill_(NEG_INF)
+        logprobs[..., end_id] = end
+
+
+def _block_repeated_ngrams(logprobs: torch.Tensor, seqs: torch.Tensor, n: int) -> None:
+    """In place: forbid any word that would repeat an n-gram already in the row. logprobs (R, V), seqs (R, T)."""
+    if n <= 0 or seqs.shape[1] < n - 1:
+        return
+    for r, row in enumerate(seqs.tolist()):
+        prefix = tuple(row[len(row) - (n - 1):]) if n > 1 else ()
+        banned = [row[i + n - 1] for i in range(len(row) - n + 1) if tuple(row[i:i + n - 1]) == prefix]
+        if banned:
+            logprobs[r, banned] = NEG_INF
+
+
+def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
+                beam_size: int = 3, max_length: int = 20, min_length: int = 0, length_penalty: float = 0.0,
+                no_repeat_ngram_size: int = 0) -> list[list[Hypothesis]]:
+    """Batched beam search: all images x beams advance together in one (B*K)-row batch.
+
+    Finished beams are carried along with frozen scores (they can only extend with <pad>
+    at log-prob 0), so every image keeps exactly K hypotheses. Returns, per image, the K
+    hypotheses sorted best first by ``logprob / length ** length_penalty``.
+    """
+    b, k = grid.shape[0], beam_size
+    dev = grid.device
+    state = decoder.init_state(grid, pooled).repeat(k)  # N = B*K rows, image-major
+    tokens = torch.full((b * k,), vocab.start_id, dtype=torch.long, device=dev)
+    scores = torch.zeros(b, k, device=dev)
+    scores[:, 1:] = NEG_INF  # at step 0 all beams are the same: expand only the first
+    seqs = torch.empty(b, k, 0, dtype=torch.long, device=dev)
+    step_logps = torch.empty(b, k, 0, device=dev)
+    alphas = torch.empty(b, k, 0, grid.shape[1], device=dev)
+    finished = torch.zeros(b, k, dtype=torch.bool, device=dev)
+    offsets = (torch.arange(b, device=dev) * k).unsqueeze(1)  # (B, 1) first row of each image
+    for t in range(max_length + 1):
+        logits, state, alpha = decoder.step(tokens, state)
+        logprobs = logits.float().log_softmax(dim=-1)  # (B*K, V)
+        _restrict_end(logprobs, t, vocab.end_id, min_length=min_length, max_length=max_length)
+        _block_repeated_ngrams(logprobs, seqs.view(b * k, -1), no_repeat_ngram_size)
+        logprobs = logprobs.view(b, k, -1)  # (B, K, V)
+        logprobs[finished] = NEG_INF
+        logprobs[..., vocab.pad_id].masked_fill_(finished, 0.0)
+        vocab_size = logprobs.shape[-1]
+        candidates = (scores.unsqueeze(-1) + logprobs).view(b, k * vocab_size)  # (B, K*V)
+        scores, flat = candidates.topk(k, dim=-1)  # (B, K)
+        beam, word = flat // vocab_size, flat % vocab_size  # (B, K) parent beam and new word
+        word_logp = logprobs.view(b, k * vocab_size).gather(1, flat)  # (B, K)
+        seqs = torch.cat([seqs.gather(1, beam.unsqueeze(-1).expand_as(seqs)), word.unsqueeze(-1)], dim=-1)
+        step_logps = torch.cat([step_logps.gather(1, beam.unsqueeze(-1).expand_as(step_logps)),
+                                word_logp.unsqueeze(-1)], dim=-1)
+        alpha = alpha.view(b, k, 1, -1).gather(1, beam.view(b, k, 1, 1).expand(b, k, 1, alpha.shape[-1]))
+        alphas = torch.cat([alphas.gather(1, beam.view(b, k, 1, 1).expand_as(alphas)), alpha], dim=2)
+        finished = finished.gather(1, beam) | (word == vocab.end_id)
+        rows = (offsets + beam).view(-1)  # (B*K,) parent row of each new beam
+        state = state.reorder(rows)
+        tokens = word.view(-1)
+        if finished.all():
+            break
+    out = []
+    seqs_l, logps_l, alphas_c = seqs.tolist(), step_logps.tolist(), alphas.float().cpu()
+    for i in range(b):
+        hyps = [_finalize(seqs_l[i][j], logps_l[i][j], alphas_c[i, j], vocab.end_id, length_penalty) for j in range(k)]
+        out.append(sorted(hyps, key=lambda h: h.score, reverse=True))
+    return out
+
+
+@dataclass
+class Samples:
+    tokens: torch.Tensor  # (N, T) sampled word ids, <pad> after <end>
+    logprobs: torch.Tensor  # (N, T) log-probability of each sampled word (0 on padding)
+    mask: torch.Tensor  # (N, T) True for real words and the <end> token
+    attention: torch.Tensor  # (N, T, 49) attention weights at each step
+
+
+def sample(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
+           max_length: int = 20, temperature: float = 1.0, top_p: float = 1.0,
+           generator: torch.Generator | None = None) -> Samples:
+    """Draw one caption per row (ancestral sampling with temperature and nucleus top-p).
+
+    Reproducible for a seeded ``generator``. Differentiable through ``logprobs`` when
+    called with gradients on (self-critical training).
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (use greedy() for temperature 0)")
+    n = grid.shape[0]
+    state = decoder.init_state(grid, pooled)
+    tokens = torch.full((n,), vocab.start_id, dtype=torch.long, device=grid.device)
+    alive = torch.ones(n, dtype=torch.bool, device=grid.device)
+    out_tokens, out_logps, out_mask, out_alpha = [], [], [], []
+    for t in range(max_length + 1):
+        logits, state, alpha = decoder.step(tokens, state)
+        out_alpha.append(alpha.detach())
+        logprobs = (logits / temperature).log_softmax(dim=-1)  # (N, V)
+        draw_from = logprobs.detach().clone()
+        _restrict_end(draw_from, t, vocab.end_id, min_length=0, max_length=max_length)
+        if top_p < 1.0:
+            draw_from = _nucleus(draw_from, top_p)
+        tokens = torch.multinomial(draw_from.exp(), 1, generator=generator).squeeze(1)  # (N,)
+        tokens = tokens.masked_fill(~alive, vocab.pad_id)
+        out_tokens.append(tokens)
+        out_logps.append(logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1) * alive)
+        out_mask.append(alive.clone())
+        alive = alive & (tokens != vocab.end_id)
+        if not alive.any():
+            break
+    return Samples(torch.stack(out_tokens, 1), torch.stack(out_logps, 1), torch.stack(out_mask, 1),
+                   torch.stack(out_alpha, 1))
+
+
+def _nucleus(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of words whose probability mass reaches top_p (always >= 1 word)."""
+    sorted_lp, order = logprobs.sort(dim=-1, descending=True)
+    mass_before = sorted_lp.exp().cumsum(dim=-1) - sorted_lp.exp()
+    sorted_lp = sorted_lp.masked_fill(mass_before >= top_p, NEG_INF)
+    return torch.full_like(logprobs, NEG_INF).scatter(1, order, sorted_lp)
+
+
+def samples_to_hypotheses(samples: Samples, *, vocab: Vocabulary) -> list[Hypothesis]:
+    """Turn sampled rows into hypotheses (text, log-probability, attention)."""
+    alphas = samples.attention.float().cpu()
+    return [_finalize(row, lps, alphas[i], vocab.end_id, 0.0)
+            for i, (row, lps) in enumerate(zip(samples.tokens.tolist(), samples.logprobs.detach().tolist()))]

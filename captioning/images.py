@@ -1,0 +1,156 @@
+"""Image input and preprocessing: the one place where pixels become model input.
+
+Everything that feeds the encoder (API, batch pipeline, video frames, training feature
+cache) goes through :func:`load_image` and :class:`Preprocessing`, so train and test
+images are made the same way.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse images above this many pixels: 120 MP covers medium-format photos; decompression
+# bombs (a few KB of PNG that inflate to gigabytes) are far bigger.
+MAX_IMAGE_PIXELS = 120_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into an RGB image; the message names the source."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image becomes encoder input; stored in every bundle's manifest."""
+
+    size: int = 224  # output side; images are resized to size x size (aspect ratio not kept,
+    #                  as the Flickr8k training photos were made)
+    resample: str = "bilinear"  # PIL resampling filter name used by the resize
+    mean: float = 127.0  # subtracted from 0..255 RGB values (EfficientNet-Lite convention)
+    std: float = 128.0  # divisor after subtracting the mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        if image.size == (self.size, self.size):
+            return image
+        return image.resize((self.size, self.size), resample=Image.Resampling[self.resample.upper()])
+
+    def to_array(self, image: Image.Image) -> np.ndarray:
+        """Resized uint8 array (size, size, 3): cheap to ship between processes."""
+        return np.asarray(self.resize(image), dtype=np.uint8)
+
+    def to_tensor(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """Batch of RGB images (PIL or resized uint8 HxWx3) -> normalised (B, 3, size, size)."""
+        arrays = [im if isinstance(im, np.ndarray) and im.shape[:2] == (self.size, self.size)
+                  else self.to_array(im if isinstance(im, Image.Image) else Image.fromarray(im))
+                  for im in images]
+        x = torch.from_numpy(np.stack(arrays))  # (B, H, W, 3) uint8
+        x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+        return (x - self.mean) / self.std
+
+
+def _describe(src: Any) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if isinstance(src, bytes):
+        return f"<{len(src)} bytes>"
+    return f"<{type(src).__name__}>"
+
+
+def load_image(src: ImageInput) -> Image.Image:
+    """Open any supported input as an upright 8-bit RGB PIL image.
+
+    Accepts a path, raw encoded bytes, a PIL image, or a numpy array (HxW gray, HxWx3 RGB,
+    HxWx4 RGBA; uint8, uint16 or float in 0..1). EXIF orientation is applied; grayscale,
+    RGBA/LA (composited on white), palette, CMYK and 16-bit images become RGB. Raises
+    :class:`ImageError` with a one-line message naming the input on anything else.
+    """
+    name = _describe(src)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return _load(src, name)
+
+
+def _load(src: ImageInput, name: str) -> Image.Image:
+    try:
+        if isinstance(src, np.ndarray):
+            return _from_array(src)
+        if isinstance(src, Image.Image):
+            image = src
+        elif isinstance(src, bytes):
+            if not src:
+                raise ImageError("empty input (0 bytes)")
+            image = Image.open(io.BytesIO(src))
+        elif isinstance(src, (str, os.PathLike)):
+            path = Path(src)
+            if not path.exists():
+                raise ImageError("file not found")
+            if path.is_dir():
+                raise ImageError("is a directory, not an image")
+            if path.stat().st_size == 0:
+                raise ImageError("empty file (0 bytes)")
+            image = Image.open(path)
+        else:
+            raise ImageError(f"unsupported input type {type(src).__name__}")
+        image.load()  # decode now so truncation / corruption surfaces here
+        return _to_rgb(ImageOps.exif_transpose(image))
+    except ImageError as e:
+        raise ImageError(f"{name}: {e}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: image too large ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (unrecognised format)") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name}: corrupt or truncated image ({e})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image, dtype=np.float32)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        return Image.fromarray((arr / peak * 255).clip(0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        arr = np.asarray(image, dtype=np.float32)
+        return Image.fromarray((arr.clip(0, 1) * 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "PA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or arr.size == 0:
+        raise ImageError(f"array of shape {arr.shape} is not an HxW, HxWx3 or HxWx4 image")
+    if arr.shape[0] * arr.shape[1] > MAX_IMAGE_PIXELS:
+        raise ImageError(f"image too large ({arr.shape[1]}x{arr.shape[0]} pixels)")
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = (np.nan_to_num(arr).clip(0.0, 1.0) * 255.0).round().astype(np.uint8)
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        raise ImageError(f"unsupported array dtype {arr.dtype}")
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(arr)))

@@ -1,0 +1,70 @@
+"""Word vocabulary built from training captions (lower-cased words, frequency threshold)."""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+SPECIALS = (PAD, START, END, UNK)  # fixed ids 0..3
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def tokenize(caption: str) -> list[str]:
+    """Lower-cased words; punctuation dropped ("A dog's ball ." -> ["a", "dog's", "ball"])."""
+    return _WORD.findall(caption.lower())
+
+
+class Vocabulary:
+    """Bidirectional word <-> id map. Ids 0..3 are ``<pad> <start> <end> <unk>``."""
+
+    def __init__(self, words: Sequence[str]):
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"vocabulary must start with {SPECIALS}, got {list(words[:4])}")
+        if len(set(words)) != len(words):
+            raise ValueError("vocabulary has duplicate words")
+        self.itos: list[str] = list(words)
+        self.stoi: dict[str, int] = {w: i for i, w in enumerate(self.itos)}
+
+    pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.itos == other.itos
+
+    @classmethod
+    def build(cls, captions: Iterable[str], *, min_freq: int = 5) -> "Vocabulary":
+        """Words seen at least ``min_freq`` times, most frequent first (ties alphabetical)."""
+        counts = Counter(w for c in captions for w in tokenize(c))
+        kept = sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
+        return cls([*SPECIALS, *kept])
+
+    def encode(self, caption: str) -> list[int]:
+        """Caption -> ids without ``<start>``/``<end>``; unknown words map to ``<unk>``."""
+        return [self.stoi.get(w, self.unk_id) for w in tokenize(caption)]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Ids -> words, stopping at ``<end>`` and dropping ``<pad>``/``<start>``."""
+        words = []
+        for i in ids:
+            if i == self.end_id:
+                break
+            if i not in (self.pad_id, self.start_id):
+                words.append(self.itos[i])
+        return words
+
+    def to_json(self) -> dict:
+        return {"specials": list(SPECIALS), "words": self.itos}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=0) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        data = json.loads(Path(path).read_text())
+        return cls(data["words"])

@@ -1,0 +1,70 @@
+"""The Captioner API on the tiny bundle."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioning import ImageError
+
+
+def test_all_input_kinds_give_the_same_caption(captioner, photo, tmp_path):
+    path = tmp_path / "cat.png"
+    Image.fromarray(photo).save(path)
+    texts = {captioner.caption(src, beam_size=2).text
+             for src in (path, str(path), path.read_bytes(), Image.fromarray(photo), photo)}
+    assert len(texts) == 1
+
+
+def test_result_fields(captioner, photo):
+    r = captioner.caption(photo, beam_size=3)
+    assert r.text == " ".join(r.tokens)
+    assert r.attention.shape == (len(r.tokens), 7, 7)
+    assert np.allclose(r.attention.sum(axis=(1, 2)), 1.0, atol=1e-4)
+    assert len(r.alternatives) == 3 and r.alternatives[0].text == r.text
+    assert [a.score for a in r.alternatives] == sorted((a.score for a in r.alternatives), reverse=True)
+    assert r.score == pytest.approx(r.alternatives[0].score) and r.logprob <= 0
+
+
+def test_batch_equals_single(captioner, photo):
+    import skimage.data
+
+    images = [photo, skimage.data.coffee(), skimage.data.astronaut(), skimage.data.camera()]
+    batch = captioner.caption_batch(images, batch_size=3)
+    assert [r.text for r in batch] == [captioner.caption(im).text for im in images]
+
+
+def test_methods(captioner, photo):
+    greedy = captioner.caption(photo, method="greedy")
+    assert captioner.caption(photo, beam_size=1).text == greedy.text
+    a = captioner.caption(photo, method="sample", seed=3, temperature=0.8, top_p=0.9)
+    b = captioner.caption(photo, method="sample", seed=3, temperature=0.8, top_p=0.9)
+    assert a.text == b.text
+    assert len(captioner.caption(photo, max_length=3).tokens) <= 3
+    with pytest.raises(ValueError, match="unknown decoding method"):
+        captioner.caption(photo, method="magic")
+
+
+def test_tags_are_pretrained_imagenet(captioner, photo):
+    tags = captioner.tags(photo, k=5)
+    assert len(tags) == 5 and tags[0].label in {"tabby", "tiger cat", "Egyptian cat"}
+    probs = [t.probability for t in tags]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_embed(captioner, photo):
+    import skimage.data
+
+    vecs = captioner.embed([photo, photo, skimage.data.coffee()])
+    assert vecs.shape == (3, 1280) and vecs.dtype == np.float32
+    assert np.allclose(vecs[0], vecs[1]) and not np.allclose(vecs[0], vecs[2])
+
+
+def test_bad_image_is_a_clear_error(captioner):
+    with pytest.raises(ImageError, match="not an image"):
+        captioner.caption(b"definitely not a jpeg")
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(buf, format="PNG")
+    assert captioner.caption(buf.getvalue()).text is not None

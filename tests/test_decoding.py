@@ -1,0 +1,132 @@
+"""Decoding invariants on a tiny random model (nanochat style)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from captioning.decoding import beam_search, greedy, sample, samples_to_hypotheses
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_bundle):
+    torch.manual_seed(0)
+    decoder = tiny_bundle.model.decoder.eval()
+    grid = torch.rand(4, 49, 1280) * 3  # (B, 49, 1280) ReLU6-like features
+    pooled = grid.mean(dim=1)  # (B, 1280)
+    return decoder, grid, pooled, tiny_bundle.vocab
+
+
+@torch.inference_mode()
+def test_beam_one_equals_greedy(setup):
+    decoder, grid, pooled, vocab = setup
+    g = greedy(decoder, grid, pooled, vocab=vocab, max_length=10)
+    b = beam_search(decoder, grid, pooled, vocab=vocab, beam_size=1, max_length=10)
+    for gh, (bh,) in zip(g, b):
+        assert gh.tokens == bh.tokens
+        assert gh.logprob == pytest.approx(bh.logprob, abs=1e-4)
+
+
+@torch.inference_mode()
+def test_nbest_sorted_and_complete(setup):
+    decoder, grid, pooled, vocab = setup
+    for penalty in (0.0, 1.0):
+        for nbest in beam_search(decoder, grid, pooled, vocab=vocab, beam_size=4, max_length=10,
+                                 length_penalty=penalty):
+            assert len(nbest) == 4
+            scores = [h.score for h in nbest]
+            assert scores == sorted(scores, reverse=True)
+            assert len({tuple(h.tokens) for h in nbest}) == 4  # distinct hypotheses
+
+
+@torch.inference_mode()
+def test_batch_of_one_equals_single(setup):
+    decoder, grid, pooled, vocab = setup
+    batch = beam_search(decoder, grid, pooled, vocab=vocab, beam_size=3, max_length=10)
+    for i in range(grid.shape[0]):
+        (single,) = beam_search(decoder, grid[i:i + 1], pooled[i:i + 1], vocab=vocab, beam_size=3, max_length=10)
+        assert [h.tokens for h in single] == [h.tokens for h in batch[i]]
+        assert [h.score for h in single] == pytest.approx([h.score for h in batch[i]], abs=1e-4)
+
+
+@torch.inference_mode()
+def test_logprob_matches_teacher_forcing(setup):
+    """The score a beam reports is the model's log-probability of its words plus <end>."""
+    decoder, grid, pooled, vocab = setup
+    for i, nbest in enumerate(beam_search(decoder, grid, pooled, vocab=vocab, beam_size=3, max_length=10)):
+        for h in nbest:
+            seq = [vocab.start_id, *h.tokens]
+            target = [*h.tokens, vocab.end_id][: len(seq)]
+            logits, _ = decoder(grid[i:i + 1], pooled[i:i + 1], torch.tensor([seq]))
+            lp = logits.log_softmax(-1)[0, torch.arange(len(target)), torch.tensor(target)].sum()
+            assert h.logprob == pytest.approx(float(lp), abs=1e-3)
+
+
+def _biased(decoder, word_id: int):
+    """A copy of the decoder whose output layer always prefers ``word_id``."""
+    import copy
+
+    d = copy.deepcopy(decoder)
+    with torch.no_grad():
+        d.out.bias[word_id] += 100.0
+    return d
+
+
+@torch.inference_mode()
+def test_stops_at_end(setup):
+    decoder, grid, pooled, vocab = setup
+    d = _biased(decoder, vocab.end_id)
+    assert all(h.tokens == [] for h in greedy(d, grid, pooled, vocab=vocab, max_length=10))
+    for nbest in beam_search(d, grid, pooled, vocab=vocab, beam_size=3, max_length=10):
+        assert nbest[0].tokens == []
+        assert all(vocab.end_id not in h.tokens for h in nbest)
+    # min_length forbids <end> before that many words
+    for nbest in beam_search(d, grid, pooled, vocab=vocab, beam_size=3, max_length=10, min_length=3):
+        assert len(nbest[0].tokens) == 3
+
+
+@torch.inference_mode()
+def test_respects_max_length(setup):
+    decoder, grid, pooled, vocab = setup
+    word = vocab.stoi["dog"]
+    d = _biased(decoder, word)
+    for max_length in (1, 5, 9):
+        assert all(len(h.tokens) == max_length for h in greedy(d, grid, pooled, vocab=vocab, max_length=max_length))
+        for nbest in beam_search(d, grid, pooled, vocab=vocab, beam_size=3, max_length=max_length):
+            assert all(len(h.tokens) <= max_length for h in nbest)
+            assert nbest[0].tokens == [word] * max_length
+        s = sample(d, grid, pooled, vocab=vocab, max_length=max_length, generator=torch.Generator().manual_seed(0))
+        assert all(len(h.tokens) <= max_length for h in samples_to_hypotheses(s, vocab=vocab))
+
+
+@torch.inference_mode()
+def test_no_repeat_ngram(setup):
+    decoder, grid, pooled, vocab = setup
+    d = _biased(decoder, vocab.stoi["dog"])
+    for nbest in beam_search(d, grid, pooled, vocab=vocab, beam_size=3, max_length=8, no_repeat_ngram_size=2):
+        for h in nbest:
+            bigrams = list(zip(h.tokens, h.tokens[1:]))
+            assert len(bigrams) == len(set(bigrams))
+
+
+@torch.inference_mode()
+def test_attention_is_a_distribution_per_word(setup):
+    decoder, grid, pooled, vocab = setup
+    for nbest in beam_search(decoder, grid, pooled, vocab=vocab, beam_size=2, max_length=6):
+        h = nbest[0]
+        assert h.attention.shape == (len(h.tokens), 49)
+        assert torch.allclose(h.attention.sum(-1), torch.ones(len(h.tokens)), atol=1e-4)
+
+
+@torch.inference_mode()
+def test_sampling_seeded_reproducible(setup):
+    decoder, grid, pooled, vocab = setup
+
+    def draw(seed, **kw):
+        s = sample(decoder, grid, pooled, vocab=vocab, max_length=10, generator=torch.Generator().manual_seed(seed), **kw)
+        return [h.tokens for h in samples_to_hypotheses(s, vocab=vocab)]
+
+    assert draw(1) == draw(1)
+    assert draw(1, temperature=0.7, top_p=0.9) == draw(1, temperature=0.7, top_p=0.9)
+    assert any(draw(seed) != draw(1) for seed in range(2, 6))
+    # a vanishing nucleus keeps only the most likely word: sampling becomes greedy
+    assert draw(3, top_p=1e-6) == [h.tokens for h in greedy(decoder, grid, pooled, vocab=vocab, max_length=10)]

@@ -1,0 +1,44 @@
+"""The encoder really is the ImageNet-pretrained EfficientNet-Lite0."""
+from __future__ import annotations
+
+import pytest
+import skimage.data
+import torch
+
+from captioning.encoder import _same_padding, imagenet_categories, load_pretrained_encoder
+from captioning.images import Preprocessing, load_image
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_pretrained_encoder()
+
+
+def _top(encoder, image, k):
+    with torch.inference_mode():
+        out = encoder(Preprocessing().to_tensor([load_image(image)]))
+    names = imagenet_categories()
+    return [names[i] for i in out.logits[0].topk(k).indices.tolist()], out
+
+
+def test_cat_is_a_cat(encoder):
+    top, out = _top(encoder, skimage.data.chelsea(), 1)
+    assert top[0] in {"tabby", "tiger cat", "Egyptian cat"}
+    assert out.grid.shape == (1, 49, 1280) and out.pooled.shape == (1, 1280) and out.logits.shape == (1, 1000)
+    assert torch.allclose(out.pooled, out.grid.mean(1))
+
+
+def test_coffee_is_a_cup(encoder):
+    top, _ = _top(encoder, skimage.data.coffee(), 5)
+    assert {"cup", "espresso", "coffee mug"} & set(top)
+
+
+def test_tensorflow_same_padding_is_asymmetric():
+    assert _same_padding(224, 224, 3, 2) == (0, 1, 0, 1)  # the extra pixel goes right/bottom
+    assert _same_padding(56, 56, 5, 2) == (1, 2, 1, 2)
+    assert _same_padding(7, 7, 3, 1) == (1, 1, 1, 1)
+
+
+def test_category_names():
+    names = imagenet_categories()
+    assert len(names) == 1000 and names[281] == "tabby"

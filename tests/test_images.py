@@ -1,0 +1,118 @@
+"""Image input handling: every odd format becomes upright RGB; bad input is a clear error."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioning.images import MAX_IMAGE_PIXELS, ImageError, Preprocessing, load_image
+
+
+def _encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def rgb() -> Image.Image:
+    arr = np.zeros((40, 60, 3), np.uint8)
+    arr[:, :30] = (255, 0, 0)  # left half red, right half blue
+    arr[:, 30:] = (0, 0, 255)
+    return Image.fromarray(arr)
+
+
+def test_exif_orientation_applied(rgb):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    out = load_image(_encode(rgb, "JPEG", exif=exif.tobytes()))
+    assert out.size == (40, 60)  # width and height swapped
+    top = np.asarray(out)[2, 20]
+    assert top[0] > 200 and top[2] < 60  # red (the old left) is now on top
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "1"])
+def test_modes_become_rgb(rgb, mode):
+    out = load_image(rgb.convert(mode))
+    assert out.mode == "RGB" and out.size == rgb.size
+
+
+def test_transparent_pixels_composited_on_white(rgb):
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(0)
+    assert np.asarray(load_image(rgba)).min() == 255
+
+
+def test_16_bit_png(tmp_path):
+    arr = (np.linspace(0, 65535, 32 * 32).reshape(32, 32)).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(arr).save(path)
+    out = np.asarray(load_image(path))
+    assert out.dtype == np.uint8 and out.shape == (32, 32, 3)
+    assert out.max() >= 250 and out.min() <= 5  # full range kept, not clipped to white
+
+
+@pytest.mark.parametrize("array", [
+    np.full((8, 8), 128, np.uint8), np.full((8, 8, 3), 0.5, np.float32),
+    np.full((8, 8, 4), 40000, np.uint16), np.full((8, 8, 1), 7, np.uint8)])
+def test_numpy_inputs(array):
+    out = load_image(array)
+    assert out.mode == "RGB" and out.size == (8, 8)
+
+
+def test_sources_agree(rgb, tmp_path):
+    path = tmp_path / "a.png"
+    rgb.save(path)
+    ref = np.asarray(load_image(path))
+    for src in (str(path), path.read_bytes(), rgb, np.asarray(rgb)):
+        assert np.array_equal(np.asarray(load_image(src)), ref)
+
+
+def test_bad_inputs_name_the_file(tmp_path, rgb):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(_encode(rgb.resize((400, 300)), "JPEG")[:700])
+    cases = {empty: "empty file", text: "not an image", truncated: "corrupt or truncated",
+             tmp_path / "missing.png": "file not found", tmp_path: "is a directory"}
+    for path, why in cases.items():
+        with pytest.raises(ImageError) as e:
+            load_image(path)
+        msg = str(e.value)
+        assert msg.startswith(str(path)) and why in msg and "\n" not in msg
+    with pytest.raises(ImageError, match="empty input"):
+        load_image(b"")
+    with pytest.raises(ImageError, match="unsupported input type"):
+        load_image(12345)
+    with pytest.raises(ImageError, match="shape"):
+        load_image(np.zeros((4, 4, 7), np.uint8))
+
+
+def test_unreadable_file(tmp_path, rgb, monkeypatch):
+    path = tmp_path / "secret.png"
+    rgb.save(path)
+
+    def denied(*a, **k):  # chmod 0 does not stop root, so simulate what open() raises
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageError, match="secret.png: permission denied"):
+        load_image(path)
+
+
+def test_decompression_bomb_refused(tmp_path):
+    side = int(MAX_IMAGE_PIXELS ** 0.5) + 1024  # just above the limit; PNG of one colour is tiny
+    path = tmp_path / "bomb.png"
+    Image.new("1", (side, side)).save(path)
+    with pytest.raises(ImageError, match="too large"):
+        load_image(path)
+
+
+def test_preprocessing_shape_and_range(rgb):
+    x = Preprocessing().to_tensor([rgb, np.asarray(rgb)])
+    assert x.shape == (2, 3, 224, 224)
+    assert float(x.min()) >= -127 / 128 and float(x.max()) <= 128 / 128
