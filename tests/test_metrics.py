@@ -1,0 +1,106 @@
+"""Metrics agree with pycocoevalcap's scorers on small hand-written inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+
+from captioning.metrics import CiderD, coco_scores
+from captioning.vocab import tokenize
+
+REFERENCES = {
+    "dog": ["A dog runs on the green grass.", "A brown dog running across a lawn.",
+            "The dog is running in a park.", "A puppy plays on the grass."],
+    "cat": ["A cat sits on a red sofa.", "A black cat sitting on the couch.",
+            "A cat is resting on a red couch.", "A small cat lies on a sofa."],
+    "beach": ["Two people walk on the beach.", "A couple walking along the sandy shore.",
+              "Two people strolling by the ocean.", "People walking on a beach at sunset."],
+    "bike": ["A man rides a bike down the street.", "A man riding a bicycle on a road.",
+             "A cyclist rides along a city street.", "A person on a bike in traffic."],
+    "child": ["A child plays in the water.", "A little girl splashing in a pool.",
+              "A kid swimming in the water.", "A young child playing in a fountain."],
+    "fence": ["A black dog jumps over a fence.", "A dog leaping over a wooden fence.",
+              "A black dog jumping a hurdle.", "The dog jumps over the fence in a yard."],
+    "pizza": ["A pizza with cheese on a table.", "A large pizza sitting on a wooden table.",
+              "A cheese pizza on a plate.", "A pizza topped with tomatoes and cheese."],
+    "train": ["A train pulls into the station.", "A red train at a railway station.",
+              "A passenger train stopped at a platform.", "A train traveling down the tracks."],
+}
+CANDIDATES = {
+    "dog": "A dog runs on the green grass.",                 # perfect match of a reference
+    "cat": "a cat sitting on a red couch",
+    "beach": "a plate of broccoli and carrots",              # totally wrong
+    "bike": "",                                              # empty candidate
+    "child": "a child a child a child in the water water",   # repeated words
+    "fence": "a black dog jumps over a wooden fence",
+    "pizza": "a pizza on a table",
+    "train": "a train at the station with a train",
+}
+KEYS = list(REFERENCES)
+
+
+def _pycoco_inputs(candidates: dict[str, str]) -> tuple[dict, dict]:
+    gts = {k: [" ".join(tokenize(r)) for r in REFERENCES[k]] for k in KEYS}
+    res = {k: [" ".join(tokenize(candidates[k]))] for k in KEYS}
+    return gts, res
+
+
+def test_cider_d_matches_pycocoevalcap_per_image():
+    gts, res = _pycoco_inputs(CANDIDATES)
+    expected_mean, expected = Cider().compute_score(gts, res)
+    scorer = CiderD([REFERENCES[k] for k in KEYS])
+    got = scorer.score([CANDIDATES[k] for k in KEYS], [REFERENCES[k] for k in KEYS])
+    np.testing.assert_allclose(got, expected, atol=5e-5, rtol=0)
+    assert got.mean() == pytest.approx(expected_mean, abs=5e-5)
+    # sanity: perfect > partial > wrong/empty
+    scores = dict(zip(KEYS, got))
+    assert scores["dog"] > scores["cat"] > scores["beach"] == 0.0
+    assert scores["bike"] == 0.0
+
+
+def test_cider_d_accepts_tokens_and_repeats_consistently():
+    refs = [REFERENCES[k] for k in KEYS]
+    scorer = CiderD([[tokenize(r) for r in rs] for rs in refs])  # pre-tokenised corpus
+    from_str = scorer.score([CANDIDATES[k] for k in KEYS], refs)
+    from_tokens = scorer.score([tokenize(CANDIDATES[k]) for k in KEYS], refs)
+    np.testing.assert_array_equal(from_str, from_tokens)
+    again = scorer.score([CANDIDATES[k] for k in KEYS], refs)  # cached reference path
+    np.testing.assert_array_equal(from_str, again)
+
+
+def test_cider_d_rejects_mismatched_lengths():
+    scorer = CiderD([REFERENCES[k] for k in KEYS])
+    with pytest.raises(ValueError):
+        scorer.score(["a dog"], [])
+
+
+def test_coco_scores_match_direct_scorers():
+    scores = coco_scores(CANDIDATES, REFERENCES)
+    gts, res = _pycoco_inputs(CANDIDATES)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    for i in range(4):
+        assert scores[f"BLEU-{i + 1}"] == pytest.approx(bleu[i], abs=1e-12)
+    assert scores["ROUGE-L"] == pytest.approx(Rouge().compute_score(gts, res)[0], abs=1e-12)
+    assert scores["CIDEr-D"] == pytest.approx(Cider().compute_score(gts, res)[0], abs=1e-12)
+    assert "METEOR" not in scores
+    assert set(scores) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D"}
+    for key in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L"):
+        assert 0.0 < scores[key] < 1.0 and isinstance(scores[key], float)
+    assert scores["BLEU-1"] >= scores["BLEU-2"] >= scores["BLEU-3"] >= scores["BLEU-4"]
+    assert 0.0 < scores["CIDEr-D"] < 10.0
+
+
+def test_coco_scores_perfect_candidates():
+    perfect = {k: refs[0] for k, refs in REFERENCES.items()}
+    scores = coco_scores(perfect, REFERENCES)
+    for i in range(1, 5):
+        assert scores[f"BLEU-{i}"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["ROUGE-L"] == pytest.approx(1.0)
+    assert scores["CIDEr-D"] > coco_scores(CANDIDATES, REFERENCES)["CIDEr-D"]
+
+
+def test_coco_scores_rejects_key_mismatch():
+    with pytest.raises(ValueError):
+        coco_scores({"dog": "a dog"}, REFERENCES)
