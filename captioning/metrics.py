@@ -5,13 +5,10 @@ joined with single spaces before being handed to the pycocoevalcap scorers.
 """
 from __future__ import annotations
 
-import functools
 import math
 import shutil
 import threading
 import warnings
-from collections import Counter
-from collections import _count_elements  # C helper behind Counter
 from typing import Hashable, Mapping, Sequence, TypeVar, Union
 
 import numpy as np
@@ -21,7 +18,6 @@ from .vocab import tokenize
 K = TypeVar("K", bound=Hashable)
 Caption = Union[str, Sequence[str]]  # raw caption string or pre-tokenised words
 Ngram = tuple[str, ...]
-_MAX_DELTA = 64  # length differences with a precomputed gaussian penalty
 
 
 # ----------------------------------------------------------------------------- COCO metrics
@@ -78,119 +74,137 @@ def _meteor(gts: dict, res: dict) -> float | None:
         return None
     finally:
         if scorer is not None:
-            scorer.meteor_p.kill()
-            scorer.meteor_p.wait()
+            proc = scorer.meteor_p
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
             scorer.lock = threading.Lock()  # a failed compute_score leaves the lock held; __del__ needs it
 
 
 # ----------------------------------------------------------------------------- fast CIDEr-D
+_BITS = 16  # bits per word id in a packed n-gram code; ids start at 1 so k-gram codes are distinct
+_MAX_WORDS = (1 << _BITS) - 2  # so the all-ones code can serve as a sentinel
+_SENTINEL = np.iinfo(np.uint64).max
+
+
 def _words(caption: Caption) -> tuple[str, ...]:
     return tuple(tokenize(caption)) if isinstance(caption, str) else tuple(caption)
 
 
-def _ngram_counts(words: tuple[str, ...], n: int) -> dict[Ngram, int]:
-    """Counts of all 1..n-grams as word tuples (pycocoevalcap ``precook``)."""
-    counts: dict[Ngram, int] = {}
-    size = len(words)
-    _count_elements(counts, [words[i:i + k] for k in range(1, n + 1) for i in range(size - k + 1)])
-    return counts
-
-
-def _inverse(x: float) -> float:
-    """1/x, or 0 for a zero norm (its clipped dot product is then 0 too, as in pycocoevalcap)."""
-    return 1.0 / x if x != 0 else 0.0
-
-
-def _length(words: tuple[str, ...], n: int) -> int:
-    """Length used by pycocoevalcap's penalty: it counts *bigram* occurrences (its ``n == 1`` index)."""
-    return max(len(words) - 1, 0) if n >= 2 else 0
+def _ragged_arange(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + c)`` for each (s, c)."""
+    offsets = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + (np.arange(int(counts.sum())) - offsets)
 
 
 class CiderD:
     """Fast CIDEr-D for SCST rewards, numerically matching pycocoevalcap's ``Cider``.
 
     Document frequencies come once from ``corpus_refs`` (one list of references per image; strings
-    or pre-tokenised word lists). ``score`` then rates many candidates against their references;
-    cooked reference sets are cached (LRU, keyed by the references as given).
+    or pre-tokenised word lists). ``score`` is vectorised with numpy: n-grams are packed into uint64
+    codes (up to 65534 distinct words, n <= 4), so no per-reference cache is needed.
     """
 
     def __init__(self, corpus_refs: Sequence[Sequence[Caption]], *, n: int = 4, sigma: float = 6.0,
-                 cache_size: int = 8192):
+                 chunk: int = 10000):
         if not corpus_refs:
             raise ValueError("corpus_refs is empty")
-        self.n = n
-        self.sigma = sigma
-        df: Counter = Counter()
-        for refs in corpus_refs:
-            df.update({g for ref in refs for g in _ngram_counts(_words(ref), n)})
+        if not 1 <= n <= 64 // _BITS:
+            raise ValueError(f"n must be in 1..{64 // _BITS}")
+        self.n, self.sigma = n, sigma
+        self._ids: dict[str, int] = {}
         self.ref_len = math.log(float(len(corpus_refs)))
-        # idf weight per n-gram; n-grams unseen in the corpus get the full ``ref_len``
-        self._idf: dict[Ngram, float] = {g: self.ref_len - math.log(max(1.0, c)) for g, c in df.items()}
-        self._penalty = [math.exp(-(d * d) / (2 * sigma ** 2)) for d in range(_MAX_DELTA)]
-        self._cook_refs = functools.lru_cache(maxsize=cache_size)(self._cook_refs_uncached)
+        per_image = []  # distinct n-gram codes of each chunk's images (document = image)
+        for lo in range(0, len(corpus_refs), chunk):
+            images = corpus_refs[lo:lo + chunk]
+            sents = [_words(r) for refs in images for r in refs]
+            image = np.repeat(np.arange(len(images)), [len(refs) for refs in images])
+            codes, sent = self._ngrams(sents, grow=True)
+            rank_codes, rank = np.unique(codes, return_inverse=True)
+            width = max(len(rank_codes), 1)
+            per_image.append(rank_codes[np.unique(image[sent] * width + rank) % width])
+        codes, df = np.unique(np.concatenate(per_image), return_counts=True)
+        codes, df = codes[df > 1], df[df > 1]  # log(max(1, df)) is 0 for df 0 and 1 alike
+        # sorted codes and their idf weights, plus a sentinel so every lookup lands in range
+        self._df_codes = np.append(codes, np.uint64(_SENTINEL))
+        self._idf = np.append(self.ref_len - np.log(np.maximum(1.0, df)), self.ref_len)
 
-    def _cook_refs_uncached(self, refs: tuple[Caption, ...]):
-        """Per reference set: {n-gram: (order, idf^2, [(ref index, tf)])}, 1/|ref| per order, lengths."""
-        idf_get, ref_len, n = self._idf.get, self.ref_len, self.n
-        index: dict[Ngram, tuple[int, float, list[tuple[int, int]]]] = {}
-        index_get = index.get
-        inv_norms: list[list[float]] = []
-        lengths: list[int] = []
-        for j, ref in enumerate(refs):
-            words = _words(ref)
-            sq = [0.0] * n
-            for ngram, tf in _ngram_counts(words, n).items():
-                entry = index_get(ngram)
-                if entry is None:
-                    w = idf_get(ngram, ref_len)
-                    entry = index[ngram] = (len(ngram) - 1, w * w, [])
-                sq[entry[0]] += tf * tf * entry[1]
-                entry[2].append((j, tf))
-            inv_norms.append([_inverse(math.sqrt(x)) for x in sq])
-            lengths.append(_length(words, n))
-        return index, inv_norms, lengths
+    def _ngrams(self, sents: Sequence[tuple[str, ...]], grow: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Packed codes of every 1..n-gram occurrence and the index of its sentence.
 
-    def _score_one(self, words: tuple[str, ...], refs: tuple[Caption, ...]) -> float:
-        """sum_order sum_ref penalty * clip(hyp, ref) . ref / (|hyp| |ref|), averaged and times 10."""
-        index, inv_norms, ref_lengths = self._cook_refs(refs)
-        idf_get, index_get, ref_len, n = self._idf.get, index.get, self.ref_len, self.n
-        length = _length(words, n)
-        penalty = [self._gauss(length - rlen) for rlen in ref_lengths]
-        # factor[k][j] = length penalty of ref j / |ref j| at order k
-        factor = [[p * inv[k] for p, inv in zip(penalty, inv_norms)] for k in range(n)]
-        dot = [0.0] * n  # per order: sum over refs of factor * clipped dot product
-        sq = [0.0] * n   # per order: squared candidate norm
-        for ngram, tf in _ngram_counts(words, n).items():
-            hit = index_get(ngram)
-            if hit is None:
-                sq[len(ngram) - 1] += (tf * idf_get(ngram, ref_len)) ** 2
-                continue
-            k, w2, postings = hit
-            sq[k] += tf * tf * w2
-            f = factor[k]
-            acc = 0.0
-            for j, tf_ref in postings:
-                # min(tf*w, tf_ref*w) * tf_ref*w: the CIDEr-D clipped numerator (w^2 applied below)
-                acc += (tf if tf < tf_ref else tf_ref) * tf_ref * f[j]
-            dot[k] += acc * w2
-        total = sum(d * _inverse(math.sqrt(x)) for d, x in zip(dot, sq))
-        return total / n / len(refs) * 10.0
-
-    def _gauss(self, delta: int) -> float:
-        """Gaussian length penalty exp(-delta^2 / (2 sigma^2)), tabulated for small |delta|."""
-        delta = abs(delta)
-        if delta < _MAX_DELTA:
-            return self._penalty[delta]
-        return math.exp(-(delta * delta) / (2 * self.sigma ** 2))
+        Unknown words join the vocabulary when ``grow`` (corpus), else get call-local ids."""
+        try:
+            flat = [self._ids[w] for words in sents for w in words]
+        except KeyError:
+            ids = self._ids if grow else dict(self._ids)
+            flat = [ids.setdefault(w, len(ids) + 1) for words in sents for w in words]
+            if len(ids) > _MAX_WORDS:
+                raise ValueError(f"CiderD supports at most {_MAX_WORDS} distinct words") from None
+        lens = np.fromiter(map(len, sents), dtype=np.int64, count=len(sents))
+        ids_arr = np.array(flat, dtype=np.uint64)
+        sent = np.repeat(np.arange(len(sents)), lens)
+        left = np.repeat(lens, lens) - (np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens))
+        code = np.zeros(len(flat), dtype=np.uint64)
+        codes, owners = [], []
+        for k in range(min(self.n, len(flat))):  # extend every (k)-gram by one word
+            code[:len(flat) - k] = (code[:len(flat) - k] << np.uint64(_BITS)) | ids_arr[k:]
+            valid = left > k
+            codes.append(code[valid])
+            owners.append(sent[valid])
+        if not codes:
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(codes), np.concatenate(owners)
 
     def score(self, candidates: Sequence[Caption], references: Sequence[Sequence[Caption]]) -> np.ndarray:
         """Per-candidate CIDEr-D; ``references[i]`` are the reference captions for ``candidates[i]``."""
         if len(candidates) != len(references):
             raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
-        out = np.empty(len(candidates), dtype=np.float64)
-        for i, (cand, refs) in enumerate(zip(candidates, references)):
-            if not refs:
-                raise ValueError(f"candidate {i} has no references")
-            key = tuple(r if isinstance(r, str) else tuple(r) for r in refs)
-            out[i] = self._score_one(_words(cand), key)
-        return out
+        n_cand, n = len(candidates), self.n
+        groups: dict[tuple, int] = {}  # identical reference lists are processed once
+        group_of = np.array([groups.setdefault(tuple(r if isinstance(r, str) else tuple(r) for r in refs),
+                                               len(groups)) for refs in references], dtype=np.int64)
+        if any(not g for g in groups):
+            raise ValueError("every candidate needs at least one reference")
+        ref_sents = [_words(r) for g in groups for r in g]
+        sents = [_words(c) for c in candidates] + ref_sents
+        n_refs = np.array([len(g) for g in groups], dtype=np.int64)
+        ref_start = n_cand + np.cumsum(n_refs) - n_refs  # sentence index of each group's first ref
+
+        # distinct (sentence, n-gram) entries with term frequency, order and idf weight
+        codes, sent = self._ngrams(sents)
+        if len(codes) == 0:  # every caption is empty
+            return np.zeros(n_cand)
+        uniq_codes, rank = np.unique(codes, return_inverse=True)
+        n_codes = max(len(uniq_codes), 1)
+        keys, tf = np.unique(sent * n_codes + rank, return_counts=True)
+        e_sent, e_rank = keys // n_codes, keys % n_codes
+        pos = np.searchsorted(self._df_codes, uniq_codes)  # absent: df 0 or 1, weight ref_len
+        weight = np.where(self._df_codes[pos] == uniq_codes, self._idf[pos], self.ref_len)[e_rank]
+        order = sum((uniq_codes >= np.uint64(1 << (_BITS * m))).astype(np.int64) for m in range(1, n))
+        e_order = np.asarray(order)[e_rank] if n > 1 else np.zeros(len(keys), dtype=np.int64)
+
+        norms = np.sqrt(np.bincount(e_sent * n + e_order, weights=(tf * weight) ** 2,
+                                    minlength=len(sents) * n)).reshape(len(sents), n)
+        lengths = np.maximum(np.array([len(s) for s in sents]) - 1, 0) if n >= 2 else np.zeros(len(sents))
+
+        # (candidate, reference) pairs; each pair looks up its candidate's n-grams in its reference
+        pair_counts = n_refs[group_of]
+        pair_cand = np.repeat(np.arange(n_cand), pair_counts)
+        pair_ref = _ragged_arange(ref_start[group_of], pair_counts)
+        cand_entries = np.bincount(e_sent[e_sent < n_cand], minlength=n_cand)  # entries sorted by sentence
+        reps = cand_entries[pair_cand]
+        entry = _ragged_arange((np.cumsum(cand_entries) - cand_entries)[pair_cand], reps)
+        pair = np.repeat(np.arange(len(pair_cand)), reps)
+        ref_key = pair_ref[pair] * n_codes + e_rank[entry]  # sorted runs: fast searchsorted
+        hit = np.minimum(np.searchsorted(keys, ref_key), len(keys) - 1)
+        tf_ref = np.where(keys[hit] == ref_key, tf[hit], 0)
+        clipped = np.minimum(tf[entry], tf_ref) * tf_ref * weight[entry] ** 2  # min(h, r) * r
+        dot = np.bincount(pair * n + e_order[entry], weights=clipped,
+                          minlength=len(pair_cand) * n).reshape(-1, n).astype(np.float64)
+
+        denom = norms[pair_cand] * norms[pair_ref]  # where 0, dot is 0 too (pycocoevalcap skips dividing)
+        sim = np.divide(dot, denom, out=np.zeros_like(dot), where=denom != 0)
+        delta = (lengths[pair_cand] - lengths[pair_ref]).astype(np.float64)
+        per_pair = sim.sum(axis=1) * np.exp(-(delta ** 2) / (2 * self.sigma ** 2))
+        return np.bincount(pair_cand, weights=per_pair, minlength=n_cand) / n / pair_counts * 10.0

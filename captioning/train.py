@@ -163,13 +163,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         dev_items = dev_items[: cfg.eval_limit]
     vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=cfg.min_freq)
     encoder, prep = load_pretrained_encoder(), Preprocessing()
-    cache = FeatureCache(cfg.cache, encoder, prep)
-    # every rank reads the same cache; rank 0 fills it first
-    if rank == 0:
-        cache.grids([it.image for it in train_items + dev_items], progress=progress)
+    if rank == 0:  # rank 0 fills the cache; the other ranks open it once it is complete
+        FeatureCache(cfg.cache, encoder, prep).grids([it.image for it in train_items + dev_items], progress=progress)
     if world > 1:
         dist.barrier()
-        cache = FeatureCache(cfg.cache, encoder, prep)
+    cache = FeatureCache(cfg.cache, encoder, prep)
     grids = torch.from_numpy(cache.grids([it.image for it in train_items], progress=False).copy())  # (N, 49, 1280) fp16
     dev_grids = cache.grids([it.image for it in dev_items], progress=False)
     captions = _encode_captions(train_items, vocab, cfg.max_length)
@@ -185,6 +183,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         objective = torch.nn.parallel.DistributedDataParallel(objective)
     optim = torch.optim.AdamW(decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log = RunLog(out, enabled=rank == 0)
+    gen = torch.Generator().manual_seed(cfg.seed + rank)  # SCST sampling
     ckpt_path = out / "checkpoint.pt"
     state = {"epoch": 0, "batch": 0, "step": 0, "best_cider": -1.0, "best_epoch": -1, "seconds": 0.0}
     if resume and ckpt_path.exists():
@@ -192,6 +191,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         decoder.load_state_dict(ckpt["decoder"])
         optim.load_state_dict(ckpt["optim"])
         state = ckpt["state"]
+        if "rng" in ckpt:
+            torch.set_rng_state(ckpt["rng"][rank])
+            gen.set_state(ckpt["sample_rng"][rank])
         if rank == 0:
             print(f"resumed from {ckpt_path}: epoch {state['epoch']}, batch {state['batch']}", file=sys.stderr)
     elif ckpt_path.exists() and not resume:
@@ -203,14 +205,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     total_xe_steps = cfg.epochs * batches_per_epoch
     cider = CiderD([it.captions for it in train_items]) if cfg.scst_epochs else None
     refs = [list(it.captions) for it in train_items]
-    gen = torch.Generator().manual_seed(cfg.seed + rank)
 
     def save_checkpoint() -> None:
+        rng = [torch.get_rng_state(), gen.get_state()]  # so a resumed run draws the same dropout/samples
+        if world > 1:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, rng)
+        else:
+            gathered = [rng]
         if rank != 0:
             return
         state["seconds"] = time.time() - t_resumed
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"decoder": decoder.state_dict(), "optim": optim.state_dict(), "state": state,
+                    "rng": [g[0] for g in gathered], "sample_rng": [g[1] for g in gathered],
                     "config": dataclasses.asdict(cfg)}, tmp)
         os.replace(tmp, ckpt_path)
 

@@ -60,14 +60,27 @@ def test_cider_d_matches_pycocoevalcap_per_image():
     assert scores["bike"] == 0.0
 
 
-def test_cider_d_accepts_tokens_and_repeats_consistently():
+def test_cider_d_scst_batch_matches_pycocoevalcap_per_candidate_set():
+    # SCST layout: several candidates per image, references repeated per candidate
+    second = {k: REFERENCES[k][-1] if i % 2 else "a dog on a table" for i, k in enumerate(KEYS)}
+    scorer = CiderD([REFERENCES[k] for k in KEYS])
+    batch = [(c[k], REFERENCES[k]) for k in KEYS for c in (CANDIDATES, second)]
+    got = scorer.score([c for c, _ in batch], [r for _, r in batch])
+    expected = np.stack([Cider().compute_score(*_pycoco_inputs(c))[1] for c in (CANDIDATES, second)], axis=1)
+    np.testing.assert_allclose(got, expected.ravel(), atol=5e-5, rtol=0)
+    single = [scorer.score([c], [r])[0] for c, r in batch]  # one at a time == batched
+    np.testing.assert_allclose(got, single, atol=1e-12, rtol=0)
+
+
+def test_cider_d_accepts_pre_tokenised_input():
     refs = [REFERENCES[k] for k in KEYS]
-    scorer = CiderD([[tokenize(r) for r in rs] for rs in refs])  # pre-tokenised corpus
-    from_str = scorer.score([CANDIDATES[k] for k in KEYS], refs)
-    from_tokens = scorer.score([tokenize(CANDIDATES[k]) for k in KEYS], refs)
-    np.testing.assert_array_equal(from_str, from_tokens)
-    again = scorer.score([CANDIDATES[k] for k in KEYS], refs)  # cached reference path
-    np.testing.assert_array_equal(from_str, again)
+    refs_tokens = [[tokenize(r) for r in rs] for rs in refs]
+    from_str = CiderD(refs).score([CANDIDATES[k] for k in KEYS], refs)
+    scorer = CiderD(refs_tokens)  # pre-tokenised corpus
+    from_tokens = scorer.score([tokenize(CANDIDATES[k]) for k in KEYS], refs_tokens)
+    np.testing.assert_allclose(from_tokens, from_str, atol=1e-12, rtol=0)
+    mixed = scorer.score([CANDIDATES[k] for k in KEYS], refs)  # str candidates and references
+    np.testing.assert_allclose(mixed, from_str, atol=1e-12, rtol=0)
 
 
 def test_cider_d_rejects_mismatched_lengths():
@@ -104,3 +117,10 @@ def test_coco_scores_perfect_candidates():
 def test_coco_scores_rejects_key_mismatch():
     with pytest.raises(ValueError):
         coco_scores({"dog": "a dog"}, REFERENCES)
+
+
+def test_coco_scores_meteor_skipped_without_java(monkeypatch):
+    monkeypatch.setattr("captioning.metrics.shutil.which", lambda name: None)
+    with pytest.warns(UserWarning, match="METEOR skipped"):
+        scores = coco_scores(CANDIDATES, REFERENCES, meteor=True)
+    assert "METEOR" not in scores and "CIDEr-D" in scores

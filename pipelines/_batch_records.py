@@ -1,0 +1,116 @@
+"""One image file -> encoder input (in a worker), a batch of them -> output records (on the model).
+
+Shared by the local engine (thread pool) and the Ray engine (map tasks + actors), so both
+write the same records. Preprocessing stays in ``captioning.images``.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from captioning import Captioner, ImageError, Preprocessing, load_image
+
+# Fields of a record, in output order (JSONL keys, CSV columns).
+FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model", "model_version",
+          "error")
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    beam_size: int | None = None  # beam width (None: the bundle's recommended one)
+    max_length: int | None = None  # max caption words (None: the bundle's)
+    n_best: int = 0  # alternatives per image in the record (0: no n_best list)
+    tags: int = 5  # top-K ImageNet labels per image (0: none)
+
+    def __post_init__(self) -> None:
+        if self.n_best < 0 or self.tags < 0:
+            raise ValueError("n_best and tags must be >= 0")
+        if (self.beam_size is not None and self.beam_size < 1) or (self.max_length is not None and self.max_length < 1):
+            raise ValueError("beam_size and max_length must be >= 1")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    path: str  # the input path, as given
+    pixels: np.ndarray | None  # (224, 224, 3) uint8 encoder input; None when the image failed
+    width: int | None  # width of the upright original image (None when it failed)
+    height: int | None  # height of the upright original image
+    sha256: str | None  # hex digest of the file bytes (None when the file could not be read)
+    error: str | None  # one line naming the file; None when fine
+
+
+def guard_decompression_bombs() -> None:
+    """Make PIL's DecompressionBombWarning an error process-wide.
+
+    ``load_image`` does this inside ``warnings.catch_warnings()``, which is not thread-safe
+    before Python 3.14: with several decoding threads one thread's exit can drop another's
+    filter and let a bomb through. A process-wide filter survives those save/restore races.
+    """
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def _read_error(path: str, e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        why = "file not found"
+    elif isinstance(e, PermissionError):
+        why = "permission denied"
+    elif isinstance(e, IsADirectoryError):
+        why = "is a directory, not an image"
+    else:
+        why = f"cannot read file ({e.strerror or e})"
+    return f"{path}: {why}"
+
+
+def prepare_image(path: str, preprocessing: Preprocessing) -> Prepared:
+    """Read a file once: sha256 and size from its bytes, and the preprocessed encoder input.
+    Never raises for a bad file: the problem is in ``error``."""
+    path = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return Prepared(path, None, None, None, None, _read_error(path, e))
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        if not data:
+            raise ImageError("empty file (0 bytes)")
+        image = load_image(data)
+        pixels = preprocessing.to_array(image)
+    except (ImageError, OSError) as e:
+        why = str(e).removeprefix(f"<{len(data)} bytes>: ")  # load_image names bytes input by its size
+        return Prepared(path, None, None, None, digest, f"{path}: {' '.join(why.split())}")
+    except Exception as e:  # a decoder plugin failing in an unexpected way: still only this file's problem
+        why = " ".join(f"cannot decode image ({type(e).__name__}: {e})".split())
+        return Prepared(path, None, None, None, digest, f"{path}: {why}")
+    return Prepared(path, pixels, image.width, image.height, digest, None)
+
+
+def _record(p: Prepared, captioner: Captioner) -> dict[str, Any]:
+    """A record without caption (the caption fields are filled in for good images)."""
+    return {"path": p.path, "caption": None, "score": None, "n_best": None, "tags": None, "width": p.width,
+            "height": p.height, "sha256": p.sha256, "model": captioner.name, "model_version": captioner.version,
+            "error": p.error}
+
+
+def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: CaptionOptions) -> list[dict[str, Any]]:
+    """Records for a batch, in its order: one encoder pass and one batched beam search for
+    the good images; failed ones get their error and no caption."""
+    records = [_record(p, captioner) for p in batch]
+    good = [i for i, p in enumerate(batch) if p.error is None]
+    if good:
+        encoded = captioner.encode([batch[i].pixels for i in good])
+        beam = max(options.beam_size or captioner.defaults["beam_size"], options.n_best)
+        results = captioner.decode(encoded, beam_size=beam, max_length=options.max_length)
+        tags = captioner.top_tags(encoded, k=options.tags) if options.tags else [[] for _ in good]
+        for i, r, t in zip(good, results, tags):
+            n_best = ([{"text": a.text, "score": round(a.score, 4)} for a in r.alternatives[: options.n_best]]
+                      if options.n_best else None)
+            records[i].update(caption=r.text, score=round(r.score, 4), n_best=n_best,
+                              tags=[{"label": x.label, "probability": round(x.probability, 4)} for x in t])
+    return records
+

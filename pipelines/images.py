@@ -1,0 +1,233 @@
+"""Batch captioning of image files and folders: the Python API and the ``caption-images`` CLI.
+
+    caption-images PHOTOS/ --recursive --out captions.jsonl        # re-run to resume
+    caption-images 'shots/*.png' --sidecar .txt --prefix "photo, "   # dataset-style sidecars
+
+Images are read and preprocessed in a thread pool while the model runs on the previous
+batch; every image gets one record (failed ones with ``error`` set), in input order.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator
+
+from captioning import BundleError, Captioner
+
+from ._batch_inputs import discover, path_key, read_list
+from ._batch_outputs import OutputError, RecordOutput, Sidecars, open_output
+from ._batch_records import CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image
+
+PROG = "caption-images"
+PREFETCH_BATCHES = 2  # batches being read and decoded ahead of the one in the model
+
+
+def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, *, batch_size: int = 32,
+                   beam_size: int | None = None, max_length: int | None = None, n_best: int = 0, tags: int = 5,
+                   workers: int = 2) -> Iterator[dict[str, Any]]:
+    """Caption image files; yields one record per path, in input order.
+
+    A record has ``path, caption, score, n_best, tags, width, height, sha256, model,
+    model_version, error``. ``n_best`` is a list of ``{text, score}`` when ``n_best > 0``
+    (else None); ``tags`` a list of ``{label, probability}`` (top ``tags`` ImageNet classes).
+    A file that cannot be read or decoded gets ``error`` (one line naming it) and no caption.
+    ``workers`` threads read and decode images ahead of the model (``PREFETCH_BATCHES``).
+    """
+    if batch_size < 1 or workers < 1:
+        raise ValueError("batch_size and workers must be >= 1")
+    options = CaptionOptions(beam_size=beam_size, max_length=max_length, n_best=n_best, tags=tags)
+    guard_decompression_bombs()
+    chunks = _batched(paths, batch_size)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caption-images-decode")
+    pending: deque[list[Future[Prepared]]] = deque()
+
+    def submit_next() -> None:
+        chunk = next(chunks, None)
+        if chunk:
+            pending.append([pool.submit(prepare_image, p, captioner.preprocessing) for p in chunk])
+
+    try:
+        for _ in range(1 + PREFETCH_BATCHES):
+            submit_next()
+        while pending:
+            batch = [f.result() for f in pending.popleft()]
+            submit_next()  # keep the decoders busy while this batch is in the model
+            yield from caption_prepared(captioner, batch, options)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _batched(paths: Iterable[str | os.PathLike], n: int) -> Iterator[list[str]]:
+    it = iter(paths)
+    while chunk := [str(p) for p in islice(it, n)]:
+        yield chunk
+
+
+# -- CLI ------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Caption folders of images, resumably, on this machine "
+                                "or a Ray cluster. Writes one record per image (JSONL or CSV) and/or sidecar files.")
+    p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns (quote them)")
+    p.add_argument("--from-list", metavar="FILE", help="text file with one image path per line, '-' for stdin "
+                   "(default: none)")
+    p.add_argument("-r", "--recursive", action="store_true", help="also look inside subfolders (default: off)")
+    p.add_argument("-o", "--out", help="output file: .csv for CSV, any other name for JSONL, '-' for stdout "
+                   "(default: stdout when no --sidecar is given, else none)")
+    p.add_argument("--sidecar", metavar="EXT", help="also write the caption next to each image with this "
+                   "extension, e.g. .txt (default: none)")
+    p.add_argument("--prefix", default="", help="text written before the caption in sidecars (default: none)")
+    p.add_argument("--suffix", default="", help="text written after the caption in sidecars (default: none)")
+    p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip images already in --out (or with a sidecar when there is no --out), to resume an "
+                   "interrupted run (default: on)")
+    p.add_argument("--overwrite", action="store_true", help="start over: empty --out and rewrite sidecars "
+                   "(default: off)")
+    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    p.add_argument("--beam-size", type=int, default=None, help="beam width (default: the bundle's)")
+    p.add_argument("--max-length", type=int, default=None, help="max caption words (default: the bundle's)")
+    p.add_argument("--n-best", type=int, default=0, help="also record this many alternatives per image "
+                   "(default: %(default)s)")
+    p.add_argument("--tags", type=int, default=5, metavar="K", help="record the top-K ImageNet labels "
+                   "(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model batch (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="threads (local) or parallel tasks (ray) reading and "
+                   "decoding images while the model runs (default: %(default)s)")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any image failed (default: off)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="run here, or through Ray Data "
+                   "(default: %(default)s)")
+    p.add_argument("--address", default=None, help="ray engine: cluster address, e.g. ray://head:10001 or auto "
+                   "(default: a running cluster from RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--actors", type=int, default=1, help="ray engine: model actors (one Captioner each) "
+                   "(default: %(default)s)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="ray engine: CPUs reserved by each model "
+                   "actor, also its torch threads (default: %(default)s)")
+    return p
+
+
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not args.inputs and not args.from_list:
+        p.error("give image files, folders or glob patterns, or --from-list FILE")
+    for name in ("batch_size", "workers", "actors"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("beam_size", "max_length"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.n_best < 0 or args.tags < 0:
+        p.error("--n-best and --tags must be >= 0")
+    if args.cpus_per_actor <= 0:
+        p.error("--cpus-per-actor must be > 0")
+    if args.sidecar is not None and args.sidecar.strip(".") == "":
+        p.error("--sidecar needs an extension, e.g. .txt")
+
+
+def _engine(args: argparse.Namespace) -> Callable[[list[str]], Iterator[dict[str, Any]]]:
+    """Load the chosen engine (model or Ray bundle check) up front, so a bad bundle, a missing
+    device or an unreachable cluster fails before any work. Raises BundleError / RuntimeError."""
+    options = dict(batch_size=args.batch_size, beam_size=args.beam_size, max_length=args.max_length,
+                   n_best=args.n_best, tags=args.tags, workers=args.workers)
+    if args.engine == "ray":
+        from .images_ray import RayEngine
+
+        return RayEngine(args.weights, address=args.address, actors=args.actors,
+                         cpus_per_actor=args.cpus_per_actor, device=args.device, **options)
+    captioner = Captioner.load(args.weights, device=args.device)
+    return lambda todo: caption_images(todo, captioner, **options)
+
+
+def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | Sidecars], *,
+         batch_size: int, tally: Counter[str]) -> None:
+    """Write records batch by batch as they come (sidecars first, the resumable file last),
+    counting "captioned" and "failed" in ``tally`` (kept when interrupted)."""
+    from tqdm import tqdm
+
+    buffer: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        batch = buffer[:]
+        buffer.clear()
+        for out in outputs if batch else []:
+            out.write(batch)
+
+    with tqdm(total=total, unit="img", desc=PROG, dynamic_ncols=True, file=sys.stderr) as bar:
+        try:
+            for record in records:
+                tally["captioned" if record["error"] is None else "failed"] += 1
+                if record["error"] is not None:
+                    bar.write(f"{PROG}: {record['error']}", file=sys.stderr)
+                buffer.append(record)
+                bar.update()
+                if len(buffer) >= batch_size:
+                    flush()
+        finally:  # also on Ctrl-C: keep every finished record
+            flush()
+            records.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    listed = read_list(args.from_list) if args.from_list else []
+    found = discover(args.inputs, listed=listed, recursive=args.recursive)
+    for warning in found.warnings:
+        print(f"{PROG}: {warning}", file=sys.stderr)
+    if not found.paths:
+        print(f"{PROG}: no images found in the given inputs", file=sys.stderr)
+        return 2
+
+    out_path = args.out if args.out is not None else (None if args.sidecar else "-")
+    sidecars = Sidecars(args.sidecar, prefix=args.prefix, suffix=args.suffix) if args.sidecar else None
+    try:
+        output = open_output(out_path, overwrite=args.overwrite) if out_path else None
+    except (OutputError, OSError) as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    for note in output.notes if output else []:
+        print(f"{PROG}: {note}", file=sys.stderr)
+
+    if not args.skip_existing or args.overwrite:
+        done: set[str] = set()
+    elif output is not None:
+        done = output.done
+    else:  # sidecars only: an image with its sidecar is done
+        done = {path_key(p) for p in found.paths if sidecars.path_for(p).exists()}
+    todo = [p for p in found.paths if path_key(p) not in done]
+    skipped = len(found.paths) - len(todo)
+
+    start, tally, status = time.perf_counter(), Counter[str](), 0
+    try:
+        engine = _engine(args) if todo else None
+    except (BundleError, RuntimeError) as e:  # no/bad bundle, no CUDA, Ray missing or cluster unreachable
+        print(f"{PROG}: {' '.join(str(e).split())}", file=sys.stderr)
+        engine, status = None, 2
+    try:
+        if engine is not None:
+            outputs = [o for o in (sidecars, output) if o is not None]
+            _run(engine(todo), len(todo), outputs, batch_size=args.batch_size, tally=tally)
+    except OSError as e:
+        print(f"{PROG}: cannot write output ({e})", file=sys.stderr)
+        status = 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
+        status = 130
+    finally:
+        if output is not None:
+            output.close()
+    seconds, captioned, failed = time.perf_counter() - start, tally["captioned"], tally["failed"]
+    rate = f" in {seconds:.1f} s ({(captioned + failed) / seconds:.1f} images/s)" if captioned + failed else ""
+    print(f"{PROG}: captioned {captioned}, skipped {skipped} (already done), failed {failed}{rate}",
+          file=sys.stderr)
+    if status:
+        return status
+    return 1 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
