@@ -17,7 +17,6 @@ from .vocab import tokenize
 
 K = TypeVar("K", bound=Hashable)
 Caption = Union[str, Sequence[str]]  # raw caption string or pre-tokenised words
-Ngram = tuple[str, ...]
 
 
 # ----------------------------------------------------------------------------- COCO metrics

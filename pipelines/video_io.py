@@ -25,6 +25,7 @@ are at least :data:`SEEK_MIN_STEP` frames apart (e.g. ``--fps 0.1`` on 30 fps vi
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -204,46 +205,41 @@ class VideoReader:
 
     def _sample_grab(self, *, fps: float | None, every_n: int | None) -> Iterator[Frame]:
         next_time = 0.0
-        failed_retrieves = 0
-        while self._grab():
+        failed = 0  # sampled frames in a row that grabbed but did not decode
+        while failed <= self.max_failures and self._grab():
             if not self._wanted(fps, every_n, next_time):
                 continue
             image = self._retrieve()
-            if image is None:  # try the next frame for this sample
-                failed_retrieves += 1
-                if failed_retrieves > self.max_failures:
-                    self.errors.append(f"stopped after {failed_retrieves} undecodable frames in a row")
-                    break
+            if image is None:  # take the next frame for this sample instead
+                failed += 1
                 continue
-            failed_retrieves = 0
-            if fps is not None and every_n is None:  # next multiple of 1/fps after this frame
+            failed = 0
+            if every_n is None:  # the next multiple of 1/fps after this frame
                 next_time = (math.floor((self._time + 0.25 * self._period) * fps) + 1) / fps
             yield Frame(self._index, self._time, image)
-        else:
-            self._finish()
-            return
+        if failed > self.max_failures:
+            self.errors.append(f"stopped after {failed} undecodable frames in a row at {self._time:.3f} s")
         self._finish()
 
     def _sample_seek(self, *, fps: float | None, every_n: int | None) -> Iterator[Frame]:
         cv2 = _cv2()
-        k = 0
-        while True:
+        for k in itertools.count():
             target = k * every_n if every_n is not None else round(k / fps * self.info.fps)
             if target >= self.info.frame_count:
                 break
             if target > self._index + 1:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, target)
-                position = int(_number(self._cap.get(cv2.CAP_PROP_POS_FRAMES)))
-                previous = self._time
-                self._index = max(position, self._index + 1) - 1
-                self._time = previous
             if not self._grab():
+                if target < self.info.frame_count - self.info.fps:
+                    self.errors.append(f"could not read frame {target} of {self.info.frame_count} "
+                                       f"(~{target / self.info.fps:.3f} s): file truncated?")
                 break
+            position = int(_number(self._cap.get(cv2.CAP_PROP_POS_FRAMES)))
+            if position > self._index:  # the frame really read after a seek
+                self._index = position - 1
             image = self._retrieve()
-            k += 1
             if image is not None:
                 yield Frame(self._index, self._time, image)
-        # stream end: the container said where it ends; note when the last seek fell short
         if self.frames_read == 0:
             raise VideoError(f"{self.path}: no frames could be decoded (empty or unreadable video stream)")
         self.complete = True
@@ -251,24 +247,16 @@ class VideoReader:
 
 
 def read_frames(path: str | os.PathLike, indices: list[int]) -> dict[int, np.ndarray]:
-    """BGR images of the frames at ``indices`` (sequential grab; for keyframe thumbnails).
-
-    Frames that cannot be read are missing from the result.
-    """
-    wanted = sorted(set(indices))
+    """BGR images of the frames at ``indices`` (one sequential pass; for keyframe thumbnails).
+    Frames that cannot be read are missing from the result."""
+    wanted = set(indices)
     found: dict[int, np.ndarray] = {}
-    if not wanted:
-        return found
     with VideoReader(path) as reader:
-        for i in wanted:
-            while reader._index < i and reader._grab():
-                pass
-            if reader._index == i:
+        while wanted - found.keys() and reader._index < max(wanted) and reader._grab():
+            if reader._index in wanted:
                 image = reader._retrieve()
                 if image is not None:
-                    found[i] = image
-            if reader._index > i:
-                continue
+                    found[reader._index] = image
     return found
 
 

@@ -136,3 +136,17 @@ def test_ddp_two_processes_agree_with_one(dataset, trained, tmp_path):
     # zero; Adam turns the rounding noise of that zero into full steps: not comparable.
     for k in a.keys() - {"decoder.att_score.bias"}:
         assert torch.allclose(a[k], b[k], atol=1e-4), k
+
+
+def test_caption_eval_cli(trained, dataset, tmp_path, capsys):
+    from captioning.evaluate import main
+
+    out = tmp_path / "eval.json"
+    assert main(["--weights", str(trained / "bundle"), "--data", str(dataset / "captions.csv"), "--split", "dev",
+                 "--cache", str(dataset / "cache"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "CIDEr-D" in printed and "BLEU-4" in printed
+    report = json.loads(out.read_text())
+    assert report["images"] == 4 and len(report["captions"]) == 4
+    manifest = json.loads((trained / "bundle" / "manifest.json").read_text())
+    assert report["scores"]["CIDEr-D"] == pytest.approx(manifest["metrics"]["CIDEr-D"], abs=1e-4)

@@ -1,0 +1,69 @@
+"""Feature cache: hits, invalidation by image content and by encoder, crash-safe tail."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from captioning.encoder import load_pretrained_encoder
+from captioning.features import FeatureCache
+from captioning.images import Preprocessing
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_pretrained_encoder()
+
+
+def _images(folder, n):
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_hits_and_order(tmp_path, encoder):
+    paths = _images(tmp_path, 3)
+    cache = FeatureCache(tmp_path / "c", encoder, Preprocessing())
+    first = np.array(cache.grids(paths, progress=False))
+    assert first.shape == (3, 49, 1280) and first.dtype == np.float16
+    with torch.inference_mode():
+        direct = encoder(Preprocessing().to_tensor([Image.open(p).convert("RGB") for p in paths])).grid
+    assert np.allclose(first.astype(np.float32), direct.numpy(), atol=1e-2)
+    reopened = FeatureCache(tmp_path / "c", encoder, Preprocessing())
+    reversed_grids = reopened.grids(paths[::-1], progress=False)
+    assert np.array_equal(reversed_grids, first[::-1]) and len(reopened.index) == 3
+
+
+def test_changed_image_is_a_miss(tmp_path, encoder):
+    paths = _images(tmp_path, 2)
+    cache = FeatureCache(tmp_path / "c", encoder, Preprocessing())
+    before = np.array(cache.grids(paths, progress=False))
+    Image.fromarray(np.full((32, 32, 3), 250, np.uint8)).save(paths[0])  # same name, new pixels
+    after = np.array(cache.grids(paths, progress=False))
+    assert len(cache.index) == 3
+    assert not np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+
+
+def test_changed_encoder_or_preprocessing_uses_another_folder(tmp_path, encoder):
+    a = FeatureCache(tmp_path / "c", encoder, Preprocessing())
+    b = FeatureCache(tmp_path / "c", encoder, Preprocessing(resample="bicubic"))
+    other = load_pretrained_encoder()
+    with torch.no_grad():
+        other._fc.bias.add_(1.0)
+    c = FeatureCache(tmp_path / "c", other, Preprocessing())
+    assert len({a.dir, b.dir, c.dir}) == 3
+
+
+def test_unindexed_tail_of_a_killed_run_is_dropped(tmp_path, encoder):
+    paths = _images(tmp_path, 2)
+    cache = FeatureCache(tmp_path / "c", encoder, Preprocessing())
+    good = np.array(cache.grids(paths, progress=False))
+    with open(cache.dir / "grids.f16", "ab") as f:  # half a row written, never indexed
+        f.write(b"\0" * 1000)
+    reopened = FeatureCache(tmp_path / "c", encoder, Preprocessing())
+    assert (reopened.dir / "grids.f16").stat().st_size == 2 * 49 * 1280 * 2
+    assert np.array_equal(reopened.grids(paths, progress=False), good)
