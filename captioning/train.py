@@ -71,11 +71,20 @@ class TrainConfig:
     scst_epochs: int = 0  # self-critical epochs after cross-entropy
     scst_lr: float = 2e-5
     scst_samples: int = 5  # sampled captions per image for the reward
+    scst_baseline: str = "greedy"  # "greedy": reward of the greedy caption (Rennie et al.);
+    #                                "mean": mean reward of the image's other samples (Luo 2020)
     eval_beam: int = 3  # beam width for dev scoring
     train_limit: int = 0  # train on only the first N images (0 = all; for smoke tests)
     eval_limit: int = 0  # score only this many dev images per epoch (0 = all)
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
     seed: int = 0
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.scst_baseline not in ("greedy", "mean"):
+        raise SystemExit(f"--scst-baseline must be greedy or mean, not {cfg.scst_baseline!r}")
+    if cfg.scst_baseline == "mean" and cfg.scst_samples < 2:
+        raise SystemExit("--scst-baseline mean needs --scst-samples >= 2")
 
 
 def _world() -> tuple[int, int]:
@@ -122,17 +131,21 @@ def _scst_batch(decoder, grids, refs, image_ids, cfg: TrainConfig, cider: CiderD
     grid = grids[image_ids].to(device).float()  # (I, 49, 1280)
     pooled = grid.mean(1)
     k = cfg.scst_samples
-    decoder.eval()
-    with torch.no_grad():
-        base = greedy(decoder, grid, pooled, vocab=vocab, max_length=cfg.max_length)
-    decoder.train()
+    batch_refs = [refs[i] for i in image_ids]
+    if cfg.scst_baseline == "greedy":
+        decoder.eval()
+        with torch.no_grad():
+            base = greedy(decoder, grid, pooled, vocab=vocab, max_length=cfg.max_length)
+        decoder.train()
+        baseline = cider.score([" ".join(vocab.decode(h.tokens)) for h in base], batch_refs).repeat(k)  # (I*k,)
     rep = torch.arange(len(image_ids), device=device).repeat_interleave(k)
     s = sample(decoder, grid[rep], pooled[rep], vocab=vocab, max_length=cfg.max_length, generator=gen)
     words = [" ".join(vocab.decode(row)) for row in s.tokens.tolist()]
-    batch_refs = [refs[i] for i in image_ids]
-    reward = cider.score(words, [batch_refs[j // k] for j in range(len(words))])
-    baseline = cider.score([" ".join(vocab.decode(h.tokens)) for h in base], batch_refs)
-    advantage = torch.tensor(reward - baseline.repeat(k), dtype=torch.float, device=device)  # (I*k,)
+    reward = cider.score(words, [batch_refs[j // k] for j in range(len(words))])  # (I*k,)
+    if cfg.scst_baseline == "mean":
+        per_image = reward.reshape(-1, k)  # (I, k)
+        baseline = ((per_image.sum(1, keepdims=True) - per_image) / (k - 1)).reshape(-1)  # leave-one-out mean
+    advantage = torch.tensor(reward - baseline, dtype=torch.float, device=device)  # (I*k,)
     n_tokens = s.mask.sum(1).clamp(min=1)
     loss = -(advantage * s.logprobs.sum(1) / n_tokens).mean()
     return loss, float(reward.mean())
@@ -225,6 +238,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     while state["epoch"] < cfg.epochs + cfg.scst_epochs:
         epoch = state["epoch"]
         scst = epoch >= cfg.epochs
+        if scst and epoch == cfg.epochs and state["batch"] == 0 and (out / "best.pt").exists():
+            # self-critical training starts from the best cross-entropy model, with a fresh optimizer
+            decoder.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True)["decoder"])
+            optim = torch.optim.AdamW(decoder.parameters(), lr=cfg.scst_lr, weight_decay=cfg.weight_decay)
         order = torch.randperm(n_images, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
         bar = tqdm(range(state["batch"], batches_per_epoch), desc=f"epoch {epoch + 1} {'scst' if scst else 'xe'}",
                    unit="batch", disable=not progress or rank != 0, initial=state["batch"], total=batches_per_epoch)
@@ -314,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // _world()[1]))
     try:
-        train(TrainConfig(**args), resume=resume, progress=progress)
+        cfg = TrainConfig(**args)
+        _check(cfg)
+        train(cfg, resume=resume, progress=progress)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
