@@ -49,7 +49,7 @@ def greedy(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tens
     for t in range(max_length + 1):
         logits, state, alpha = decoder.step(tokens, state)
         logprobs = logits.log_softmax(dim=-1)  # (N, V)
-        _restrict_end(logprobs, t, vocab.end_id, min_length=min_length, max_length=max_length)
+        _restrict(logprobs, t, vocab, min_length=min_length, max_length=max_length)
         logp, tokens = logprobs.max(dim=-1)
         seqs.append(tokens)
         logps.append(logp)
@@ -62,8 +62,14 @@ def greedy(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tens
             for i in range(n)]
 
 
+def _restrict(logprobs: torch.Tensor, t: int, vocab: Vocabulary, *, min_length: int, max_length: int) -> None:
+    """In place: never <pad>/<start>/<unk>; no <end> before min_length words; only <end>
+    after max_length words."""
+    logprobs[..., [vocab.pad_id, vocab.start_id, vocab.unk_id]] = NEG_INF
+    _restrict_end(logprobs, t, vocab.end_id, min_length=min_length, max_length=max_length)
+
+
 def _restrict_end(logprobs: torch.Tensor, t: int, end_id: int, *, min_length: int, max_length: int) -> None:
-    """In place: no <end> before min_length words; only <end> after max_length words."""
     if t < min_length:
         logprobs[..., end_id] = NEG_INF
     if t >= max_length:
@@ -106,7 +112,7 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
     for t in range(max_length + 1):
         logits, state, alpha = decoder.step(tokens, state)
         logprobs = logits.float().log_softmax(dim=-1)  # (B*K, V)
-        _restrict_end(logprobs, t, vocab.end_id, min_length=min_length, max_length=max_length)
+        _restrict(logprobs, t, vocab, min_length=min_length, max_length=max_length)
         _block_repeated_ngrams(logprobs, seqs.view(b * k, -1), no_repeat_ngram_size)
         logprobs = logprobs.view(b, k, -1)  # (B, K, V)
         logprobs[finished] = NEG_INF
@@ -163,7 +169,7 @@ def sample(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tens
         out_alpha.append(alpha.detach())
         logprobs = (logits / temperature).log_softmax(dim=-1)  # (N, V)
         draw_from = logprobs.detach().clone()
-        _restrict_end(draw_from, t, vocab.end_id, min_length=0, max_length=max_length)
+        _restrict(draw_from, t, vocab, min_length=0, max_length=max_length)
         if top_p < 1.0:
             draw_from = _nucleus(draw_from, top_p)
         tokens = torch.multinomial(draw_from.exp(), 1, generator=generator).squeeze(1)  # (N,)

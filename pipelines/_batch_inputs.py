@@ -20,7 +20,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 @dataclass(frozen=True)
 class Discovery:
     paths: list[str] = field(default_factory=list)  # unique image paths, in the order found
-    warnings: list[str] = field(default_factory=list)  # one line each: arguments that matched nothing, unreadable folders
+    warnings: list[str] = field(default_factory=list)  # one line each: inputs that matched nothing, unlistable folders
 
 
 def is_image_name(name: str) -> bool:

@@ -62,6 +62,15 @@ def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, *, 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Write records to a fresh JSONL or CSV file (chosen by extension), as the CLI does."""
+    output = open_output(str(path), overwrite=True)
+    try:
+        output.write(list(records))
+    finally:
+        output.close()
+
+
 def _batched(paths: Iterable[str | os.PathLike], n: int) -> Iterator[list[str]]:
     it = iter(paths)
     while chunk := [str(p) for p in islice(it, n)]:
@@ -87,26 +96,28 @@ def _parser() -> argparse.ArgumentParser:
                    "interrupted run (default: on)")
     p.add_argument("--overwrite", action="store_true", help="start over: empty --out and rewrite sidecars "
                    "(default: off)")
-    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
-    p.add_argument("--beam-size", type=int, default=None, help="beam width (default: the bundle's)")
-    p.add_argument("--max-length", type=int, default=None, help="max caption words (default: the bundle's)")
-    p.add_argument("--n-best", type=int, default=0, help="also record this many alternatives per image "
-                   "(default: %(default)s)")
-    p.add_argument("--tags", type=int, default=5, metavar="K", help="record the top-K ImageNet labels "
-                   "(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per model batch (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="threads (local) or parallel tasks (ray) reading and "
-                   "decoding images while the model runs (default: %(default)s)")
+    p.add_argument("--weights", metavar="W", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    p.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    p.add_argument("--beam-size", metavar="N", type=int, default=None, help="beam width (default: the bundle's)")
+    p.add_argument("--max-length", metavar="N", type=int, default=None,
+                   help="max caption words (default: the bundle's)")
+    p.add_argument("--n-best", metavar="N", type=int, default=0,
+                   help="also record this many alternatives per image (default: %(default)s)")
+    p.add_argument("--tags", metavar="K", type=int, default=5,
+                   help="record the top-K ImageNet labels (default: %(default)s)")
+    p.add_argument("--batch-size", metavar="N", type=int, default=32,
+                   help="images per model batch (default: %(default)s)")
+    p.add_argument("--workers", metavar="N", type=int, default=2, help="threads (local) or parallel tasks (ray) "
+                   "reading and decoding images while the model runs (default: %(default)s)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any image failed (default: off)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local", help="run here, or through Ray Data "
-                   "(default: %(default)s)")
-    p.add_argument("--address", default=None, help="ray engine: cluster address, e.g. ray://head:10001 or auto "
-                   "(default: a running cluster from RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--actors", type=int, default=1, help="ray engine: model actors (one Captioner each) "
-                   "(default: %(default)s)")
-    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="ray engine: CPUs reserved by each model "
-                   "actor, also its torch threads (default: %(default)s)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="run here, or through Ray Data (default: %(default)s)")
+    p.add_argument("--address", metavar="ADDR", default=None, help="ray engine: cluster address, e.g. auto or "
+                   "ray://head:10001 (default: RAY_ADDRESS if set, else a new local Ray)")
+    p.add_argument("--actors", metavar="N", type=int, default=1,
+                   help="ray engine: model actors, one Captioner each (default: %(default)s)")
+    p.add_argument("--cpus-per-actor", metavar="N", type=float, default=1.0, help="ray engine: CPUs reserved by "
+                   "each model actor, which is also its number of torch threads (default: %(default)s)")
     return p
 
 

@@ -79,6 +79,7 @@ class RayEngine:
         import ray
 
         context = ray.data.DataContext.get_current()
+        saved = context.execution_options.preserve_order, context.enable_progress_bars
         context.execution_options.preserve_order = True  # records come back in input order
         context.enable_progress_bars = False  # the CLI shows its own
         gpus = 1 if self.device.startswith("cuda") else 0
@@ -95,5 +96,6 @@ class RayEngine:
                     raise RuntimeError(f"Ray returned {record['path']} where {expected} was expected (order lost)")
                 yield record
         finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
             if self._started:
                 ray.shutdown()

@@ -15,13 +15,16 @@ rate (``fps``) or every N frames, each with its true presentation time:
 - Unreadable frames mid-stream are skipped and recorded in ``reader.errors``; after
   ``max_failures`` consecutive failed grabs reading stops (no hang on a broken file).
 
-Strategy: at 1 fps from 30 fps, grabbing decodes all 30 frames of each second; seeking
-(``CAP_PROP_POS_FRAMES``) makes OpenCV jump to the key frame before ``target - 16`` and
-decode forward from there, i.e. at least 16 frames plus up to a GOP. Measured on a 60 s
-1280x720 MPEG-4 clip (GOP 12) seeking saves at most a third, and with the long GOPs of
-H.264 camera/phone files (1-10 s) it is slower than grabbing; seeking also trusts the
-container's fps/frame count. So ``strategy="auto"`` grabs, and seeks only when the samples
-are at least :data:`SEEK_MIN_STEP` frames apart (e.g. ``--fps 0.1`` on 30 fps video).
+Strategy: at 1 fps from 30 fps, grabbing decodes all 30 frames of each second. OpenCV's
+seek (``CAP_PROP_POS_FRAMES``) jumps to the key frame before ``target - 16`` and decodes
+forward: about 16 + GOP/2 frames per sample. On the benchmark clip (60 s 1280x720 30 fps
+MPEG-4 from cv2.VideoWriter, a key frame every 12 frames) sampling 1 fps cost 2.2-2.7 s
+CPU by grabbing and 1.75-2.2 s by seeking; with the 1-10 s GOPs of camera and phone
+H.264 files seeking would decode more than grabbing, and it relies on the container's
+frame numbers being times. So ``strategy="auto"`` demuxes (without decoding) the first
+:data:`PROBE_PACKETS` packets to measure the GOP and check that timestamps are regular
+(about 3 ms), and seeks only when that saves decoding (:func:`seek_pays`); a seek that
+lands on the wrong frame or time switches to grabbing for the rest of the video.
 """
 from __future__ import annotations
 
@@ -37,7 +40,9 @@ import numpy as np
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 FALLBACK_FPS = 25.0  # assumed frame rate when the container reports none and has no timestamps
 MAX_FAILURES = 50  # consecutive failed grabs/retrieves after which reading stops
-SEEK_MIN_STEP = 250  # sample spacing (in frames) from which "auto" seeks instead of grabbing
+SEEK_BACKTRACK = 16  # frames before the target from which OpenCV's seek decodes forward
+SEEK_MARGIN = 4  # frames of decoding a seek must save before "auto" prefers it (flush, re-sync cost)
+PROBE_PACKETS = 600  # packets demuxed (not decoded) to measure the key frame interval
 Strategy = Literal["auto", "grab", "seek"]
 
 
@@ -91,17 +96,18 @@ class VideoReader:
     >>> with VideoReader("clip.mp4") as reader:
     ...     for frame in reader.sample(fps=1.0):
     ...         print(frame.index, frame.time)
-    >>> reader.errors, reader.end_time
+    >>> reader.errors, reader.end_time       # problems met (partial results), end of the stream
     """
 
     def __init__(self, path: str | os.PathLike, *, capture: Capture | None = None,
                  max_failures: int = MAX_FAILURES):
         self.path = str(path)
+        self.strategy = "grab"  # how frames are reached: "grab" or "seek" (set by sample)
+        self._probe = seek_pays if capture is None else None  # fakes have no file to probe
         self.max_failures = max_failures
         self.errors: list[str] = []  # problems met while reading; non-empty means partial results
         self.frames_read = 0  # frames grabbed so far
         self.end_time = 0.0  # time just after the last frame seen (last time + one frame period)
-        self.complete = False  # True once the stream was read to its natural end
         if capture is None:
             capture = self._open(Path(path))
         self._cap = capture
@@ -114,6 +120,7 @@ class VideoReader:
         self._period = 1.0 / self.info.fps if self.info.fps > 0 else 1.0 / FALLBACK_FPS
         self._index = -1  # index of the frame last grabbed
         self._time = -math.inf  # its time
+        self._anchor = (0, 0.0)  # (index, time) of the last frame with a usable timestamp
 
     def _open(self, path: Path) -> Capture:
         if not path.exists():
@@ -152,11 +159,12 @@ class VideoReader:
                 self._index += 1
                 self.frames_read += 1
                 stamp = _number(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
-                # true timestamp when the container has one that moves forward, else previous + 1 period
+                # the true timestamp when the container has one that moves forward, else
+                # the last true one + one frame period per frame since
                 if stamp > self._time or (self._index == 0 and stamp >= 0.0):
-                    self._time = stamp
+                    self._time, self._anchor = stamp, (self._index, stamp)
                 else:
-                    self._time = self._time + self._period if self._index else 0.0
+                    self._time = self._anchor[1] + (self._index - self._anchor[0]) * self._period
                 self.end_time = self._time + self._period
                 return True
             if self.frames_read == 0:
@@ -173,7 +181,6 @@ class VideoReader:
     def _finish(self) -> None:
         if self.frames_read == 0:
             raise VideoError(f"{self.path}: no frames could be decoded (empty or unreadable video stream)")
-        self.complete = True
         expected = self.info.duration
         if expected and self.end_time < expected - max(1.0, 0.05 * expected):
             self.errors.append(f"stream ended at {self.end_time:.3f} s but the container announces "
@@ -191,9 +198,12 @@ class VideoReader:
             raise ValueError("every_n must be >= 1")
         if every_n is None and (fps is None or fps <= 0):
             raise ValueError("fps must be > 0 (or give every_n)")
-        step = every_n if every_n is not None else self.info.fps / fps if self.info.fps > 0 else 0
-        seek = strategy == "seek" or (strategy == "auto" and step >= SEEK_MIN_STEP)
-        if seek and self.info.fps > 0 and self.info.frame_count > 0:
+        self.strategy = "grab"
+        if self.info.fps > 0 and self.info.frame_count > 0 and strategy != "grab":
+            step = every_n if every_n is not None else self.info.fps / fps
+            if strategy == "seek" or (self._probe is not None and self._probe(self.path, self.info, step)):
+                self.strategy = "seek"
+        if self.strategy == "seek":
             yield from self._sample_seek(fps=fps, every_n=every_n)
         else:
             yield from self._sample_grab(fps=fps, every_n=every_n)
@@ -203,10 +213,11 @@ class VideoReader:
             return self._index % every_n == 0
         return self._time >= next_time - 0.25 * self._period
 
-    def _sample_grab(self, *, fps: float | None, every_n: int | None) -> Iterator[Frame]:
-        next_time = 0.0
+    def _sample_grab(self, *, fps: float | None, every_n: int | None, next_time: float = 0.0,
+                     grabbed: bool = False) -> Iterator[Frame]:
         failed = 0  # sampled frames in a row that grabbed but did not decode
-        while failed <= self.max_failures and self._grab():
+        while failed <= self.max_failures and (grabbed or self._grab()):
+            grabbed = False
             if not self._wanted(fps, every_n, next_time):
                 continue
             image = self._retrieve()
@@ -222,28 +233,59 @@ class VideoReader:
         self._finish()
 
     def _sample_seek(self, *, fps: float | None, every_n: int | None) -> Iterator[Frame]:
+        """Seek to each sample by frame number; if the container's frame numbers and times
+        disagree (variable frame rate), go on by grabbing from where it is."""
         cv2 = _cv2()
         for k in itertools.count():
-            target = k * every_n if every_n is not None else round(k / fps * self.info.fps)
-            if target >= self.info.frame_count:
+            target = k * every_n if every_n is not None else math.ceil(k / fps * self.info.fps - 0.25)
+            if target >= self.info.frame_count:  # the container's end: trust its duration
+                self.end_time = max(self.end_time, self.info.duration)
                 break
             if target > self._index + 1:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, target)
             if not self._grab():
-                if target < self.info.frame_count - self.info.fps:
-                    self.errors.append(f"could not read frame {target} of {self.info.frame_count} "
-                                       f"(~{target / self.info.fps:.3f} s): file truncated?")
-                break
+                break  # _finish reports it when this is well before the announced end
             position = int(_number(self._cap.get(cv2.CAP_PROP_POS_FRAMES)))
-            if position > self._index:  # the frame really read after a seek
+            if position > 0:  # the frame number really reached
                 self._index = position - 1
+                self._anchor = (self._index, self._time)
+            if self._index != target or abs(self._time - target * self._period) > 0.5 * self._period:
+                self.strategy = "grab"  # continue by grabbing, starting with the frame in hand
+                yield from self._sample_grab(fps=fps, every_n=every_n, next_time=k / fps if fps else 0.0,
+                                             grabbed=True)
+                return
             image = self._retrieve()
             if image is not None:
                 yield Frame(self._index, self._time, image)
-        if self.frames_read == 0:
-            raise VideoError(f"{self.path}: no frames could be decoded (empty or unreadable video stream)")
-        self.complete = True
-        self.end_time = max(self.end_time, self.info.duration)
+        self._finish()
+
+
+def seek_pays(path: str, info: VideoInfo, step: float) -> bool:
+    """Whether seeking to every ``step``-th frame costs less decoding than grabbing them all.
+
+    OpenCV seeks to the key frame before ``target - 16`` and decodes forward, i.e. about
+    16 + GOP/2 frames per sample against ``step`` frames when grabbing. The GOP (key frame
+    interval) is read from the first packets without decoding (raw demuxing), which also
+    checks that the timestamps are regular (constant frame rate: frame numbers are times).
+    """
+    if step < SEEK_BACKTRACK:
+        return False
+    cv2 = _cv2()
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+    try:
+        if not cap.isOpened():
+            return False
+        keys, n, period = [], 0, 1000.0 / info.fps
+        while n < PROBE_PACKETS and cap.grab():
+            if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
+                keys.append(n)
+            if abs(_number(cap.get(cv2.CAP_PROP_POS_MSEC)) - n * period) > 0.5 * period:
+                return False  # irregular or reordered timestamps: frame numbers are not times
+            n += 1
+    finally:
+        cap.release()
+    gop = float(np.median(np.diff(keys))) if len(keys) >= 2 else float(max(n, PROBE_PACKETS))
+    return step >= SEEK_BACKTRACK + gop / 2 + SEEK_MARGIN
 
 
 def read_frames(path: str | os.PathLike, indices: list[int]) -> dict[int, np.ndarray]:

@@ -1,0 +1,251 @@
+"""Tag videos frame by frame: tags, shots, captions and a searchable timeline.
+
+    tag-video clip.mp4 videos/ --out tags/ --formats json,srt,vtt --query dog
+
+Frames are sampled (``--fps``, default 1, or ``--every-n-frames``) with their true
+timestamps and encoded in batches: one encoder pass gives each frame its top-k ImageNet
+labels and its semantic vector. The same vectors detect shots (cosine distance between
+consecutive samples above ``--shot-threshold``, shots shorter than ``--min-shot-seconds``
+merged) and pick each shot's keyframe (the frame closest to the shot's mean vector),
+which is captioned. Shot tags are the labels averaged over the shot plus the content
+words of the caption; a tag index (tag -> time segments) makes the video searchable
+(``--query``, :meth:`VideoTags.search`).
+
+Outputs: the JSON layout is documented in :mod:`pipelines.video_tags`, the CSV, SRT, WebVTT
+and thumbnail files in :mod:`pipelines.video_export`.
+
+Python API::
+
+    from captioning import Captioner
+    from pipelines import tag_video
+    tags = tag_video("clip.mp4", Captioner.load(), fps=1.0)
+    tags.shots[0].caption, tags.search("dog"), tags.to_json()
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .video_io import Strategy, VideoError, VideoReader, find_videos
+from .video_shots import DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD
+from .video_tagger import TagOptions, Tagger
+from .video_tags import Segment, VideoTags
+
+__all__ = ["OutputOptions", "TagOptions", "VideoError", "VideoTags", "main", "process_video", "tag_video"]
+
+FORMATS = ("json", "csv", "srt", "vtt")
+
+
+def tag_video(path: str | os.PathLike, captioner: Any, *, fps: float | None = 1.0,
+              every_n_frames: int | None = None, shot_threshold: float = DEFAULT_THRESHOLD,
+              min_shot_seconds: float = DEFAULT_MIN_SHOT_SECONDS, tags: int = 5, batch_size: int = 16,
+              beam_size: int | None = None, caption_every_frame: bool = False, strategy: Strategy = "auto",
+              progress: Callable[[int, float], None] | None = None) -> VideoTags:
+    """Tag one video with a :class:`captioning.Captioner` (see the module docstring).
+
+    ``progress(frames, seconds)`` is called after each batch with the number of frames just
+    tagged and the video time they advanced. Raises :class:`VideoError` when the file cannot
+    be read at all; a video that breaks off part-way gives results with ``partial=True``.
+    """
+    if tags < 1 or batch_size < 1 or min_shot_seconds < 0 or not 0 < shot_threshold <= 2:
+        raise ValueError("tags and batch_size must be >= 1, min_shot_seconds >= 0, 0 < shot_threshold <= 2")
+    options = TagOptions(fps, every_n_frames, shot_threshold, min_shot_seconds, tags, batch_size, beam_size,
+                         caption_every_frame, strategy)
+    with VideoReader(path) as reader:
+        return Tagger(captioner, options).run(reader, progress)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    out_dir: str | None = None  # folder for the files (None: write nothing)
+    formats: tuple[str, ...] = ("json",)  # any of json, csv, srt, vtt
+    thumbnails: bool = False  # also write keyframe JPEGs
+    cue_tags: bool = False  # add a "tags: ..." line to each subtitle cue
+
+
+def process_video(path: str | os.PathLike, stem: str, captioner: Any, options: TagOptions, output: OutputOptions,
+                  progress: Callable[[int, float], None] | None = None) -> VideoTags:
+    """Tag one video and write its output files (shared by the local and the Ray engine)."""
+    from .video_export import write_outputs
+
+    tags = tag_video(path, captioner, fps=options.fps, every_n_frames=options.every_n_frames,
+                     shot_threshold=options.shot_threshold, min_shot_seconds=options.min_shot_seconds,
+                     tags=options.tags, batch_size=options.batch_size, beam_size=options.beam_size,
+                     caption_every_frame=options.caption_every_frame, strategy=options.strategy, progress=progress)
+    if output.out_dir is not None:
+        write_outputs(tags, output.out_dir, stem, formats=output.formats, thumbnails=output.thumbnails,
+                      cue_tags=output.cue_tags)
+    return tags
+
+
+def describe_error(path: str | os.PathLike, error: BaseException) -> str:
+    """One line naming the file (VideoError messages already start with it)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, VideoError):
+        return text
+    return f"{path}: {type(error).__name__}: {text}"
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Output file stems: the file name without extension, made unique with -2, -3..."""
+    stems, seen = [], set()
+    for p in paths:
+        stem, n = p.stem or "video", 1
+        while (stem if n == 1 else f"{stem}-{n}") in seen:
+            n += 1
+        stems.append(stem if n == 1 else f"{stem}-{n}")
+        seen.add(stems[-1])
+    return stems
+
+
+def _format_segment(path: str, s: Segment) -> str:
+    from .video_export import timestamp
+
+    return (f"{path}\t{timestamp(s.start, sep='.')} --> {timestamp(s.end, sep='.')}\t"
+            f"{s.confidence:.3f}\t{', '.join(s.labels)}")
+
+
+def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None]) -> None:
+    if queries:
+        for q in queries:  # like grep: one line per matching segment, nothing when none
+            for s in tags.search(q):
+                write(_format_segment(tags.video.path, s))
+        return
+    top = ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags.summary.tags if t.source == "imagenet")
+    write(f"{tags.video.path}: {tags.video.duration:.1f} s, {len(tags.shots)} shots, "
+          f"{tags.video.sampled_frames} frames; top tags: {top}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tag-video", description=__doc__.split("\n\n")[0])
+    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
+                   help="video files, or folders searched recursively for .mp4 .avi .mkv .webm .mov .m4v")
+    p.add_argument("--fps", type=float, default=1.0, metavar="RATE",
+                   help="frames sampled per second (default: %(default)s)")
+    p.add_argument("--every-n-frames", type=int, default=None, metavar="N",
+                   help="sample every N-th frame instead of --fps (default: off)")
+    p.add_argument("--shot-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="DIST",
+                   help="cosine distance between consecutive samples that starts a new shot (default: %(default)s)")
+    p.add_argument("--min-shot-seconds", type=float, default=DEFAULT_MIN_SHOT_SECONDS, metavar="S",
+                   help="shorter shots are merged into a neighbour (default: %(default)s)")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder for the output files (default: none, "
+                   "print a summary)")
+    p.add_argument("--formats", default=None, metavar="LIST",
+                   help="comma-separated: json, csv, srt, vtt (default: json)")
+    p.add_argument("--caption-every-frame", action="store_true",
+                   help="caption every sampled frame, not only one keyframe per shot (default: off)")
+    p.add_argument("--tags", type=int, default=5, metavar="K", help="ImageNet labels per frame (default: %(default)s)")
+    p.add_argument("--query", action="append", default=[], metavar="TAG",
+                   help="print the segments where TAG is seen (path, start --> end, confidence, "
+                   "matching tags; tab-separated) instead of a summary; repeatable (default: none)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="frames per encoder pass (default: %(default)s)")
+    p.add_argument("--beam-size", type=int, default=None, metavar="N",
+                   help="caption beam width (default: the bundle's)")
+    p.add_argument("--thumbnails", action="store_true", help="write keyframe JPEGs under --out (default: off)")
+    p.add_argument("--cue-tags", action="store_true", help="add the top tags to SRT/VTT cues (default: off)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: videos spread over Ray workers (default: %(default)s)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address for --engine ray (default: start a local Ray)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="Ray workers, each with its own model (default: one per CPU, at most one per video)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    return p
+
+
+def _options(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TagOptions, OutputOptions]:
+    formats = tuple(f.strip().lower() for f in (args.formats or "json").split(",") if f.strip())
+    if not formats or any(f not in FORMATS for f in formats):
+        p.error(f"--formats: choose from {', '.join(FORMATS)} (got {args.formats!r})")
+    if (args.formats or args.thumbnails) and not args.out:
+        p.error("--formats and --thumbnails need --out DIR")
+    if args.fps <= 0 or (args.every_n_frames is not None and args.every_n_frames < 1):
+        p.error("--fps must be > 0 and --every-n-frames >= 1")
+    if args.tags < 1 or args.batch_size < 1 or (args.beam_size is not None and args.beam_size < 1):
+        p.error("--tags, --batch-size and --beam-size must be >= 1")
+    if not 0 < args.shot_threshold <= 2 or args.min_shot_seconds < 0:
+        p.error("--shot-threshold must be in (0, 2] and --min-shot-seconds >= 0")
+    return (TagOptions(args.fps, args.every_n_frames, args.shot_threshold, args.min_shot_seconds, args.tags,
+                       args.batch_size, args.beam_size, args.caption_every_frame),
+            OutputOptions(args.out, formats, args.thumbnails, args.cue_tags))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    options, output = _options(p, args)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages: our errors say it in one line
+    videos = find_videos(args.inputs)
+    if not videos:
+        print("tag-video: no video files found in " + " ".join(args.inputs), file=sys.stderr)
+        return 1
+    jobs = list(zip(map(str, videos), unique_stems(videos)))
+
+    from tqdm import tqdm
+
+    from captioning import BundleError
+
+    failed = 0
+    bar = tqdm(unit="frame", desc="tag-video", dynamic_ncols=True, disable=None)
+    say = lambda line: tqdm.write(line, file=sys.stdout)  # noqa: E731
+    warn = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731
+    start, seconds = time.perf_counter(), [0.0]
+
+    def progress(frames: int, video_seconds: float) -> None:
+        seconds[0] += video_seconds
+        elapsed = time.perf_counter() - start
+        bar.update(frames)
+        bar.set_postfix_str(f"{seconds[0] / max(elapsed, 1e-9):.1f}x real time", refresh=False)
+
+    def done(path: str, tags: VideoTags | None, error: str | None) -> None:
+        nonlocal failed
+        if error is not None:
+            failed += 1
+            warn(f"tag-video: {error}")
+            return
+        if tags.partial:
+            warn(f"tag-video: {path}: partial results: {'; '.join(tags.errors)}")
+        _report(tags, args.query, say)
+
+    try:
+        if args.engine == "ray":
+            from captioning.bundle import resolve_bundle
+
+            from .video_ray import tag_videos_ray
+
+            bundle = str(resolve_bundle(args.weights).resolve())
+            for path, tags, error in tag_videos_ray(jobs, bundle=bundle, device=args.device, options=options,
+                                                    output=output, address=args.address, workers=args.workers):
+                if tags is not None:
+                    progress(tags.video.sampled_frames, tags.video.duration)
+                done(path, tags, error)
+        else:
+            from captioning import Captioner
+
+            captioner = Captioner.load(args.weights, device=args.device)
+            for path, stem in jobs:
+                try:
+                    tags = process_video(path, stem, captioner, options, output, progress)
+                except Exception as e:  # one bad video never stops the batch
+                    done(path, None, describe_error(path, e))
+                else:
+                    done(path, tags, None)
+    except (BundleError, RuntimeError) as e:  # no/damaged bundle, unavailable device
+        bar.close()
+        print(f"tag-video: {e}", file=sys.stderr)
+        return 2
+    bar.close()
+    if failed:
+        print(f"tag-video: {failed} of {len(jobs)} videos failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

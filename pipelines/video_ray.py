@@ -1,0 +1,52 @@
+"""``tag-video --engine ray``: videos spread over Ray actors, each loading the model once.
+
+Each actor holds a :class:`captioning.Captioner` loaded from the bundle folder and runs
+the same :func:`pipelines.video.process_video` as the local engine (tagging and writing
+the output files), so results are identical; on a cluster the videos, the bundle and
+``--out`` must be on a file system every node sees. Ray is imported only here.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from .video import OutputOptions, TagOptions
+from .video_tags import VideoTags
+
+
+class _Worker:
+    """One Ray actor: a Captioner loaded once, then any number of videos."""
+
+    def __init__(self, bundle: str, device: str):
+        from captioning import Captioner
+
+        self.captioner = Captioner.load(bundle, device=device)
+
+    def run(self, path: str, stem: str, options: TagOptions, output: OutputOptions
+            ) -> tuple[str, VideoTags | None, str | None]:
+        from .video import describe_error, process_video
+
+        try:
+            return path, process_video(path, stem, self.captioner, options, output), None
+        except Exception as e:  # reported by the driver; the actor goes on with the next video
+            return path, None, describe_error(path, e)
+
+
+def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, device: str = "cpu", options: TagOptions,
+                   output: OutputOptions, address: str | None = None, workers: int | None = None,
+                   cpus_per_worker: float = 1.0) -> Iterator[tuple[str, VideoTags | None, str | None]]:
+    """Tag ``jobs`` (video path, output stem) on Ray; yields (path, tags or None, error or None)
+    as videos finish. Uses the running Ray if initialised, else ``ray.init(address)``."""
+    import ray
+    from ray.util import ActorPool
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    if not jobs:
+        return
+    cpus = int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker) or 1
+    n = max(1, min(workers or cpus, len(jobs)))
+    gpus = 1 if device.startswith("cuda") else 0
+    actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus)(_Worker)
+    pool = ActorPool([actor.remote(bundle, device) for _ in range(n)])
+    results: Iterator[Any] = pool.map_unordered(lambda a, job: a.run.remote(*job, options, output), jobs)
+    yield from results

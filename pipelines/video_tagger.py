@@ -1,0 +1,201 @@
+"""The tagging engine behind :func:`pipelines.video.tag_video`: sampled frames stream from a
+decoding thread into batched encoder passes; shot keyframes are captioned in batches as
+their shots close, so memory stays bounded however long the video is."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from .video_io import Strategy, VideoError, VideoReader
+from .video_shots import (DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD, ShotTracker, build_index, build_shots,
+                          frame_spans, group_segments, summarize)
+from .video_tags import FrameTags, VideoMeta, VideoTags
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    fps: float | None = 1.0  # samples per second (ignored when every_n_frames is set)
+    every_n_frames: int | None = None  # sample frames 0, N, 2N... instead of by time
+    shot_threshold: float = DEFAULT_THRESHOLD  # cosine distance between consecutive samples that makes a cut
+    min_shot_seconds: float = DEFAULT_MIN_SHOT_SECONDS  # shorter shots are merged into a neighbour
+    tags: int = 5  # ImageNet labels kept per frame and per shot
+    batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
+    beam_size: int | None = None  # caption beam width (None: the bundle's recommendation)
+    caption_every_frame: bool = False  # caption every sampled frame, not only shot keyframes
+    strategy: Strategy = "auto"  # frame access: "grab" every frame, "seek" to samples, or "auto"
+
+
+class Tagger:
+    """Streams one video through the encoder; see :func:`pipelines.video.tag_video`."""
+
+    def __init__(self, captioner: Any, options: TagOptions):
+        self.cap, self.opt = captioner, options
+        self.decoding = {"beam_size": options.beam_size} if options.beam_size else {}
+        self.timings = {"decode": 0.0, "encode": 0.0, "caption": 0.0}
+        self.times: list[float] = []
+        self.indices: list[int] = []
+        self.vectors: list[np.ndarray] = []  # (B, 1280) unit semantic vectors per batch
+        self.probs: list[np.ndarray] = []  # (B, 1000) ImageNet probabilities per batch
+        self.frame_tags: list[list[Any]] = []
+        self.frame_captions: list[Any] = []
+        self.raw: list[Any] = []  # closed raw segments
+        self.raw_captions: dict[int, Any] = {}  # raw segment number -> CaptionResult
+        self.pending: list[int] = []  # raw segments waiting for a keyframe caption
+
+    def run(self, reader: VideoReader, progress: Callable[[int, float], None] | None) -> VideoTags:
+        import torch
+
+        start = time.perf_counter()
+        tracker = ShotTracker(threshold=self.opt.shot_threshold)
+        last_time = 0.0
+        for batch in _batched(_prefetch(self._frames(reader), 2 * self.opt.batch_size), self.opt.batch_size):
+            t = time.perf_counter()
+            enc = self.cap.encode([array for _, _, array in batch])
+            self.frame_tags += self.cap.top_tags(enc, k=self.opt.tags)
+            vectors = torch.nn.functional.normalize(enc.pooled.float(), dim=1).cpu().numpy()
+            self.vectors.append(vectors)
+            self.probs.append(enc.logits.float().softmax(-1).cpu().numpy())
+            self.timings["encode"] += time.perf_counter() - t
+            if self.opt.caption_every_frame:
+                self.frame_captions += self._caption(enc)
+            for i, (index, when, _) in enumerate(batch):
+                self.indices.append(index)
+                self.times.append(when)
+                payload = (lambda i=i: None) if self.opt.caption_every_frame else \
+                    (lambda i=i: (enc.grid[i].clone(), enc.pooled[i].clone(), enc.logits[i].clone()))
+                self._closed(tracker.add(vectors[i], payload))
+            if len(self.pending) >= self.opt.batch_size:
+                self._caption_pending()
+            if progress:
+                progress(len(batch), batch[-1][1] - last_time)
+                last_time = batch[-1][1]
+        if not self.times:
+            raise VideoError(f"{reader.path}: no frame could be decoded ({'; '.join(reader.errors) or 'no frames'})")
+        self._closed(tracker.finish())
+        self._caption_pending()
+        return self._result(reader, time.perf_counter() - start)
+
+    def _frames(self, reader: VideoReader) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Sampled frames with their encoder-ready RGB arrays (runs in the prefetch thread)."""
+        import cv2
+        from PIL import Image
+
+        frames = reader.sample(fps=self.opt.fps, every_n=self.opt.every_n_frames, strategy=self.opt.strategy)
+        while True:
+            t = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                self.timings["decode"] += time.perf_counter() - t
+                return
+            array = self.cap.preprocessing.to_array(Image.fromarray(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)))
+            self.timings["decode"] += time.perf_counter() - t
+            yield frame.index, frame.time, array
+
+    def _caption(self, enc: Any) -> list[Any]:
+        t = time.perf_counter()
+        results = self.cap.decode(enc, **self.decoding)
+        self.timings["caption"] += time.perf_counter() - t
+        return results
+
+    def _closed(self, segment: Any) -> None:
+        if segment is None:
+            return
+        self.raw.append(segment)
+        if self.opt.caption_every_frame:
+            self.raw_captions[len(self.raw) - 1] = self.frame_captions[segment.keyframe]
+        else:
+            self.pending.append(len(self.raw) - 1)
+
+    def _caption_pending(self) -> None:
+        import torch
+
+        from captioning.api import Encoded
+
+        for i in range(0, len(self.pending), self.opt.batch_size):
+            chunk = self.pending[i:i + self.opt.batch_size]
+            rows = [self.raw[r].payload for r in chunk]
+            enc = Encoded(*(torch.stack([row[j] for row in rows]) for j in range(3)))
+            for r, result in zip(chunk, self._caption(enc)):
+                self.raw_captions[r] = result
+                self.raw[r] = type(self.raw[r])(self.raw[r].first, self.raw[r].stop, self.raw[r].keyframe, None)
+        self.pending = []
+
+    def _result(self, reader: VideoReader, seconds: float) -> VideoTags:
+        info, times = reader.info, np.asarray(self.times)
+        duration = max(reader.end_time, float(times[-1]))
+        vectors, probs = np.concatenate(self.vectors), np.concatenate(self.probs)
+        starts, ends = frame_spans(times, duration)
+        groups = group_segments(self.raw, vectors, starts, ends, threshold=self.opt.shot_threshold,
+                                min_seconds=self.opt.min_shot_seconds)
+        captions = [self.raw_captions[r] for r in range(len(self.raw))]
+        every = self.frame_captions if self.opt.caption_every_frame else None
+        frames = [FrameTags(i, t, tuple(tg), 0, every[pos].text if every else None)
+                  for pos, (i, t, tg) in enumerate(zip(self.indices, self.times, self.frame_tags))]
+        shots = build_shots(self.raw, groups, vectors=vectors, probs=probs, starts=starts, ends=ends,
+                            frames=frames, raw_captions=captions, frame_captions=every, k=self.opt.tags)
+        for n, g in enumerate(groups):
+            for pos in range(self.raw[g[0]].first, self.raw[g[-1]].stop):
+                frames[pos] = FrameTags(frames[pos].index, frames[pos].time, frames[pos].tags, n, frames[pos].caption)
+        meta = VideoMeta(info.path, duration, info.fps, info.frame_count, info.width, info.height,
+                         None if self.opt.every_n_frames else self.opt.fps, len(frames))
+        options = {k: v for k, v in asdict(self.opt).items() if k not in ("batch_size", "strategy")}
+        options["beam_size"] = self.decoding.get("beam_size", self.cap.defaults.get("beam_size"))
+        return VideoTags(meta, tuple(frames), tuple(shots), summarize(frames, shots, probs, starts, ends, duration),
+                         build_index(frames, shots, starts, ends, every), bool(reader.errors), tuple(reader.errors),
+                         {"name": self.cap.name, "version": self.cap.version}, options,
+                         {**{k: round(v, 3) for k, v in self.timings.items()}, "total": round(seconds, 3)})
+
+
+_END = object()
+
+
+def _prefetch(items: Iterator[Any], size: int) -> Iterator[Any]:
+    """Run ``items`` in a background thread (video decoding overlaps encoding: OpenCV and
+    torch release the GIL); errors are re-raised here; stops the thread when abandoned."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            for item in items:
+                put(item)
+                if stop.is_set():
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer
+            put(e)
+
+    thread = threading.Thread(target=work, name="video-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,216 @@
+"""tag_video and the tag-video CLI on generated videos, with the real pretrained encoder
+(tiny random decoder: captions are gibberish, ImageNet tags are real)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.video import _parser, main, tag_video
+from pipelines.video_io import VideoError
+from pipelines.video_tags import VideoTags
+from test_video_clips import CUTS, SHOTS, make_clip, truncate
+
+DURATION = sum(s for _, s in SHOTS)
+CAT_LABELS = {"tabby", "tiger cat", "Egyptian cat"}  # what the encoder says about skimage's chelsea
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("video") / "clip.avi", fps=12.0)
+
+
+@pytest.fixture(scope="module")
+def tagged(clip, captioner) -> VideoTags:
+    return tag_video(clip, captioner, fps=1.0, batch_size=8)
+
+
+def _check_shots(tags: VideoTags, period: float):
+    shots = tags.shots
+    assert len(shots) == len(CUTS) + 1
+    assert shots[0].start == 0.0 and shots[-1].end == pytest.approx(DURATION)
+    for a, b in zip(shots, shots[1:]):
+        assert a.end == b.start
+    for cut, shot in zip(CUTS, shots[1:]):
+        assert abs(shot.start - cut) <= period, f"cut at {cut} s found at {shot.start} s"
+    times = {f.time for f in tags.frames}
+    for shot in shots:
+        assert shot.start <= shot.keyframe_time < shot.end and shot.keyframe_time in times
+    for f in tags.frames:
+        assert shots[f.shot].start <= f.time < shots[f.shot].end
+    assert [s.frames for s in shots] == [sum(f.shot == s.index for f in tags.frames) for s in shots]
+
+
+def test_shots_are_found_at_the_cuts(tagged):
+    _check_shots(tagged, 1.0)
+    assert [f.time for f in tagged.frames] == pytest.approx(list(range(16)))
+    assert [f.index for f in tagged.frames] == [12 * i for i in range(16)]
+    assert tagged.video.duration == pytest.approx(DURATION) and tagged.video.sampled_frames == 16
+    assert (tagged.video.fps, tagged.video.width, tagged.video.height) == (12.0, 320, 240)
+    assert not tagged.partial and tagged.errors == ()
+
+
+def test_the_cat_shot_is_tagged_as_a_cat(tagged):
+    cat_shot = tagged.shots[0]
+    assert cat_shot.tags[0].label in CAT_LABELS and cat_shot.tags[0].source == "imagenet"
+    assert cat_shot.tags[0].frames == cat_shot.frames  # in every frame's top-5
+    probabilities = [t.probability for t in cat_shot.tags if t.source == "imagenet"]
+    assert probabilities == sorted(probabilities, reverse=True) and len(probabilities) == 5
+    for shot in tagged.shots[1:]:
+        assert not CAT_LABELS & {t.label for t in shot.tags[:2]}
+    assert all(len(f.tags) == 5 for f in tagged.frames)
+
+
+def test_search_finds_the_cat_segment(tagged):
+    cat_label = tagged.shots[0].tags[0].label
+    for query in (cat_label, cat_label.upper(), "cat"):
+        segments = tagged.search(query)
+        assert len(segments) == 1, f"{query!r}: {segments}"
+        assert segments[0].start == 0.0 and abs(segments[0].end - CUTS[0]) <= 1.0
+        assert segments[0].confidence > 0.3 and cat_label in segments[0].labels
+    rocket = tagged.shots[3].tags[0].label  # the last shot's top label is found there
+    assert any(s.start <= tagged.shots[3].keyframe_time < s.end for s in tagged.search(rocket))
+    assert tagged.search("zebra") == []
+
+
+def test_summary_and_json(tagged):
+    summary = tagged.summary
+    assert summary.shot_count == 4 and summary.duration == pytest.approx(DURATION)
+    probs = [t.probability for t in summary.tags if t.source == "imagenet"]
+    assert probs == sorted(probs, reverse=True) and 4 <= len(probs) <= 10
+    d = json.loads(tagged.to_json())
+    assert d["format_version"] == 1 and d["video"]["sampled_fps"] == 1.0
+    assert d["options"]["shot_threshold"] == 0.3 and d["options"]["tags"] == 5
+    assert d["model"]["name"] == "tiny_sat.test" and set(d["timings"]) == {"decode", "encode", "caption", "total"}
+    assert len(d["shots"]) == 4 and len(d["frames"]) == 16 and d["index"]
+    assert VideoTags.from_dict(d).to_dict() == d
+
+
+def test_half_rate_on_mp4_finds_the_same_shots(tmp_path, captioner):
+    clip = make_clip(tmp_path / "clip.mp4", fps=25.0, fourcc="mp4v")
+    tags = tag_video(clip, captioner, fps=0.5)
+    assert [f.time for f in tags.frames] == pytest.approx([0, 2, 4, 6, 8, 10, 12, 14])
+    _check_shots(tags, 2.0)
+
+
+def test_every_n_frames(clip, captioner):
+    calls = []
+    tags = tag_video(clip, captioner, every_n_frames=18, batch_size=4, progress=lambda n, s: calls.append((n, s)))
+    assert [n for n, _ in calls] == [4, 4, 3] and sum(s for _, s in calls) == pytest.approx(180 / 12)
+    assert [f.index for f in tags.frames] == list(range(0, 192, 18))
+    assert [f.time for f in tags.frames] == pytest.approx([i / 12 for i in range(0, 192, 18)])
+    assert tags.video.sampled_fps is None
+    _check_shots(tags, 1.5)
+
+
+def test_caption_every_frame_matches_keyframe_captions(tmp_path, captioner):
+    clip = make_clip(tmp_path / "short.avi", fps=10.0, shots=(("chelsea", 3.0), ("coffee", 3.0)))
+    every = tag_video(clip, captioner, caption_every_frame=True, beam_size=2)
+    once = tag_video(clip, captioner, beam_size=2)
+    assert all(isinstance(f.caption, str) for f in every.frames) and all(f.caption is None for f in once.frames)
+    assert [(s.start, s.end, s.keyframe_index, s.caption) for s in every.shots] == \
+        [(s.start, s.end, s.keyframe_index, s.caption) for s in once.shots]
+    for shot in every.shots:
+        assert shot.caption == next(f.caption for f in every.frames if f.index == shot.keyframe_index)
+    assert every.options["caption_every_frame"] and every.options["beam_size"] == 2
+
+
+def test_truncated_video_gives_partial_results(clip, captioner, tmp_path):
+    tags = tag_video(truncate(clip, tmp_path / "cut.avi"), captioner, fps=1.0)
+    assert tags.partial and any("truncated" in e for e in tags.errors)
+    assert 3 <= len(tags.frames) < 16 and tags.video.duration < DURATION - 2
+    assert tags.shots[-1].end == pytest.approx(tags.video.duration)
+    assert json.loads(tags.to_json())["partial"] is True
+
+
+def test_unreadable_videos_raise_video_error(tmp_path, captioner):
+    (tmp_path / "text.mp4").write_text("not a video\n" * 50)
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    for name in ("text.mp4", "zero.mp4", "missing.mp4"):
+        with pytest.raises(VideoError, match=name):
+            tag_video(tmp_path / name, captioner)
+
+
+@pytest.mark.parametrize("kw", [dict(tags=0), dict(batch_size=0), dict(shot_threshold=0.0),
+                                dict(min_shot_seconds=-1)])
+def test_invalid_options(clip, captioner, kw):
+    with pytest.raises(ValueError):
+        tag_video(clip, captioner, **kw)
+
+
+# -- the CLI -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    make_clip(d / "Short.AVI", fps=10.0, shots=(("chelsea", 3.0), ("coffee", 3.0)))
+    (d / "fake.mp4").write_text("this is text, not a video\n")
+    (d / "notes.txt").write_text("ignored\n")
+    return d
+
+
+def test_cli_batch_with_bad_files_outputs_and_query(video_dir, tiny_bundle_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main([str(video_dir), str(video_dir / "missing.mp4"), "--weights", str(tiny_bundle_dir), "--device", "cpu",
+               "--out", str(out), "--formats", "json,csv,srt,vtt", "--thumbnails", "--query", "cat",
+               "--batch-size", "4"])
+    captured = capsys.readouterr()
+    assert rc == 1  # two inputs failed, the good one was still tagged
+    errors = [line for line in captured.err.splitlines() if line.startswith("tag-video:")]
+    assert any("fake.mp4: cannot open as a video" in e for e in errors)
+    assert any("missing.mp4: file not found" in e for e in errors)
+    assert errors[-1] == "tag-video: 2 of 3 videos failed"
+    assert sorted(p.name for p in out.iterdir()) == ["Short.csv", "Short.json", "Short.srt", "Short.vtt",
+                                                     "Short_keyframes"]
+    assert len(list((out / "Short_keyframes").glob("shot_*.jpg"))) == 2
+    d = json.loads((out / "Short.json").read_text())
+    assert len(d["shots"]) == 2 and d["video"]["path"].endswith("Short.AVI")
+    hits = [line.split("\t") for line in captured.out.splitlines()]
+    assert len(hits) == 1 and hits[0][0].endswith("Short.AVI") and hits[0][1].startswith("00:00:00.000 --> ")
+    assert CAT_LABELS & set(hits[0][3].split(", "))
+
+
+def test_cli_summary_without_out(video_dir, tiny_bundle_dir, capsys):
+    assert main([str(video_dir / "Short.AVI"), "--weights", str(tiny_bundle_dir), "--device", "cpu",
+                 "--fps", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "Short.AVI: 6.0 s, 2 shots, 3 frames; top tags: " in out
+
+
+def test_cli_missing_bundle_is_one_line_exit_2(video_dir, tmp_path, capsys):
+    assert main([str(video_dir / "Short.AVI"), "--weights", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tag-video: ") and "nope" in err[0]
+
+
+@pytest.mark.parametrize("argv", [["--formats", "json,xml", "--out", "x"], ["--formats", "srt"],
+                                  ["--fps", "0"], ["--tags", "0"], ["--engine", "spark"]])
+def test_cli_rejects_bad_options(video_dir, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([str(video_dir / "Short.AVI"), *argv])
+    assert e.value.code == 2
+
+
+def test_cli_no_videos(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 1
+    assert "no video files found" in capsys.readouterr().err
+
+
+def test_cli_help_states_every_default():
+    for action in _parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in action.help, action.dest
+
+
+def test_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "pipelines.video", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "--shot-threshold" in result.stdout and "--engine" in result.stdout
+
+
+def test_importing_loads_neither_a_model_nor_ray():
+    code = ("import sys, pipelines.video, pipelines.video_io, pipelines.video_export, pipelines.video_ray; "
+            "print('ray' in sys.modules, 'cv2' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False"], result.stderr

@@ -1,0 +1,155 @@
+"""Shot logic, caption words, search and the JSON form, on hand-made vectors (no model)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from captioning.api import CaptionResult, Tag
+from pipelines.video_shots import (RawSegment, ShotTracker, build_index, caption_confidence, frame_spans,
+                                   group_segments)
+from pipelines.video_tags import (FORMAT_VERSION, FrameTags, Segment, Shot, ShotTag, Summary, VideoMeta,
+                                  VideoTags, merge_segments)
+from pipelines.video_words import caption_words, matches, singular
+
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _scene(rng, base, n, jitter=0.05):
+    return [_unit(base + jitter * rng.standard_normal(base.shape)) for _ in range(n)]
+
+
+def _track(vectors, **kw):
+    tracker = ShotTracker(**kw)
+    segments = [s for i, v in enumerate(vectors) if (s := tracker.add(v, lambda i=i: f"payload {i}"))]
+    return segments + [tracker.finish()], tracker
+
+
+def test_tracker_cuts_where_the_scene_changes_and_picks_central_keyframes():
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(64) for _ in range(3))
+    vectors = _scene(rng, a, 5) + _scene(rng, b, 3) + _scene(rng, c, 4)
+    segments, _ = _track(vectors, threshold=0.3)
+    assert [(s.first, s.stop) for s in segments] == [(0, 5), (5, 8), (8, 12)]
+    for s in segments:
+        mean = np.mean(vectors[s.first:s.stop], axis=0)
+        assert s.keyframe == max(range(s.first, s.stop), key=lambda i: float(vectors[i] @ mean))
+        assert s.payload == f"payload {s.keyframe}"
+
+
+def test_tracker_memory_is_bounded_in_a_long_shot():
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(32)
+    tracker = ShotTracker(threshold=0.3, max_stored=8)
+    stored = []
+    for i, v in enumerate(_scene(rng, base, 200, jitter=0.01)):
+        assert tracker.add(v, lambda i=i: i) is None
+        stored.append(len(tracker._stored))
+    segment = tracker.finish()
+    assert max(stored) <= 8 and (segment.first, segment.stop) == (0, 200)
+    assert segment.payload == segment.keyframe and segment.keyframe % 32 == 0  # evenly thinned candidates
+
+
+def test_frame_spans_split_time_half_way_between_samples():
+    starts, ends = frame_spans(np.array([0.0, 1.0, 2.0, 4.0]), 5.0)
+    assert starts.tolist() == [0.0, 0.5, 1.5, 3.0] and ends.tolist() == [0.5, 1.5, 3.0, 5.0]
+
+
+def test_short_shots_merge_into_the_more_similar_neighbour_and_flashes_disappear():
+    rng = np.random.default_rng(2)
+    a, b, flash = (rng.standard_normal(64) for _ in range(3))
+    # a a a a FLASH a a a | b b b b  at 1 fps: the flash makes two cuts, the real cut one
+    vectors = np.stack(_scene(rng, a, 4) + [_unit(flash)] + _scene(rng, a, 3) + _scene(rng, b, 4))
+    raw, _ = _track(list(vectors), threshold=0.3)
+    assert [(s.first, s.stop) for s in raw] == [(0, 4), (4, 5), (5, 8), (8, 12)]
+    starts, ends = frame_spans(np.arange(12.0), 12.0)
+    groups = group_segments(raw, vectors, starts, ends, threshold=0.3, min_seconds=1.5)
+    assert groups == [[0, 1, 2], [3]]
+    # with no minimum length the flash is a (real) one-frame shot of its own
+    assert group_segments(raw, vectors, starts, ends, threshold=0.3, min_seconds=0.0) == [[0], [1], [2], [3]]
+
+
+def test_caption_words_keep_content_nouns():
+    assert caption_words("A black dog is running through the grass .") == ["dog", "grass"]
+    assert caption_words("Two children are playing on the beach near the waves") == ["children", "beach", "wave"]
+    assert caption_words("a man in a red shirt rides a bike in front of a building") == \
+        ["man", "shirt", "bike", "building"]
+    assert caption_words("dogs <unk> puppies benches the the 3 dogs") == ["dog", "puppy", "bench"]
+    assert caption_words("") == []
+
+
+def test_singular_and_matching():
+    assert [singular(w) for w in ("dogs", "grass", "puppies", "boxes", "bus", "cat")] == \
+        ["dog", "grass", "puppy", "box", "bus", "cat"]
+    assert matches("tiger cat", "cat") and matches("Egyptian cat", "EGYPTIAN CAT") and matches("dog", "Dogs")
+    assert not matches("tabby", "cat") and not matches("hotdog", "dog") and not matches("cat", "")
+    assert not matches("tiger cat", "tiger shark")
+
+
+def test_merge_segments():
+    merged = merge_segments([Segment(4, 6, 0.2, ("b",)), Segment(0, 2, 0.5, ("a",)), Segment(2, 3, 0.9, ("b",)),
+                             Segment(10, 11, 0.1, ("a",))])
+    assert merged == [Segment(0, 3, 0.9, ("a", "b")), Segment(4, 6, 0.2, ("b",)), Segment(10, 11, 0.1, ("a",))]
+
+
+def _caption(text, logprob=-2.0):
+    return CaptionResult(text, text.split(), logprob, logprob)
+
+
+def _example() -> VideoTags:
+    """Two shots: a cat (0-3 s) and a dog on grass (3-6 s), frames every second."""
+    cat, dog = [Tag("tabby", 0.7), Tag("tiger cat", 0.2)], [Tag("golden retriever", 0.6), Tag("tabby", 0.05)]
+    frames = [FrameTags(i * 10, float(i), tuple(cat if i < 3 else dog), int(i >= 3)) for i in range(6)]
+    caps = [_caption("a cat sits on a sofa"), _caption("a dog runs on the grass")]
+    shots = [Shot(0, 0.0, 2.5, 3, 10, 1.0, caps[0].text, caption_confidence(caps[0]),
+                  (ShotTag("tabby", 0.7, 3), ShotTag("cat", caption_confidence(caps[0]), 1, "caption"),
+                   ShotTag("sofa", caption_confidence(caps[0]), 1, "caption"))),
+             Shot(1, 2.5, 6.0, 3, 40, 4.0, caps[1].text, caption_confidence(caps[1]),
+                  (ShotTag("golden retriever", 0.6, 3), ShotTag("dog", caption_confidence(caps[1]), 1, "caption"),
+                   ShotTag("grass", caption_confidence(caps[1]), 1, "caption")))]
+    starts, ends = frame_spans(np.arange(6.0), 6.0)
+    index = build_index(frames, shots, starts, ends, None)
+    meta = VideoMeta("clip.mp4", 6.0, 10.0, 60, 320, 240, 1.0, 6)
+    return VideoTags(meta, tuple(frames), tuple(shots), Summary(6.0, 2, (ShotTag("tabby", 0.4, 4),)), index)
+
+
+def test_index_runs_of_frames_and_caption_words():
+    tags = _example()
+    assert tags.index["tabby"] == (Segment(0.0, 6.0, pytest.approx((0.7 * 2.5 + 0.05 * 3.5) / 6.0)),)
+    assert tags.index["golden retriever"] == (Segment(2.5, 6.0, pytest.approx(0.6)),)
+    assert tags.index["cat"] == (Segment(0.0, 2.5, pytest.approx(np.exp(-2.0 / 7))),)
+    assert set(tags.index) == {"tabby", "tiger cat", "golden retriever", "cat", "sofa", "dog", "grass"}
+
+
+def test_search_is_case_insensitive_matches_words_and_merges():
+    tags = _example()
+    assert [(s.start, s.end, s.labels) for s in tags.search("CAT")] == [(0.0, 2.5, ("cat", "tiger cat"))]
+    assert [(s.start, s.end) for s in tags.search("dogs")] == [(2.5, 6.0)]
+    assert [(s.start, s.end) for s in tags.search("Golden Retriever")] == [(2.5, 6.0)]
+    assert tags.search("tabby", min_confidence=0.5) == []
+    assert tags.search("elephant") == [] and tags.search("  ") == []
+
+
+def test_json_round_trip_and_versioning():
+    tags = _example()
+    d = json.loads(tags.to_json())
+    assert d["format_version"] == FORMAT_VERSION and list(d)[0] == "format_version"
+    assert d["shots"][1]["tags"][1] == {"label": "dog", "probability": round(np.exp(-2.0 / 7), 4),
+                                        "frames": 1, "source": "caption"}
+    assert d["frames"][0] == {"index": 0, "time": 0.0, "tags": [{"label": "tabby", "probability": 0.7},
+                                                               {"label": "tiger cat", "probability": 0.2}],
+                              "shot": 0, "caption": None}
+    assert d["index"]["dog"] == [{"start": 2.5, "end": 6.0, "confidence": round(np.exp(-2.0 / 7), 4)}]
+    again = VideoTags.from_dict(d)
+    assert again.to_dict() == d and [s.labels for s in again.search("dog")] == [("dog",)]
+    with pytest.raises(ValueError, match="format_version"):
+        VideoTags.from_dict({**d, "format_version": 99})
+
+
+def test_raw_segment_is_immutable():
+    with pytest.raises(AttributeError):
+        RawSegment(0, 1, 0, None).first = 3
