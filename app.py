@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_demo(captioner, max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_video_seconds)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                max_file_size=f"{args.max_upload_mb}mb", footer_links=["api"])
+                max_file_size=int(args.max_upload_mb * 1024 * 1024), footer_links=["api"])
     return 0
 
 

@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
 from captioning import BundleError, Captioner
+from captioning.encoder import imagenet_categories
 
 from ._batch_inputs import discover, path_key, read_list
 from ._batch_outputs import OutputError, RecordOutput, Sidecars, open_output
@@ -52,6 +53,8 @@ def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, *, 
             pending.append([pool.submit(prepare_image, p, captioner.preprocessing) for p in chunk])
 
     try:
+        if tags:  # the label names come from a slow torchvision import: do it while the first batch decodes
+            pool.submit(imagenet_categories)
         for _ in range(1 + PREFETCH_BATCHES):
             submit_next()
         while pending:

@@ -190,7 +190,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from captioning import BundleError
+    from captioning import BundleError, Captioner
+    from captioning.bundle import resolve_bundle
+
+    try:  # the model (local) or the bundle folder every Ray worker loads (ray)
+        if args.engine == "ray":
+            bundle = str(resolve_bundle(args.weights).resolve())
+        else:
+            captioner = Captioner.load(args.weights, device=args.device)
+    except (BundleError, RuntimeError) as e:  # no/damaged bundle, unavailable device
+        print(f"tag-video: {e}", file=sys.stderr)
+        return 2
 
     failed = 0
     bar = tqdm(unit="frame", desc="tag-video", dynamic_ncols=True, disable=None)
@@ -198,11 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     warn = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731
     start, seconds = time.perf_counter(), [0.0]
 
-    def progress(frames: int, video_seconds: float) -> None:
+    def progress(frames: int, video_seconds: float) -> None:  # tqdm shows frames/s; add the real-time factor
         seconds[0] += video_seconds
-        elapsed = time.perf_counter() - start
         bar.update(frames)
-        bar.set_postfix_str(f"{seconds[0] / max(elapsed, 1e-9):.1f}x real time", refresh=False)
+        bar.set_postfix_str(f"{seconds[0] / max(time.perf_counter() - start, 1e-9):.1f}x real time", refresh=False)
 
     def done(path: str, tags: VideoTags | None, error: str | None) -> None:
         nonlocal failed
@@ -216,20 +225,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.engine == "ray":
-            from captioning.bundle import resolve_bundle
-
             from .video_ray import tag_videos_ray
 
-            bundle = str(resolve_bundle(args.weights).resolve())
             for path, tags, error in tag_videos_ray(jobs, bundle=bundle, device=args.device, options=options,
                                                     output=output, address=args.address, workers=args.workers):
                 if tags is not None:
                     progress(tags.video.sampled_frames, tags.video.duration)
                 done(path, tags, error)
         else:
-            from captioning import Captioner
-
-            captioner = Captioner.load(args.weights, device=args.device)
             for path, stem in jobs:
                 try:
                     tags = process_video(path, stem, captioner, options, output, progress)
@@ -237,11 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                     done(path, None, describe_error(path, e))
                 else:
                     done(path, tags, None)
-    except (BundleError, RuntimeError) as e:  # no/damaged bundle, unavailable device
+    finally:
         bar.close()
-        print(f"tag-video: {e}", file=sys.stderr)
-        return 2
-    bar.close()
     if failed:
         print(f"tag-video: {failed} of {len(jobs)} videos failed", file=sys.stderr)
     return 1 if failed else 0

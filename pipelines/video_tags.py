@@ -29,12 +29,14 @@ confidences are in 0..1, floats are rounded to 4 decimals::
                                             # frames, frames = frames with the label in their top-k;
                                             # source "caption": a content word of the caption,
                                             # probability = caption confidence
-      "frames": [{"index", "time", "shot",  # index: 0-based frame number in the stream
+      "frames": [{"index", "time", "shot",  # index: 0-based number among the decoded frames
                   "tags": [{"label", "probability"}],   # top-k ImageNet labels
                   "caption"}],              # null unless every frame is captioned
       "index": {"<tag>": [{"start", "end", "confidence"}]},
-                                            # where each ImageNet label / caption word is seen;
-                                            # each sampled frame stands for the time nearest to it
+                                            # where each ImageNet label / caption word (lower-case,
+                                            # singular) is seen, in time order; each sampled frame
+                                            # stands for the time nearest to it; confidence = the
+                                            # time-weighted mean probability (words: caption confidence)
       "timings": {"decode", "encode", "caption", "total"}   # seconds spent
     }
 """

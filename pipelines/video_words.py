@@ -26,18 +26,23 @@ waits wait watches watch poses pose smiles smile talks talk eats eat drinks drin
 lean dives dive crosses cross races race chases chase hangs hang dressed covered
 filled made sitting standing walking running playing lying"""
 _ADJECTIVES = """big small large little young old tall long short high wet dry snowy grassy sandy rocky muddy
-busy empty open other several lots lot group front middle different same close closeup"""
+busy empty open other several lots lot group front middle different same close closeup wooden striped blond
+blonde bald curly fluffy furry shaggy pretty happy funny shirtless"""
 STOPWORDS = frozenset(" ".join((_FUNCTION, _COLOURS, _VERBS, _ADJECTIVES)).split()) | {"unk", "pad", "start", "end"}
 
 # nouns that end in -ing (other -ing words in captions are verbs: "running", "playing")
 _ING_NOUNS = frozenset("""building buildings clothing ceiling railing ring rings string swing swings wedding painting
 spring king wing wings morning evening stocking sibling pudding icing""".split())
+_IRREGULAR = {"men": "man", "women": "woman", "children": "child", "feet": "foot", "teeth": "tooth",
+              "mice": "mouse", "geese": "goose", "wolves": "wolf", "knives": "knife", "leaves": "leaf"}
 _KEEP_S = frozenset("""grass glass bus dress canvas cactus octopus walrus bass chess mattress compass iris
 gas lens""".split())
 
 
 def singular(word: str) -> str:
     """Fold a lower-case plural to its singular with simple English rules."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
     if len(word) <= 3 or word in _KEEP_S or word.endswith(("ss", "us", "is")):
         return word
     if word.endswith("ies") and len(word) > 4:

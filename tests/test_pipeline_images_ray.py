@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipelines.images import main
 
-pytestmark = pytest.mark.slow  # starting Ray and its actor takes well over 20 s on 2 cores
+pytestmark = pytest.mark.slow  # starting Ray and its actors: ~20 s on 2 idle cores, minutes when busy
 
 
 @pytest.fixture(scope="module")

@@ -65,11 +65,13 @@ def test_the_cat_shot_is_tagged_as_a_cat(tagged):
 
 def test_search_finds_the_cat_segment(tagged):
     cat_label = tagged.shots[0].tags[0].label
-    for query in (cat_label, cat_label.upper(), "cat"):
+    for query in (cat_label, cat_label.upper(), "Tiger Cat"):  # two words: only an ImageNet label matches
         segments = tagged.search(query)
         assert len(segments) == 1, f"{query!r}: {segments}"
         assert segments[0].start == 0.0 and abs(segments[0].end - CUTS[0]) <= 1.0
-        assert segments[0].confidence > 0.3 and cat_label in segments[0].labels
+    assert tagged.search(cat_label)[0].confidence > 0.3
+    # "cat" also matches caption words, which the tiny random decoder may write anywhere
+    assert any(s.start == 0.0 and s.end >= CUTS[0] - 1.0 and cat_label in s.labels for s in tagged.search("cat"))
     rocket = tagged.shots[3].tags[0].label  # the last shot's top label is found there
     assert any(s.start <= tagged.shots[3].keyframe_time < s.end for s in tagged.search(rocket))
     assert tagged.search("zebra") == []
@@ -153,7 +155,7 @@ def video_dir(tmp_path_factory):
 def test_cli_batch_with_bad_files_outputs_and_query(video_dir, tiny_bundle_dir, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main([str(video_dir), str(video_dir / "missing.mp4"), "--weights", str(tiny_bundle_dir), "--device", "cpu",
-               "--out", str(out), "--formats", "json,csv,srt,vtt", "--thumbnails", "--query", "cat",
+               "--out", str(out), "--formats", "json,csv,srt,vtt", "--thumbnails", "--query", "tiger cat",
                "--batch-size", "4"])
     captured = capsys.readouterr()
     assert rc == 1  # two inputs failed, the good one was still tagged
@@ -168,7 +170,7 @@ def test_cli_batch_with_bad_files_outputs_and_query(video_dir, tiny_bundle_dir, 
     assert len(d["shots"]) == 2 and d["video"]["path"].endswith("Short.AVI")
     hits = [line.split("\t") for line in captured.out.splitlines()]
     assert len(hits) == 1 and hits[0][0].endswith("Short.AVI") and hits[0][1].startswith("00:00:00.000 --> ")
-    assert CAT_LABELS & set(hits[0][3].split(", "))
+    assert hits[0][3] == "tiger cat" and abs(float(hits[0][1].split(" --> ")[1][6:]) - 3.0) <= 1.0
 
 
 def test_cli_summary_without_out(video_dir, tiny_bundle_dir, capsys):
