@@ -26,6 +26,7 @@ from pipelines.video_shots import DEFAULT_THRESHOLD
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
 MAX_BATCH_FILES = 2000
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket")  # skimage.data photos (permissive licences)
 
@@ -236,7 +237,10 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
         with gr.Tab("Video"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    video = gr.Video(label="Video", sources=["upload"], height=300)
+                    # a file box, not gr.Video: browsers cannot preview many codecs OpenCV reads
+                    # (e.g. MPEG-4 part 2), and a failed preview shows a confusing error
+                    video = gr.File(label="Video (mp4, avi, mkv, webm, mov)", type="filepath", height=120,
+                                    file_types=list(VIDEO_EXTENSIONS))
                     with gr.Row():
                         fps = gr.Slider(0.25, 5, value=1.0, step=0.25, label="Frames per second sampled")
                         threshold = gr.Slider(0.05, 0.6, value=DEFAULT_THRESHOLD, step=0.01, label="Shot threshold")

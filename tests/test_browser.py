@@ -100,7 +100,7 @@ def test_image_tab_shows_a_caption(page, tmp_path):
 def test_video_tab_shows_shots(page, tmp_path):
     video = _video(tmp_path / "three_shots.mp4")
     page.get_by_role("tab", name="Video").click()
-    page.locator("input[accept*='video']").first.set_input_files(str(video))
+    page.locator("input[accept*='.mp4']").first.set_input_files(str(video))
     page.get_by_role("button", name="Tag video").click()
     table = page.locator("#shots-table")
     table.get_by_text("0:09.0").first.wait_for(state="attached", timeout=180_000)  # the last shot ends at 9 s
