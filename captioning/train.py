@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -100,7 +101,7 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(progress * math.pi))
 
 
 def _xe_batch(decoder, grids, captions, image_ids, cfg: TrainConfig, device) -> tuple[torch.Tensor, float]:

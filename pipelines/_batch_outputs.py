@@ -40,8 +40,10 @@ def _sync(f: TextIO) -> None:
     os.fsync(f.fileno())
 
 
-class JsonlOutput:
-    """One JSON object per line."""
+class _AppendedFile:
+    """An output file that is scanned for finished records (and repaired), then appended to."""
+
+    _open_kwargs: dict[str, str] = {}
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
         self.path = Path(path)
@@ -49,7 +51,19 @@ class JsonlOutput:
         if overwrite:
             self.path.write_bytes(b"")
         self.done, self.notes = self._scan()
-        self._f = open(self.path, "a", encoding="ascii", newline="\n")
+        self._f = open(self.path, "a", **self._open_kwargs)
+
+    def _scan(self) -> tuple[set[str], list[str]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class JsonlOutput(_AppendedFile):
+    """One JSON object per line."""
+
+    _open_kwargs = {"encoding": "ascii", "newline": "\n"}
 
     def _scan(self) -> tuple[set[str], list[str]]:
         done: set[str] = set()
@@ -78,9 +92,6 @@ class JsonlOutput:
         self._f.write("".join(json.dumps(r) + "\n" for r in records))
         _sync(self._f)
 
-    def close(self) -> None:
-        self._f.close()
-
 
 def _jsonl_path(line: bytes) -> str | None:
     """The path of a complete JSONL record line, else None."""
@@ -93,16 +104,13 @@ def _jsonl_path(line: bytes) -> str | None:
     return record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
 
 
-class CsvOutput:
+class CsvOutput(_AppendedFile):
     """A header row of FIELDS, then one row per image; n_best and tags are JSON in their cells."""
 
+    _open_kwargs = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            self.path.write_bytes(b"")
-        self.done, self.notes = self._scan()
-        self._f = open(self.path, "a", encoding="utf-8", errors="surrogateescape", newline="")
+        super().__init__(path, overwrite=overwrite)
         if self._f.tell() == 0:
             self._f.write(self._rows([list(FIELDS)]))
             _sync(self._f)
@@ -143,9 +151,6 @@ class CsvOutput:
 
         self._f.write(self._rows([cell(k, r[k]) for k in FIELDS] for r in records))
         _sync(self._f)
-
-    def close(self) -> None:
-        self._f.close()
 
 
 class StdoutOutput:
