@@ -78,7 +78,8 @@ class Captioner:
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
         self.defaults: dict[str, Any] = {"beam_size": 3, "max_length": bundle.model.config.max_length,
-                                         "length_penalty": 0.0, **bundle.decoding}
+                                         "length_penalty": 0.0, "no_repeat_ngram_size": 0,
+                                         **bundle.decoding}
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None = None, *, device: str = "auto",
@@ -126,12 +127,14 @@ class Captioner:
     @torch.inference_mode()
     def decode(self, encoded: Encoded, *, method: Method = "beam", beam_size: int | None = None,
                max_length: int | None = None, min_length: int = 0, length_penalty: float | None = None,
-               no_repeat_ngram_size: int = 0, temperature: float = 1.0, top_p: float = 1.0,
+               no_repeat_ngram_size: int | None = None, temperature: float = 1.0, top_p: float = 1.0,
                seed: int | None = None) -> list[CaptionResult]:
         """Captions for an encoded batch (see :meth:`caption` for the options)."""
         beam_size = self.defaults["beam_size"] if beam_size is None else beam_size
         max_length = self.defaults["max_length"] if max_length is None else max_length
         length_penalty = self.defaults["length_penalty"] if length_penalty is None else length_penalty
+        if no_repeat_ngram_size is None:
+            no_repeat_ngram_size = self.defaults["no_repeat_ngram_size"]
         if beam_size < 1 or max_length < 1:
             raise ValueError("beam_size and max_length must be >= 1")
         dec, grid, pooled = self.model.decoder, encoded.grid, encoded.pooled

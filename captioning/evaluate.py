@@ -24,14 +24,16 @@ from .vocab import Vocabulary
 
 @torch.inference_mode()
 def caption_grids(decoder: AttentionLSTMDecoder, grids: np.ndarray, *, vocab: Vocabulary, beam_size: int = 3,
-                  max_length: int = 20, length_penalty: float = 0.0, batch_size: int = 100) -> list[str]:
+                  max_length: int = 20, length_penalty: float = 0.0, no_repeat_ngram_size: int = 0,
+                  batch_size: int = 100) -> list[str]:
     """Beam-search captions for cached grids (N, 49, 1280), in order."""
     decoder.eval()
     texts = []
     for i in range(0, len(grids), batch_size):
         grid = torch.from_numpy(np.asarray(grids[i:i + batch_size])).float()  # (B, 49, 1280)
         nbests = beam_search(decoder, grid, grid.mean(dim=1), vocab=vocab, beam_size=beam_size,
-                             max_length=max_length, length_penalty=length_penalty)
+                             max_length=max_length, length_penalty=length_penalty,
+                             no_repeat_ngram_size=no_repeat_ngram_size)
         texts += [" ".join(vocab.decode(nb[0].tokens)) for nb in nbests]
     return texts
 
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=int, default=None, help="beam width (default: the bundle's)")
     p.add_argument("--max-length", type=int, default=None, help="max words (default: the bundle's)")
     p.add_argument("--length-penalty", type=float, default=None, help="length normalisation exponent (default: the bundle's)")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=None,
+                   help="block repeated n-grams of this size, 0 = off (default: the bundle's)")
     p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs java on PATH)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder (default: %(default)s)")
     p.add_argument("--out", default=None, help="write scores and captions as JSON here (default: eval-<split>.json)")
@@ -82,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     grids = FeatureCache(args.cache, cap.model.encoder, cap.preprocessing).grids([it.image for it in items])
     decode = {"beam_size": args.beam_size or cap.defaults["beam_size"],
               "max_length": args.max_length or cap.defaults["max_length"],
-              "length_penalty": cap.defaults["length_penalty"] if args.length_penalty is None else args.length_penalty}
+              "length_penalty": cap.defaults["length_penalty"] if args.length_penalty is None else args.length_penalty,
+              "no_repeat_ngram_size": cap.defaults["no_repeat_ngram_size"] if args.no_repeat_ngram_size is None
+              else args.no_repeat_ngram_size}
     scores, texts = score_split(cap.model.decoder, grids, items, vocab=cap.vocab, meteor=args.meteor, **decode)
     print(f"{cap.name} on {args.split} ({len(items)} images, {decode}):")
     print(format_table(scores))

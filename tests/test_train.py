@@ -100,6 +100,31 @@ def test_scst_stage_runs_and_rewards(dataset, tmp_path):
     load_bundle(out / "bundle")
 
 
+def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
+    """SCST-only run from a finished bundle: same vocabulary and sizes, the start scored as
+    epoch 0 and kept if no later epoch beats it, provenance and decoding in the manifest."""
+    from captioning.train import main
+
+    out = tmp_path / "continued"
+    args = _args(dataset, out, dataset / "cache", epochs=0, **{
+        "init-from": trained / "bundle", "scst-epochs": 1, "scst-lr": 1e-3, "embed-dim": 99,
+        "eval-no-repeat-ngram-size": 2, "eval-length-penalty": 0.5})
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["stage"]) for r in rows] == [(0, "init"), (1, "scst")]
+    start, result = load_bundle(trained / "bundle"), load_bundle(out / "bundle")
+    assert result.vocab.itos == start.vocab.itos
+    assert result.model.config.decoder == start.model.config.decoder  # sized by the bundle, not --embed-dim
+    m = result.manifest
+    assert m["training"]["init_from"]["name"] == "tiny_sat.shapes"
+    assert m["decoding"] == {"beam_size": 2, "max_length": 10, "length_penalty": 0.5, "no_repeat_ngram_size": 2}
+    best = max(rows, key=lambda r: r["dev_CIDEr-D"])
+    assert m["metrics"]["CIDEr-D"] == pytest.approx(best["dev_CIDEr-D"], abs=1e-4)
+    if best["epoch"] == 0:  # nothing beat the start: the shipped weights are the start's
+        a, b = load_file(trained / "bundle" / "model.safetensors"), load_file(out / "bundle" / "model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(dataset, trained, tmp_path):
     out = tmp_path / "killed"
