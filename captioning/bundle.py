@@ -25,7 +25,8 @@ from .images import Preprocessing
 from .model import CaptionModel, ModelConfig
 from .vocab import Vocabulary
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added model.members (ensembles) and float16 decoder weights
+READABLE_VERSIONS = (1, 2)
 MANIFEST, WEIGHTS, VOCAB = "manifest.json", "model.safetensors", "vocab.json"
 WEIGHTS_DIR = Path(os.environ.get("CAPTIONING_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 
@@ -79,15 +80,18 @@ def _sha256(path: Path) -> str:
 
 
 def save_bundle(directory: str | Path, model: CaptionModel, vocab: Vocabulary, info: BundleInfo, *,
-                preprocessing: Preprocessing = Preprocessing()) -> Path:
-    """Write a complete bundle into ``directory`` (replaced atomically if it exists)."""
+                preprocessing: Preprocessing = Preprocessing(), half_decoder: bool = False) -> Path:
+    """Write a complete bundle into ``directory`` (replaced atomically if it exists).
+
+    ``half_decoder`` stores the decoder weights as float16 (loading casts them back to float32);
+    the encoder always stays float32."""
     directory = Path(directory)
     if len(vocab) != model.config.decoder.vocab_size:
         raise ValueError(f"vocabulary has {len(vocab)} words but the model expects {model.config.decoder.vocab_size}")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()
-             if not k.endswith("num_batches_tracked")}
+    state = {k: v.detach().to(torch.float16 if half_decoder and k.startswith("decoder.") else torch.float32)
+             .contiguous().cpu() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "bundle": info.name})
     vocab.save(tmp / VOCAB)
     manifest = {
@@ -167,8 +171,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{mpath}: not valid JSON ({e})") from None
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"{mpath}: format_version {version!r} is not supported (this code reads {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise BundleError(f"{mpath}: format_version {version!r} is not supported "
+                          f"(this code reads {', '.join(map(str, READABLE_VERSIONS))})")
     return manifest
 
 

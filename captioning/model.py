@@ -1,4 +1,4 @@
-"""The captioning model: EfficientNet-Lite0 encoder + attention LSTM decoder."""
+"""The captioning model: EfficientNet-Lite0 encoder + attention LSTM decoder (or an ensemble of them)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from .decoder import AttentionLSTMDecoder, DecoderConfig
 from .encoder import EfficientNetLite0, EncoderOutput
+from .ensemble import EnsembleDecoder
 
 ENCODER_ARCHS = ("efficientnet_lite0",)
 
@@ -17,15 +18,18 @@ class ModelConfig:
     decoder: DecoderConfig  # sizes of the LSTM decoder
     encoder: str = "efficientnet_lite0"  # encoder architecture name
     max_length: int = 20  # default caption length limit in words (decoding may override)
+    members: int = 1  # decoders averaged at every step (an ensemble, see captioning.ensemble); 1 = one decoder
 
     def to_dict(self) -> dict:
-        return {"encoder": self.encoder, "max_length": self.max_length, "decoder": asdict(self.decoder)}
+        return {"encoder": self.encoder, "max_length": self.max_length, "decoder": asdict(self.decoder),
+                "members": self.members}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         if d.get("encoder") not in ENCODER_ARCHS:
             raise ValueError(f"unknown encoder {d.get('encoder')!r} (known: {', '.join(ENCODER_ARCHS)})")
-        return cls(decoder=DecoderConfig(**d["decoder"]), encoder=d["encoder"], max_length=int(d["max_length"]))
+        return cls(decoder=DecoderConfig(**d["decoder"]), encoder=d["encoder"], max_length=int(d["max_length"]),
+                   members=int(d.get("members", 1)))
 
 
 class CaptionModel(nn.Module):
@@ -33,7 +37,10 @@ class CaptionModel(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = EfficientNetLite0()
-        self.decoder = AttentionLSTMDecoder(config.decoder)
+        if config.members < 1:
+            raise ValueError(f"members must be >= 1, not {config.members}")
+        self.decoder = AttentionLSTMDecoder(config.decoder) if config.members == 1 else \
+            EnsembleDecoder([AttentionLSTMDecoder(config.decoder) for _ in range(config.members)])
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
         """pixels (B, 3, 224, 224), normalised -> grid, semantic vector, ImageNet logits."""

@@ -29,7 +29,7 @@ def test_round_trip_same_tensors_and_manifest(tiny_bundle_dir, tiny_vocab):
             assert torch.equal(v, bundle.model.state_dict()[k]), k
     assert bundle.vocab == tiny_vocab
     m = bundle.manifest
-    assert m["format_version"] == 1 and m["name"] == "tiny_sat.test" and m["version"] == "0.0.1"
+    assert m["format_version"] == 2 and m["name"] == "tiny_sat.test" and m["version"] == "0.0.1"
     assert set(m["files"]) == {WEIGHTS, VOCAB}
     assert all(len(f["sha256"]) == 64 and f["size"] > 0 for f in m["files"].values())
     assert m["preprocessing"]["size"] == 224
