@@ -1,0 +1,59 @@
+"""The shipped default bundle: it verifies and loads, captions real photos sensibly, and (with
+the Flickr8k data beside the project, as in CI) re-scores to the dev metrics in its manifest."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import skimage.data
+
+from captioning import Captioner, load_bundle
+from captioning.bundle import WEIGHTS_DIR, resolve_bundle
+
+FLICKR8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Captioner:
+    return Captioner.load(device="cpu")
+
+
+def test_default_bundle_is_complete(shipped):
+    path = resolve_bundle()
+    assert path.name == (WEIGHTS_DIR / "DEFAULT").read_text().strip() == shipped.name
+    m = load_bundle(path).manifest
+    assert m["metrics"]["split"] == "dev" and m["metrics"]["images"] == 1000 and m["metrics"]["beam_size"] == 3
+    assert m["decoding"]["beam_size"] == 3
+    assert "command" in m["training"]
+    assert sum(f["size"] for f in m["files"].values()) < 100e6  # tens of MB, not hundreds
+
+
+PEOPLE = {"man", "woman", "person", "people", "girl", "boy", "child", "children", "men", "women"}
+
+
+@pytest.mark.parametrize("image, words", [
+    (skimage.data.camera, {"camera"}),  # a photographer with a camera on a tripod (grayscale)
+    (skimage.data.astronaut, PEOPLE),  # a portrait (Flickr8k has no astronauts: a person is enough)
+])
+def test_captions_real_photos(shipped, image, words):
+    """Out-of-domain photos (cats, coffee cups) are beyond a model trained on Flickr8k's people
+    and dogs; these two are within it."""
+    text = shipped.caption(image()).text
+    assert set(text.split()) & words, text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (FLICKR8K / "captions.csv").exists(), reason="needs ../shared/data/flickr8k (present in CI)")
+def test_dev_scores_match_the_manifest(shipped, tmp_path):
+    """caption-eval from scratch (fresh feature cache) reproduces the manifest's dev scores."""
+    from captioning.evaluate import main
+
+    out = tmp_path / "eval.json"
+    assert main(["--data", str(FLICKR8K / "captions.csv"), "--split", "dev", "--cache", str(tmp_path / "cache"),
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    recorded = load_bundle(resolve_bundle()).manifest["metrics"]
+    assert report["images"] == 1000 and report["decoding"]["beam_size"] == 3
+    for name in ("BLEU-4", "ROUGE-L", "CIDEr-D"):
+        assert report["scores"][name] == pytest.approx(recorded[name], abs=2e-3), name
