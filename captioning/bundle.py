@@ -114,6 +114,20 @@ def save_bundle(directory: str | Path, model: CaptionModel, vocab: Vocabulary, i
     return directory
 
 
+def record_evaluation(path: str | Path, *, metrics: dict[str, Any], decoding: dict[str, Any],
+                      version: str | None = None) -> None:
+    """Make measured dev ``metrics`` and the ``decoding`` that produced them the bundle's
+    recommended defaults (optionally as a new ``version``). The weights are untouched, so
+    their hashes stay valid; the manifest is replaced atomically."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    _verify_files(path, manifest)
+    manifest.update(metrics=metrics, decoding=decoding, **({"version": version} if version else {}))
+    tmp = path / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path / MANIFEST)
+
+
 def available_bundles(weights_dir: Path | None = None) -> list[str]:
     root = Path(weights_dir or WEIGHTS_DIR)
     return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []

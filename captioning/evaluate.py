@@ -66,13 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs java on PATH)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder (default: %(default)s)")
     p.add_argument("--out", default=None, help="write scores and captions as JSON here (default: eval-<split>.json)")
+    p.add_argument("--record", action="store_true",
+                   help="write these scores and decoding options into the bundle's manifest as its defaults")
+    p.add_argument("--version", default=None, help="with --record: the bundle's new version (default: unchanged)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from .api import Captioner
-    from .bundle import BundleError
+    from .bundle import BundleError, record_evaluation
     from .data import DatasetError
 
     args = _parser().parse_args(argv)
@@ -99,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         "captions": [{"image": str(it.image), "caption": t, "references": list(it.captions)}
                      for it, t in zip(items, texts)]}, indent=1) + "\n")
     print(f"wrote {out}")
+    if args.record:
+        record_evaluation(cap.bundle.path, decoding=decode, version=args.version, metrics={
+            "split": args.split, "images": len(items), "beam_size": decode["beam_size"],
+            **{k: round(v, 4) for k, v in scores.items()}})
+        print(f"recorded the scores and decoding in {cap.bundle.path / 'manifest.json'}")
     return 0
 
 

@@ -175,3 +175,19 @@ def test_caption_eval_cli(trained, dataset, tmp_path, capsys):
     assert report["images"] == 4 and len(report["captions"]) == 4
     manifest = json.loads((trained / "bundle" / "manifest.json").read_text())
     assert report["scores"]["CIDEr-D"] == pytest.approx(manifest["metrics"]["CIDEr-D"], abs=1e-4)
+
+
+def test_caption_eval_records_scores_and_decoding(trained, dataset, tmp_path):
+    import shutil
+
+    from captioning.evaluate import main
+
+    bundle = shutil.copytree(trained / "bundle", tmp_path / "tiny_sat.shapes")
+    assert main(["--weights", str(bundle), "--data", str(dataset / "captions.csv"), "--split", "dev",
+                 "--cache", str(dataset / "cache"), "--out", str(tmp_path / "eval.json"),
+                 "--no-repeat-ngram-size", "2", "--length-penalty", "1.0", "--record", "--version", "1.1.0"]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    b = load_bundle(bundle)  # hashes still verify
+    assert b.version == "1.1.0" and b.decoding["no_repeat_ngram_size"] == 2 and b.decoding["length_penalty"] == 1.0
+    assert b.manifest["metrics"]["CIDEr-D"] == pytest.approx(report["scores"]["CIDEr-D"], abs=1e-4)
+    assert Captioner.load(bundle, device="cpu").defaults["no_repeat_ngram_size"] == 2
