@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 
 from captioning import Captioner, load_bundle
-from captioning.bundle import WEIGHTS_DIR, resolve_bundle
+from captioning.bundle import WEIGHTS_DIR, available_bundles, resolve_bundle
 
 FLICKR8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k"
 
@@ -27,6 +27,12 @@ def test_default_bundle_is_complete(shipped):
     assert m["decoding"]["beam_size"] == 3
     assert "command" in m["training"]
     assert sum(f["size"] for f in m["files"].values()) < 100e6  # tens of MB, not hundreds
+
+
+@pytest.mark.parametrize("name", available_bundles())
+def test_every_shipped_bundle_verifies_and_captions(name):
+    cap = Captioner.load(name, device="cpu")  # sha256 of every file checked
+    assert cap.name == name and cap.caption(skimage.data.astronaut()).text
 
 
 PEOPLE = {"man", "woman", "person", "people", "girl", "boy", "child", "children", "men", "women"}
