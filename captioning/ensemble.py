@@ -5,8 +5,8 @@ next-word distribution is the mean of the members' distributions (log of the mea
 probability is returned as the logits, so greedy, beam search and sampling work unchanged).
 Attention maps are the members' mean.
 
-    caption-ensemble --members runs/a/bundle runs/b/bundle lite0_sat.flickr8k \\
-        --data ../shared/data/flickr8k/captions.csv --name lite0_sat3.flickr8k --out weights/lite0_sat3.flickr8k
+    caption-ensemble --members runs/flickr8k/bundle runs/seed1/bundle runs/seed2/bundle --half \\
+        --data ../shared/data/flickr8k/captions.csv --name lite0_sat_x3.flickr8k --out weights/lite0_sat_x3.flickr8k
 
 builds the bundle, scores it on dev and records the members' provenance in its manifest.
 """

@@ -6,6 +6,7 @@ regulariser of Show, Attend and Tell. Stage 2 (optional): self-critical sequence
 
     caption-train --data ../shared/data/flickr8k/captions.csv --out runs/flickr8k
     torchrun --nproc_per_node=2 -m captioning.train --data ... --out ...   # DDP (gloo on CPU)
+    caption-train --data ... --out runs/more --init-from lite0_sat.flickr8k --epochs 0 --scst-epochs 3
 
 The run folder holds ``checkpoint.pt`` (written every ``--checkpoint-every`` steps and at
 each epoch end; ``--resume`` continues from it, skipping the batches already done),
