@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .bundle import BundleError, BundleInfo, load_bundle, save_bundle
     from .data import DatasetError, read_dataset
-    from .evaluate import format_table, score_split
+    from .evaluate import format_table, manifest_metrics, score_split
     from .features import FeatureCache
     from .model import CaptionModel
 
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(scores))
     info = BundleInfo(
         name=args.name, version=args.version,
-        metrics={"split": args.split, "images": len(items), "beam_size": args.beam_size,
-                 **{k: round(v, 4) for k, v in scores.items()}},
+        metrics=manifest_metrics(scores, split=args.split, images=len(items), beam_size=args.beam_size),
         training={"ensemble_of": [{"name": b.name, "version": b.version, "metrics": b.manifest.get("metrics", {}),
                                    "training": b.manifest.get("training", {})} for b in bundles],
                   "command": " ".join(["caption-ensemble", *(argv if argv is not None else sys.argv[1:])])},

@@ -46,6 +46,11 @@ def score_split(decoder: AttentionLSTMDecoder, grids: np.ndarray, items: Sequenc
     return coco_scores(dict(enumerate(texts)), refs, meteor=meteor), texts
 
 
+def manifest_metrics(scores: dict[str, float], *, split: str, images: int, beam_size: int) -> dict:
+    """The ``metrics`` entry of a bundle manifest: where the scores were measured, rounded scores."""
+    return {"split": split, "images": images, "beam_size": beam_size, **{k: round(v, 4) for k, v in scores.items()}}
+
+
 def format_table(scores: dict[str, float]) -> str:
     names = list(scores)
     return "  ".join(f"{n:>8}" for n in names) + "\n" + "  ".join(f"{scores[n]:8.4f}" for n in names)
@@ -103,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                      for it, t in zip(items, texts)]}, indent=1) + "\n")
     print(f"wrote {out}")
     if args.record:
-        record_evaluation(cap.bundle.path, decoding=decode, version=args.version, metrics={
-            "split": args.split, "images": len(items), "beam_size": decode["beam_size"],
-            **{k: round(v, 4) for k, v in scores.items()}})
+        record_evaluation(cap.bundle.path, decoding=decode, version=args.version,
+                          metrics=manifest_metrics(scores, split=args.split, images=len(items),
+                                                   beam_size=decode["beam_size"]))
         print(f"recorded the scores and decoding in {cap.bundle.path / 'manifest.json'}")
     return 0
 

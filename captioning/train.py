@@ -36,7 +36,7 @@ from .data import read_dataset
 from .decoder import DecoderConfig
 from .decoding import greedy, sample
 from .encoder import load_pretrained_encoder, pretrained_weights_path
-from .evaluate import score_split
+from .evaluate import manifest_metrics, score_split
 from .features import FeatureCache, file_sha256
 from .images import Preprocessing
 from .metrics import CiderD
@@ -313,8 +313,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     minutes = round((time.time() - t_resumed) / 60, 1)
     info = BundleInfo(
         name=cfg.name, version=cfg.version,
-        metrics={"split": cfg.dev_split, "images": len(dev_items), "beam_size": cfg.eval_beam,
-                 **{k: round(v, 4) for k, v in best["metrics"].items()}},
+        metrics=manifest_metrics(best["metrics"], split=cfg.dev_split, images=len(dev_items), beam_size=cfg.eval_beam),
         training={"data": cfg.data, "train_split": cfg.train_split, "train_images": len(train_items),
                   "train_captions": sum(len(c) for c in captions), "dev_split": cfg.dev_split,
                   "best_epoch": state["best_epoch"], "minutes": minutes, "world_size": world,
