@@ -144,7 +144,7 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
 @dataclass
 class Samples:
     tokens: torch.Tensor  # (N, T) sampled word ids, <pad> after <end>
-    logprobs: torch.Tensor  # (N, T) log-probability of each sampled word (0 on padding)
+    logprobs: torch.Tensor  # (N, T) log-probability of each sampled word under the sampling policy (0 on padding)
     mask: torch.Tensor  # (N, T) True for real words and the <end> token
     attention: torch.Tensor  # (N, T, 49) attention weights at each step
 
@@ -167,15 +167,18 @@ def sample(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tens
     for t in range(max_length + 1):
         logits, state, alpha = decoder.step(tokens, state)
         out_alpha.append(alpha.detach())
-        logprobs = (logits / temperature).log_softmax(dim=-1)  # (N, V)
-        draw_from = logprobs.detach().clone()
-        _restrict(draw_from, t, vocab, min_length=0, max_length=max_length)
+        # the policy actually sampled from: temperature, forbidden tokens and nucleus removed,
+        # renormalised; its log-probabilities keep their gradient (self-critical training)
+        allowed = torch.zeros_like(logits, dtype=torch.float)  # (N, V): 0 = allowed, -inf = removed
+        _restrict(allowed, t, vocab, min_length=0, max_length=max_length)
         if top_p < 1.0:
-            draw_from = _nucleus(draw_from, top_p)
-        tokens = torch.multinomial(draw_from.exp(), 1, generator=generator).squeeze(1)  # (N,)
+            allowed = _nucleus((logits.detach() / temperature + allowed).log_softmax(dim=-1), top_p)
+            allowed = allowed.masked_fill(allowed > NEG_INF, 0.0)
+        policy = (logits / temperature + allowed).log_softmax(dim=-1)  # (N, V)
+        tokens = torch.multinomial(policy.detach().exp(), 1, generator=generator).squeeze(1)  # (N,)
         tokens = tokens.masked_fill(~alive, vocab.pad_id)
         out_tokens.append(tokens)
-        out_logps.append(logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1) * alive)
+        out_logps.append(policy.gather(1, tokens.unsqueeze(1)).squeeze(1) * alive)
         out_mask.append(alive.clone())
         alive = alive & (tokens != vocab.end_id)
         if not alive.any():

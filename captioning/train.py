@@ -74,6 +74,8 @@ class TrainConfig:
     scst_epochs: int = 0  # self-critical epochs after cross-entropy
     scst_lr: float = 2e-5
     scst_samples: int = 5  # sampled captions per image for the reward
+    scst_top_p: float = 0.9  # nucleus of the sampling policy: a label-smoothed model's long tail of junk
+    #                          words otherwise dominates the samples (1.0 = the full distribution)
     scst_baseline: str = "greedy"  # "greedy": reward of the greedy caption (Rennie et al.);
     #                                "mean": mean reward of the image's other samples (Luo 2020)
     eval_beam: int = 3  # beam width for dev scoring
@@ -90,6 +92,8 @@ def _check(cfg: TrainConfig) -> None:
         raise SystemExit(f"--scst-baseline must be greedy or mean, not {cfg.scst_baseline!r}")
     if cfg.scst_baseline == "mean" and cfg.scst_samples < 2:
         raise SystemExit("--scst-baseline mean needs --scst-samples >= 2")
+    if not 0.0 < cfg.scst_top_p <= 1.0:
+        raise SystemExit(f"--scst-top-p must be in (0, 1], not {cfg.scst_top_p}")
 
 
 def _world() -> tuple[int, int]:
@@ -132,7 +136,8 @@ def _xe_batch(decoder, grids, captions, image_ids, cfg: TrainConfig, device) -> 
 
 
 def _scst_batch(decoder, grids, refs, image_ids, cfg: TrainConfig, cider: CiderD, vocab, device, gen):
-    """REINFORCE with CIDEr-D reward and the greedy caption as baseline."""
+    """REINFORCE with the CIDEr-D of captions sampled from the nucleus-truncated policy as reward,
+    minus a baseline: the greedy caption's reward or the mean of the image's other samples."""
     grid = grids[image_ids].to(device).float()  # (I, 49, 1280)
     pooled = grid.mean(1)
     k = cfg.scst_samples
@@ -144,7 +149,8 @@ def _scst_batch(decoder, grids, refs, image_ids, cfg: TrainConfig, cider: CiderD
         decoder.train()
         baseline = cider.score([" ".join(vocab.decode(h.tokens)) for h in base], batch_refs).repeat(k)  # (I*k,)
     rep = torch.arange(len(image_ids), device=device).repeat_interleave(k)
-    s = sample(decoder, grid[rep], pooled[rep], vocab=vocab, max_length=cfg.max_length, generator=gen)
+    s = sample(decoder, grid[rep], pooled[rep], vocab=vocab, max_length=cfg.max_length, top_p=cfg.scst_top_p,
+               generator=gen)  # s.logprobs: log-probs under the truncated policy actually sampled from
     words = [" ".join(vocab.decode(row)) for row in s.tokens.tolist()]
     reward = cider.score(words, [batch_refs[j // k] for j in range(len(words))])  # (I*k,)
     if cfg.scst_baseline == "mean":

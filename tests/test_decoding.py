@@ -130,3 +130,22 @@ def test_sampling_seeded_reproducible(setup):
     assert any(draw(seed) != draw(1) for seed in range(2, 6))
     # a vanishing nucleus keeps only the most likely word: sampling becomes greedy
     assert draw(3, top_p=1e-6) == [h.tokens for h in greedy(decoder, grid, pooled, vocab=vocab, max_length=10)]
+
+
+def test_sample_logprobs_are_the_sampling_policy(setup):
+    """Self-critical training needs log pi(word) of the policy actually sampled from, with gradients."""
+    decoder, grid, pooled, vocab = setup
+    gen = torch.Generator().manual_seed(0)
+    # a vanishing nucleus is a deterministic policy: every drawn word has probability 1
+    s = sample(decoder, grid, pooled, vocab=vocab, max_length=10, top_p=1e-6, generator=gen)
+    assert torch.allclose(s.logprobs[s.mask], torch.zeros(int(s.mask.sum())), atol=1e-5)
+    # a wide nucleus at temperature 0.5: the sampled words' log-probs come from the sharpened,
+    # truncated and renormalised distribution, so they are >= the plain temperature-1 log-probs
+    s = sample(decoder, grid, pooled, vocab=vocab, max_length=10, temperature=0.5, top_p=0.5, generator=gen)
+    assert s.logprobs.requires_grad
+    plain = decoder(grid, pooled, torch.cat([torch.full((4, 1), vocab.start_id), s.tokens], 1))[0]
+    plain = plain.log_softmax(-1)[:, :-1].gather(2, s.tokens.unsqueeze(2)).squeeze(2)  # (B, T)
+    assert (s.logprobs[s.mask] >= plain.detach()[s.mask] - 1e-5).all()
+    (-s.logprobs.sum()).backward()
+    assert decoder.out.weight.grad is not None and decoder.out.weight.grad.abs().sum() > 0
+    decoder.zero_grad(set_to_none=True)

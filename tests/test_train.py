@@ -100,6 +100,16 @@ def test_scst_stage_runs_and_rewards(dataset, tmp_path):
     load_bundle(out / "bundle")
 
 
+@pytest.mark.parametrize("bad", [{"scst-top-p": 0}, {"scst-top-p": 1.5}, {"scst-baseline": "max"},
+                                 {"scst-baseline": "mean", "scst-samples": 1}])
+def test_bad_scst_options_fail_before_training(dataset, tmp_path, bad):
+    from captioning.train import main
+
+    with pytest.raises(SystemExit, match="--scst-"):
+        main(_args(dataset, tmp_path / "bad", dataset / "cache", epochs=1, **{"scst-epochs": 1, **bad}))
+    assert not (tmp_path / "bad" / "checkpoint.pt").exists()
+
+
 def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
     """SCST-only run from a finished bundle: same vocabulary and sizes, the start scored as
     epoch 0 and kept if no later epoch beats it, provenance and decoding in the manifest."""
