@@ -171,10 +171,9 @@ def sample(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tens
         # renormalised; its log-probabilities keep their gradient (self-critical training)
         allowed = torch.zeros_like(logits, dtype=torch.float)  # (N, V): 0 = allowed, -inf = removed
         _restrict(allowed, t, vocab, min_length=0, max_length=max_length)
-        if top_p < 1.0:
-            allowed = _nucleus((logits.detach() / temperature + allowed).log_softmax(dim=-1), top_p)
-            allowed = allowed.masked_fill(allowed > NEG_INF, 0.0)
         policy = (logits / temperature + allowed).log_softmax(dim=-1)  # (N, V)
+        if top_p < 1.0:
+            policy = _nucleus(policy, top_p).log_softmax(dim=-1)  # renormalised over the nucleus
         tokens = torch.multinomial(policy.detach().exp(), 1, generator=generator).squeeze(1)  # (N,)
         tokens = tokens.masked_fill(~alive, vocab.pad_id)
         out_tokens.append(tokens)
