@@ -4,8 +4,9 @@ Layout of a cache folder ``<root>/<encoder fingerprint>/``:
 - ``grids.f16``: rows of (49, 1280) float16, appended;
 - ``index.json``: image sha256 -> row, rewritten atomically after the rows are flushed.
 
-The folder is keyed by a fingerprint of the encoder weights and the preprocessing, and
-each row by the sha256 of the image file, so a changed encoder or a changed image is a
+The folder is keyed by a fingerprint of the encoder weights, the preprocessing and the view
+(``hflip=True`` caches the grids of mirrored images, a training augmentation), and each row
+by the sha256 of the image file, so a changed encoder or a changed image is a
 miss, never a stale hit. A run killed mid-way keeps every row that made it into the
 index; the tail beyond it is cut off on the next open.
 """
@@ -29,8 +30,9 @@ GRID_CELLS = 49
 _ROW_BYTES = GRID_CELLS * FEATURE_DIM * 2
 
 
-def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing) -> str:
-    h = hashlib.sha256(json.dumps(preprocessing.to_dict(), sort_keys=True).encode())
+def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing, *, hflip: bool = False) -> str:
+    view = {"hflip": True} if hflip else {}  # the plain view keeps the fingerprint it always had
+    h = hashlib.sha256(json.dumps({**preprocessing.to_dict(), **view}, sort_keys=True).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -42,9 +44,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 class FeatureCache:
-    def __init__(self, root: str | os.PathLike, encoder: EfficientNetLite0, preprocessing: Preprocessing):
-        self.encoder, self.preprocessing = encoder.eval(), preprocessing
-        self.dir = Path(root) / encoder_fingerprint(encoder, preprocessing)
+    def __init__(self, root: str | os.PathLike, encoder: EfficientNetLite0, preprocessing: Preprocessing, *,
+                 hflip: bool = False):
+        self.encoder, self.preprocessing, self.hflip = encoder.eval(), preprocessing, hflip
+        self.dir = Path(root) / encoder_fingerprint(encoder, preprocessing, hflip=hflip)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._data, self._index_path = self.dir / "grids.f16", self.dir / "index.json"
         self.index: dict[str, int] = json.loads(self._index_path.read_text()) if self._index_path.exists() else {}
@@ -70,7 +73,8 @@ class FeatureCache:
         bar = tqdm(total=len(items), desc="encoding images", unit="img", disable=not progress)
 
         def prepare(path):
-            return self.preprocessing.to_array(load_image(path))
+            array = self.preprocessing.to_array(load_image(path))  # (H, W, 3) uint8
+            return np.ascontiguousarray(array[:, ::-1]) if self.hflip else array
 
         with ThreadPoolExecutor(workers) as pool, open(self._data, "ab") as f:
             for i in range(0, len(items), batch_size):

@@ -42,7 +42,7 @@ from .images import Preprocessing
 from .metrics import CiderD
 from .model import CaptionModel, ModelConfig
 from .runlog import RunLog
-from .vocab import Vocabulary
+from .vocab import Vocabulary, tokenize
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     attention_reg: float = 1.0  # weight of sum_i (1 - sum_t alpha_ti)^2
     grad_clip: float = 2.0  # max gradient norm
+    hflip: float = 0.0  # chance that a training photo is seen mirrored in an epoch (its grid from the
+    #                     mirrored photo, "left"/"right" swapped in its captions); 0 = never
     scst_epochs: int = 0  # self-critical epochs after cross-entropy
     scst_lr: float = 2e-5
     scst_samples: int = 5  # sampled captions per image for the reward
@@ -94,15 +96,25 @@ def _check(cfg: TrainConfig) -> None:
         raise SystemExit("--scst-baseline mean needs --scst-samples >= 2")
     if not 0.0 < cfg.scst_top_p <= 1.0:
         raise SystemExit(f"--scst-top-p must be in (0, 1], not {cfg.scst_top_p}")
+    if not 0.0 <= cfg.hflip <= 1.0:
+        raise SystemExit(f"--hflip must be in [0, 1], not {cfg.hflip}")
 
 
 def _world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def _encode_captions(items, vocab: Vocabulary, max_length: int) -> list[list[list[int]]]:
+_MIRRORED = {"left": "right", "right": "left"}  # words whose meaning a horizontal flip swaps
+
+
+def _mirror(caption: str) -> str:
+    return " ".join(_MIRRORED.get(w, w) for w in tokenize(caption))
+
+
+def _encode_captions(items, vocab: Vocabulary, max_length: int, *, mirror: bool = False) -> list[list[list[int]]]:
     """Per image, its captions as [<start>, words..., <end>] (words cut at max_length)."""
-    return [[[vocab.start_id, *vocab.encode(c)[:max_length], vocab.end_id] for c in it.captions] for it in items]
+    return [[[vocab.start_id, *vocab.encode(_mirror(c) if mirror else c)[:max_length], vocab.end_id]
+             for c in it.captions] for it in items]
 
 
 def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -112,16 +124,17 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(progress * math.pi))
 
 
-def _xe_batch(decoder, grids, captions, image_ids, cfg: TrainConfig, device) -> tuple[torch.Tensor, float]:
-    """Cross-entropy + attention regulariser for a batch of images with all their captions.
-    The loss is a mean over captions of per-caption means, so DDP halves average exactly."""
-    rows = sorted(((len(c) - 1, i, c) for i, img in enumerate(image_ids) for c in captions[img]), reverse=True)
+def _xe_batch(decoder, grid, captions, cfg: TrainConfig, device) -> tuple[torch.Tensor, float]:
+    """Cross-entropy + attention regulariser for a batch of images (I, 49, 1280) with all their
+    captions. The loss is a mean over captions of per-caption means, so DDP halves average exactly."""
+    rows = sorted(((len(c) - 1, i, c) for i, image_captions in enumerate(captions) for c in image_captions),
+                  reverse=True)
     lengths = [n for n, _, _ in rows]  # predicted tokens per caption (words + <end>)
     tokens = torch.zeros(len(rows), lengths[0] + 1, dtype=torch.long)
     for r, (_, _, c) in enumerate(rows):
         tokens[r, :len(c)] = torch.tensor(c)
     row_image = torch.tensor([i for _, i, _ in rows], device=device)
-    grid = grids[image_ids].to(device).float()  # (I, 49, 1280)
+    grid = grid.to(device).float()  # (I, 49, 1280)
     tokens = tokens.to(device)
     logits, alphas = decoder.forward_packed(grid, grid.mean(1), row_image, tokens, lengths)
     targets = pack_padded_sequence(tokens[:, 1:], lengths, batch_first=True)
@@ -135,20 +148,19 @@ def _xe_batch(decoder, grids, captions, image_ids, cfg: TrainConfig, device) -> 
     return loss, float(per_caption.detach().mean())
 
 
-def _scst_batch(decoder, grids, refs, image_ids, cfg: TrainConfig, cider: CiderD, vocab, device, gen):
+def _scst_batch(decoder, grid, batch_refs, cfg: TrainConfig, cider: CiderD, vocab, device, gen):
     """REINFORCE with the CIDEr-D of captions sampled from the nucleus-truncated policy as reward,
     minus a baseline: the greedy caption's reward or the mean of the image's other samples."""
-    grid = grids[image_ids].to(device).float()  # (I, 49, 1280)
+    grid = grid.to(device).float()  # (I, 49, 1280)
     pooled = grid.mean(1)
     k = cfg.scst_samples
-    batch_refs = [refs[i] for i in image_ids]
     if cfg.scst_baseline == "greedy":
         decoder.eval()
         with torch.no_grad():
             base = greedy(decoder, grid, pooled, vocab=vocab, max_length=cfg.max_length)
         decoder.train()
         baseline = cider.score([" ".join(vocab.decode(h.tokens)) for h in base], batch_refs).repeat(k)  # (I*k,)
-    rep = torch.arange(len(image_ids), device=device).repeat_interleave(k)
+    rep = torch.arange(len(batch_refs), device=device).repeat_interleave(k)
     s = sample(decoder, grid[rep], pooled[rep], vocab=vocab, max_length=cfg.max_length, top_p=cfg.scst_top_p,
                generator=gen)  # s.logprobs: log-probs under the truncated policy actually sampled from
     words = [" ".join(vocab.decode(row)) for row in s.tokens.tolist()]
@@ -196,12 +208,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     encoder, prep = load_pretrained_encoder(), Preprocessing()
     if rank == 0:  # rank 0 fills the cache; the other ranks open it once it is complete
         FeatureCache(cfg.cache, encoder, prep).grids([it.image for it in train_items + dev_items], progress=progress)
+        if cfg.hflip:
+            FeatureCache(cfg.cache, encoder, prep, hflip=True).grids([it.image for it in train_items], progress=progress)
     if world > 1:
         dist.barrier()
     cache = FeatureCache(cfg.cache, encoder, prep)
     grids = torch.from_numpy(cache.grids([it.image for it in train_items], progress=False).copy())  # (N, 49, 1280) fp16
     dev_grids = cache.grids([it.image for it in dev_items], progress=False)
     captions = _encode_captions(train_items, vocab, cfg.max_length)
+    refs = [list(it.captions) for it in train_items]
+    mirrored = None  # (grids, captions, refs) of the mirrored photos
+    if cfg.hflip:
+        mirrored = (torch.from_numpy(FeatureCache(cfg.cache, encoder, prep, hflip=True)
+                                     .grids([it.image for it in train_items], progress=False).copy()),
+                    _encode_captions(train_items, vocab, cfg.max_length, mirror=True),
+                    [[_mirror(c) for c in r] for r in refs])
 
     torch.manual_seed(cfg.seed)
     model = CaptionModel(ModelConfig(decoder=dcfg, max_length=cfg.max_length))
@@ -235,7 +256,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     batches_per_epoch = (n_images + ipb - 1) // ipb
     total_xe_steps = cfg.epochs * batches_per_epoch
     cider = CiderD([it.captions for it in train_items]) if cfg.scst_epochs else None
-    refs = [list(it.captions) for it in train_items]
 
     def save_checkpoint() -> None:
         rng = [torch.get_rng_state(), gen.get_state()]  # so a resumed run draws the same dropout/samples
@@ -278,20 +298,29 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             decoder.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True)["decoder"])
             optim = torch.optim.AdamW(decoder.parameters(), lr=cfg.scst_lr, weight_decay=cfg.weight_decay)
         order = torch.randperm(n_images, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        flip = (torch.rand(n_images, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 1_000_000))
+                < cfg.hflip).tolist()  # which photos this epoch sees mirrored (the same after a resume)
         bar = tqdm(range(state["batch"], batches_per_epoch), desc=f"epoch {epoch + 1} {'scst' if scst else 'xe'}",
                    unit="batch", disable=not progress or rank != 0, initial=state["batch"], total=batches_per_epoch)
         decoder.train()
         running = []
         for b in bar:
             image_ids = order[b * ipb:(b + 1) * ipb][rank::world]
+            grid = grids[image_ids]  # (I, 49, 1280) fp16
+            batch_captions, batch_refs = [captions[i] for i in image_ids], [refs[i] for i in image_ids]
+            if mirrored is not None:
+                m = [j for j, i in enumerate(image_ids) if flip[i]]
+                grid[m] = mirrored[0][[image_ids[j] for j in m]]
+                for j in m:
+                    batch_captions[j], batch_refs[j] = mirrored[1][image_ids[j]], mirrored[2][image_ids[j]]
             if scst:
                 for g in optim.param_groups:
                     g["lr"] = cfg.scst_lr
-                loss, metric = objective(_scst_batch, grids, refs, image_ids, cfg, cider, vocab, device, gen)
+                loss, metric = objective(_scst_batch, grid, batch_refs, cfg, cider, vocab, device, gen)
             else:
                 for g in optim.param_groups:
                     g["lr"] = _lr_at(cfg, state["step"], total_xe_steps)
-                loss, metric = objective(_xe_batch, grids, captions, image_ids, cfg, device)
+                loss, metric = objective(_xe_batch, grid, batch_captions, cfg, device)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)

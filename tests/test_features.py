@@ -67,3 +67,18 @@ def test_unindexed_tail_of_a_killed_run_is_dropped(tmp_path, encoder):
     reopened = FeatureCache(tmp_path / "c", encoder, Preprocessing())
     assert (reopened.dir / "grids.f16").stat().st_size == 2 * 49 * 1280 * 2
     assert np.array_equal(reopened.grids(paths, progress=False), good)
+
+
+def test_mirrored_view_is_the_grid_of_the_mirrored_photo(tmp_path, encoder):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    photo[:, :80] = 0  # asymmetric, so the mirrored grid differs from the plain one
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(np.ascontiguousarray(photo[:, ::-1])).save(tmp_path / "mirrored.png")
+    plain = FeatureCache(tmp_path / "c", encoder, Preprocessing())
+    flipped = FeatureCache(tmp_path / "c", encoder, Preprocessing(), hflip=True)
+    assert flipped.dir != plain.dir
+    assert plain.dir.name == "c982ae2ec463e1c3"  # adding views kept the plain view's existing cache key
+    view = np.array(flipped.grids([tmp_path / "photo.png"], progress=False))
+    mirrored, original = np.array(plain.grids([tmp_path / "mirrored.png", tmp_path / "photo.png"], progress=False))
+    assert np.array_equal(view[0], mirrored) and not np.allclose(view[0], original, atol=1e-1)

@@ -101,13 +101,37 @@ def test_scst_stage_runs_and_rewards(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"scst-top-p": 0}, {"scst-top-p": 1.5}, {"scst-baseline": "max"},
-                                 {"scst-baseline": "mean", "scst-samples": 1}])
-def test_bad_scst_options_fail_before_training(dataset, tmp_path, bad):
+                                 {"scst-baseline": "mean", "scst-samples": 1}, {"hflip": 1.5}])
+def test_bad_options_fail_before_training(dataset, tmp_path, bad):
     from captioning.train import main
 
-    with pytest.raises(SystemExit, match="--scst-"):
+    with pytest.raises(SystemExit, match="--" + next(iter(bad)).split("-")[0]):
         main(_args(dataset, tmp_path / "bad", dataset / "cache", epochs=1, **{"scst-epochs": 1, **bad}))
     assert not (tmp_path / "bad" / "checkpoint.pt").exists()
+
+
+def test_mirror_swaps_left_and_right():
+    from captioning.train import _mirror
+
+    assert _mirror("A dog on the LEFT, a cat to the right.") == "a dog on the right a cat to the left"
+
+
+def test_mirrored_training_uses_the_mirrored_view(dataset, tmp_path):
+    """--hflip 1 trains every step on grids of mirrored photos (filled into their own cache
+    folder), in both stages; the result differs from the same run on the plain photos."""
+    from captioning.train import main
+
+    cache = tmp_path / "cache"
+    runs = {}
+    for hflip in (0.0, 1.0):
+        out = tmp_path / f"hflip{hflip}"
+        assert main(_args(dataset, out, cache, epochs=2, hflip=hflip, **{"scst-epochs": 1, "scst-lr": 1e-3})) == 0
+        runs[hflip] = load_file(out / "bundle" / "model.safetensors")
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert rows[1]["train_xe"] < rows[0]["train_xe"] and rows[2]["train_reward"] > 0
+    assert len(list(cache.iterdir())) == 2  # plain + mirrored views
+    assert load_bundle(tmp_path / "hflip1.0" / "bundle").manifest["training"]["config"]["hflip"] == 1.0
+    assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0] if k.startswith("decoder."))
 
 
 def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
