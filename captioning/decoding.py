@@ -80,13 +80,12 @@ def _restrict_end(logprobs: torch.Tensor, t: int, end_id: int, *, min_length: in
 
 def _block_repeated_ngrams(logprobs: torch.Tensor, seqs: torch.Tensor, n: int) -> None:
     """In place: forbid any word that would repeat an n-gram already in the row. logprobs (R, V), seqs (R, T)."""
-    if n <= 0 or seqs.shape[1] < n - 1:
+    if n <= 0 or seqs.shape[1] < n:
         return
-    for r, row in enumerate(seqs.tolist()):
-        prefix = tuple(row[len(row) - (n - 1):]) if n > 1 else ()
-        banned = [row[i + n - 1] for i in range(len(row) - n + 1) if tuple(row[i:i + n - 1]) == prefix]
-        if banned:
-            logprobs[r, banned] = NEG_INF
+    ngrams = seqs.unfold(1, n, 1)  # (R, T - n + 1, n) every n-gram of each row
+    prefix = seqs[:, seqs.shape[1] - (n - 1):]  # (R, n - 1) the words the next n-gram starts with
+    rows, starts = (ngrams[:, :, :n - 1] == prefix.unsqueeze(1)).all(-1).nonzero(as_tuple=True)
+    logprobs[rows, ngrams[rows, starts, n - 1]] = NEG_INF
 
 
 def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,

@@ -149,3 +149,21 @@ def test_sample_logprobs_are_the_sampling_policy(setup):
     (-s.logprobs.sum()).backward()
     assert decoder.out.weight.grad is not None and decoder.out.weight.grad.abs().sum() > 0
     decoder.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_repeated_ngram_block_matches_a_plain_loop(n):
+    """The vectorised block bans exactly the words that would complete an n-gram already in the row."""
+    from captioning.decoding import _block_repeated_ngrams
+
+    g = torch.Generator().manual_seed(n)
+    for length in range(0, 9):
+        seqs = torch.randint(0, 4, (16, length), generator=g)  # 4 words: many repeats
+        got = torch.zeros(16, 6)
+        _block_repeated_ngrams(got, seqs, n)
+        want = torch.zeros(16, 6)
+        for r, row in enumerate(seqs.tolist()):
+            for i in range(len(row) - n + 1):
+                if row[i:i + n - 1] == row[len(row) - (n - 1):]:
+                    want[r, row[i + n - 1]] = float("-inf")
+        assert torch.equal(got.isinf(), want.isinf()), (n, length)
