@@ -116,13 +116,28 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(FEATURE_DIM, num_classes)
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
+        return self.tail(self.trunk(x, stop=len(self._blocks)), start=len(self._blocks))
+
+    def trunk(self, x: torch.Tensor, *, stop: int) -> torch.Tensor:
+        """Pixels (B, 3, 224, 224) -> the activations entering block ``stop`` (e.g. (B, 192, 7, 7) for 15):
+        the part that stays frozen when the last blocks are fine-tuned."""
         x = F.relu6(self._bn0(self._conv_stem(x)))  # (B, 32, 112, 112)
-        for block in self._blocks:
+        for block in self._blocks[:stop]:
+            x = block(x)
+        return x
+
+    def tail(self, x: torch.Tensor, *, start: int) -> EncoderOutput:
+        """Activations entering block ``start`` -> grid, semantic vector and logits (the rest of forward)."""
+        for block in self._blocks[start:]:
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))  # (B, 1280, 7, 7)
         grid = x.flatten(2).transpose(1, 2)  # (B, 49, 1280)
         pooled = grid.mean(dim=1)  # (B, 1280)
         return EncoderOutput(grid=grid, pooled=pooled, logits=self._fc(pooled))
+
+    def tail_parameters(self, start: int) -> list[nn.Parameter]:
+        """The weights :meth:`tail` uses from block ``start`` on (the ImageNet classifier excluded)."""
+        return [p for m in (*self._blocks[start:], self._conv_head, self._bn1) for p in m.parameters()]
 
 
 def pretrained_weights_path() -> str:

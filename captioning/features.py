@@ -1,11 +1,14 @@
 """Feature cache: run the encoder once per image, keep the grids as memory-mapped float16.
 
 Layout of a cache folder ``<root>/<encoder fingerprint>/``:
-- ``grids.f16``: rows of (49, 1280) float16, appended;
+- ``grids.f16``: rows of (49, 1280) float16, appended (or, with ``stop=k``, of the
+  activations entering encoder block k, e.g. (192, 7, 7) for k = 15: what training
+  caches when it fine-tunes the blocks from k on);
 - ``index.json``: image sha256 -> row, rewritten atomically after the rows are flushed.
 
-The folder is keyed by a fingerprint of the encoder weights, the preprocessing and the view
-(``hflip=True`` caches the grids of mirrored images, a training augmentation), and each row
+The folder is keyed by a fingerprint of the encoder weights, the preprocessing, the view
+(``hflip=True`` caches the grids of mirrored images, a training augmentation) and the
+block it stops at, and each row
 by the sha256 of the image file, so a changed encoder or a changed image is a
 miss, never a stale hit. A run killed mid-way keeps every row that made it into the
 index; the tail beyond it is cut off on the next open.
@@ -27,11 +30,12 @@ from .encoder import FEATURE_DIM, EfficientNetLite0
 from .images import Preprocessing, load_image
 
 GRID_CELLS = 49
-_ROW_BYTES = GRID_CELLS * FEATURE_DIM * 2
 
 
-def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing, *, hflip: bool = False) -> str:
-    view = {"hflip": True} if hflip else {}  # the plain view keeps the fingerprint it always had
+def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing, *, hflip: bool = False,
+                        stop: int | None = None) -> str:
+    view = {**({"hflip": True} if hflip else {}),  # the plain grids keep the fingerprint they always had
+            **({"stop": stop} if stop is not None else {})}
     h = hashlib.sha256(json.dumps({**preprocessing.to_dict(), **view}, sort_keys=True).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         h.update(name.encode())
@@ -45,24 +49,32 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 class FeatureCache:
     def __init__(self, root: str | os.PathLike, encoder: EfficientNetLite0, preprocessing: Preprocessing, *,
-                 hflip: bool = False):
-        self.encoder, self.preprocessing, self.hflip = encoder.eval(), preprocessing, hflip
-        self.dir = Path(root) / encoder_fingerprint(encoder, preprocessing, hflip=hflip)
+                 hflip: bool = False, stop: int | None = None):
+        self.encoder, self.preprocessing, self.hflip, self.stop = encoder.eval(), preprocessing, hflip, stop
+        self.dir = Path(root) / encoder_fingerprint(encoder, preprocessing, hflip=hflip, stop=stop)
+        if stop is None:
+            self.row_shape: tuple[int, ...] = (GRID_CELLS, FEATURE_DIM)
+        else:
+            with torch.inference_mode():
+                probe = encoder.trunk(torch.zeros(1, 3, preprocessing.size, preprocessing.size), stop=stop)
+            self.row_shape = tuple(probe.shape[1:])  # (C, H, W)
+        self._row_bytes = int(np.prod(self.row_shape)) * 2
         self.dir.mkdir(parents=True, exist_ok=True)
         self._data, self._index_path = self.dir / "grids.f16", self.dir / "index.json"
         self.index: dict[str, int] = json.loads(self._index_path.read_text()) if self._index_path.exists() else {}
         with open(self._data, "ab") as f:  # drop rows a killed run wrote but never indexed
-            f.truncate(len(self.index) * _ROW_BYTES)
+            f.truncate(len(self.index) * self._row_bytes)
 
     def grids(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, workers: int = 2,
               progress: bool = True) -> np.ndarray:
-        """(N, 49, 1280) float16 memory-mapped grids for ``paths``, encoding only the misses."""
+        """(N, 49, 1280) float16 memory-mapped grids for ``paths`` (or (N, C, H, W) activations
+        with ``stop``), encoding only the misses."""
         with ThreadPoolExecutor(workers) as pool:
             shas = list(pool.map(file_sha256, paths))
         missing = sorted({s: p for s, p in zip(shas, paths) if s not in self.index}.items())
         if missing:
             self._encode(missing, batch_size=batch_size, workers=workers, progress=progress)
-        store = np.memmap(self._data, dtype=np.float16, mode="r", shape=(len(self.index), GRID_CELLS, FEATURE_DIM))
+        store = np.memmap(self._data, dtype=np.float16, mode="r", shape=(len(self.index), *self.row_shape))
         rows = np.fromiter((self.index[s] for s in shas), dtype=np.int64, count=len(shas))
         return store if np.array_equal(rows, np.arange(len(store))) else store[rows]
 
@@ -81,8 +93,8 @@ class FeatureCache:
                 chunk = items[i:i + batch_size]
                 arrays = list(pool.map(prepare, [p for _, p in chunk]))
                 pixels = self.preprocessing.to_tensor(arrays).contiguous(memory_format=torch.channels_last)
-                grid = encoder(pixels).grid.to(torch.float16).numpy()  # (B, 49, 1280)
-                f.write(grid.tobytes())
+                out = encoder(pixels).grid if self.stop is None else encoder.trunk(pixels, stop=self.stop)
+                f.write(out.to(torch.float16).contiguous().numpy().tobytes())  # (B, 49, 1280) or (B, C, H, W)
                 f.flush()
                 os.fsync(f.fileno())
                 for sha, _ in chunk:

