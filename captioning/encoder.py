@@ -135,6 +135,12 @@ class EfficientNetLite0(nn.Module):
         pooled = grid.mean(dim=1)  # (B, 1280)
         return EncoderOutput(grid=grid, pooled=pooled, logits=self._fc(pooled))
 
+    def trunk_state_dict(self, stop: int) -> dict[str, torch.Tensor]:
+        """The entries of :meth:`state_dict` that :meth:`trunk` reads up to block ``stop``."""
+        parts = {"_conv_stem": self._conv_stem, "_bn0": self._bn0,
+                 **{f"_blocks.{i}": block for i, block in enumerate(self._blocks[:stop])}}
+        return {f"{prefix}.{k}": v for prefix, m in parts.items() for k, v in m.state_dict().items()}
+
     def tail_parameters(self, start: int) -> list[nn.Parameter]:
         """The weights :meth:`tail` uses from block ``start`` on (the ImageNet classifier excluded)."""
         return [p for m in (*self._blocks[start:], self._conv_head, self._bn1) for p in m.parameters()]

@@ -37,7 +37,9 @@ def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing
     view = {**({"hflip": True} if hflip else {}),  # the plain grids keep the fingerprint they always had
             **({"stop": stop} if stop is not None else {})}
     h = hashlib.sha256(json.dumps({**preprocessing.to_dict(), **view}, sort_keys=True).encode())
-    for name, tensor in sorted(encoder.state_dict().items()):
+    # activations entering block `stop` depend on the weights before it only, so fine-tuned last blocks keep the key
+    weights = encoder.state_dict() if stop is None else encoder.trunk_state_dict(stop)
+    for name, tensor in sorted(weights.items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from captioning.encoder import load_pretrained_encoder
-from captioning.features import FeatureCache
+from captioning.features import FeatureCache, encoder_fingerprint
 from captioning.images import Preprocessing
 
 
@@ -99,3 +99,20 @@ def test_activations_entering_a_block_are_cached_apart(tmp_path, encoder):
     assert np.allclose(from_acts, grids.grids(paths, progress=False).astype(np.float32), atol=5e-2)
     reopened = FeatureCache(tmp_path / "c", encoder, Preprocessing(), stop=15)
     assert np.array_equal(reopened.grids(paths, progress=False), a)
+
+
+def test_tuning_the_last_blocks_keeps_the_key_of_their_input(encoder):
+    """Cached activations entering block k depend on the blocks before k only: tuning block 15
+    leaves the stop=14 key (so a fine-tuned bundle reuses it) but changes the grids' key."""
+    import copy
+
+    def key(e, **view):
+        return encoder_fingerprint(e, Preprocessing(), **view)
+
+    tuned = copy.deepcopy(encoder)
+    with torch.no_grad():
+        tuned._blocks[15]._project_conv.weight.mul_(1.01)
+    assert key(tuned, stop=14) == key(encoder, stop=14) and key(tuned) != key(encoder)
+    with torch.no_grad():
+        tuned._blocks[13]._project_conv.weight.mul_(1.01)
+    assert key(tuned, stop=14) != key(encoder, stop=14)
