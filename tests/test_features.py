@@ -1,6 +1,7 @@
 """Feature cache: hits, invalidation by image content and by encoder, crash-safe tail."""
 from __future__ import annotations
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -104,8 +105,6 @@ def test_activations_entering_a_block_are_cached_apart(tmp_path, encoder):
 def test_tuning_the_last_blocks_keeps_the_key_of_their_input(encoder):
     """Cached activations entering block k depend on the blocks before k only: tuning block 15
     leaves the stop=14 key (so a fine-tuned bundle reuses it) but changes the grids' key."""
-    import copy
-
     def key(e, **view):
         return encoder_fingerprint(e, Preprocessing(), **view)
 
