@@ -8,12 +8,16 @@ stride-1 convolutions with odd kernels are ordinary symmetric padding.
 
 One forward pass gives the spatial grid (B, 49, 1280), the pooled semantic vector
 (B, 1280) and the ImageNet-1k logits (B, 1000).
+
+An encoder whose last blocks were fine-tuned on captions (``tuned_blocks``) keeps ImageNet
+copies of those blocks and of the head: the classifier, and so the tags, reads the features
+it was trained on, while the grid and the semantic vector come from the tuned weights.
 """
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -98,25 +102,65 @@ class MBConvBlock(nn.Module):
         return y + x if self.residual else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 returning grid, pooled vector and logits in one pass."""
+def _make_blocks() -> list[MBConvBlock]:
+    blocks = []
+    for expand, kernel, stride, repeats, in_ch, out_ch in _BLOCK_ARGS:
+        for i in range(repeats):
+            blocks.append(MBConvBlock(in_ch if i == 0 else out_ch, out_ch, expand_ratio=expand,
+                                      kernel=kernel, stride=stride if i == 0 else 1))
+    return blocks
 
-    def __init__(self, num_classes: int = 1000):
+
+class _Head(nn.Module):
+    """The last blocks and the head convolution: activations entering a block -> (B, 1280, 7, 7)."""
+
+    def __init__(self, blocks: list[MBConvBlock]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.conv_head = nn.Conv2d(320, FEATURE_DIM, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return F.relu6(self.bn1(self.conv_head(x)))  # (B, 1280, 7, 7)
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 returning grid, pooled vector and logits in one pass.
+
+    ``tuned_blocks`` > 0 adds ``_imagenet``, the ImageNet copies of the last blocks and the head
+    that the classifier reads (fill it with :meth:`keep_imagenet_head`)."""
+
+    def __init__(self, num_classes: int = 1000, *, tuned_blocks: int = 0):
         super().__init__()
         self._conv_stem = SameConv2d(3, 32, 3, stride=2)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS, momentum=BN_MOMENTUM)
-        blocks = []
-        for expand, kernel, stride, repeats, in_ch, out_ch in _BLOCK_ARGS:
-            for i in range(repeats):
-                blocks.append(MBConvBlock(in_ch if i == 0 else out_ch, out_ch, expand_ratio=expand,
-                                          kernel=kernel, stride=stride if i == 0 else 1))
-        self._blocks = nn.ModuleList(blocks)
+        self._blocks = nn.ModuleList(_make_blocks())
         self._conv_head = nn.Conv2d(320, FEATURE_DIM, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
         self._fc = nn.Linear(FEATURE_DIM, num_classes)
+        if not 0 <= tuned_blocks <= len(self._blocks):
+            raise ValueError(f"tuned_blocks must be 0..{len(self._blocks)}, not {tuned_blocks}")
+        self.tuned_blocks = tuned_blocks
+        with torch.random.fork_rng(devices=[]):  # copied in later: leave the RNG (and so the decoder's init) alone
+            self._imagenet = _Head(_make_blocks()[len(self._blocks) - tuned_blocks:]) if tuned_blocks else None
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
-        return self.tail(self.trunk(x, stop=len(self._blocks)), start=len(self._blocks))
+        start = len(self._blocks) - self.tuned_blocks
+        x = self.trunk(x, stop=start)
+        out = self.tail(x, start=start)
+        if self._imagenet is None:
+            return out
+        pooled = self._imagenet(x).mean(dim=(2, 3))  # (B, 1280) the ImageNet semantic vector
+        return replace(out, logits=self._fc(pooled))
+
+    def keep_imagenet_head(self, pretrained: "EfficientNetLite0") -> None:
+        """Copy ``pretrained``'s weights of the tuned blocks and the head into the classifier's path."""
+        start = len(self._blocks) - self.tuned_blocks
+        self._imagenet.blocks.load_state_dict(nn.ModuleList(pretrained._blocks[start:]).state_dict())
+        self._imagenet.conv_head.load_state_dict(pretrained._conv_head.state_dict())
+        self._imagenet.bn1.load_state_dict(pretrained._bn1.state_dict())
 
     def trunk(self, x: torch.Tensor, *, stop: int) -> torch.Tensor:
         """Pixels (B, 3, 224, 224) -> the activations entering block ``stop`` (e.g. (B, 192, 7, 7) for 15):

@@ -19,24 +19,26 @@ class ModelConfig:
     encoder: str = "efficientnet_lite0"  # encoder architecture name
     max_length: int = 20  # default caption length limit in words (decoding may override)
     members: int = 1  # decoders averaged at every step (an ensemble, see captioning.ensemble); 1 = one decoder
+    encoder_tuned_blocks: int = 0  # last encoder blocks fine-tuned on captions (their ImageNet copies feed the tags)
 
     def to_dict(self) -> dict:
         return {"encoder": self.encoder, "max_length": self.max_length, "decoder": asdict(self.decoder),
-                "members": self.members}
+                "members": self.members,
+                **({"encoder_tuned_blocks": self.encoder_tuned_blocks} if self.encoder_tuned_blocks else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         if d.get("encoder") not in ENCODER_ARCHS:
             raise ValueError(f"unknown encoder {d.get('encoder')!r} (known: {', '.join(ENCODER_ARCHS)})")
         return cls(decoder=DecoderConfig(**d["decoder"]), encoder=d["encoder"], max_length=int(d["max_length"]),
-                   members=int(d.get("members", 1)))
+                   members=int(d.get("members", 1)), encoder_tuned_blocks=int(d.get("encoder_tuned_blocks", 0)))
 
 
 class CaptionModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.encoder = EfficientNetLite0()
+        self.encoder = EfficientNetLite0(tuned_blocks=config.encoder_tuned_blocks)
         if config.members < 1:
             raise ValueError(f"members must be >= 1, not {config.members}")
         self.decoder = AttentionLSTMDecoder(config.decoder) if config.members == 1 else \

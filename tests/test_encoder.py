@@ -5,7 +5,7 @@ import pytest
 import skimage.data
 import torch
 
-from captioning.encoder import _same_padding, imagenet_categories, load_pretrained_encoder
+from captioning.encoder import EfficientNetLite0, _same_padding, imagenet_categories, load_pretrained_encoder
 from captioning.images import Preprocessing, load_image
 
 
@@ -54,3 +54,22 @@ def test_trunk_then_tail_is_the_forward_pass(encoder, split):
     assert acts.shape == {11: (2, 112, 14, 14), 15: (2, 192, 7, 7), 16: (2, 320, 7, 7)}[split]
     assert torch.allclose(parts.grid, whole.grid, atol=1e-5) and torch.allclose(parts.logits, whole.logits, atol=1e-4)
     assert len(encoder.tail_parameters(split)) == 9 * (16 - split) + 3  # 3 convs + 3 BN pairs per block; head conv + BN
+
+
+def test_a_fine_tuned_encoder_tags_with_its_imagenet_copies(encoder):
+    """Tuning the last 2 blocks moves the grid and the semantic vector; the logits (the tags)
+    still come from ImageNet's weights of those blocks, so they equal the pretrained encoder's."""
+    tuned = EfficientNetLite0(tuned_blocks=2)
+    tuned.load_state_dict(encoder.state_dict(), strict=False)
+    tuned.keep_imagenet_head(encoder)
+    with torch.no_grad():
+        for p in tuned.tail_parameters(14):
+            p.add_(0.05 * torch.randn_like(p))
+    pixels = Preprocessing().to_tensor([load_image(skimage.data.chelsea())])
+    with torch.inference_mode():
+        before, after = encoder.eval()(pixels), tuned.eval()(pixels)
+    assert not torch.allclose(before.grid, after.grid, atol=1e-2)
+    assert torch.allclose(before.logits, after.logits, atol=1e-4)
+    assert {k.split(".")[0] for k in tuned.state_dict()} - {k.split(".")[0] for k in encoder.state_dict()} == {"_imagenet"}
+    with pytest.raises(ValueError, match="tuned_blocks"):
+        EfficientNetLite0(tuned_blocks=17)

@@ -155,9 +155,14 @@ def test_finetuning_the_last_encoder_blocks(dataset, tmp_path):
     assert bundle.manifest["encoder_source"]["frozen"] is False
     assert bundle.manifest["encoder_source"]["finetuned_blocks"] == 2
     best, last = (torch.load(out / f, weights_only=True) for f in ("best.pt", "checkpoint.pt"))
-    assert all(torch.equal(best["encoder"][k], tuned[k]) for k in tuned)  # the selected epoch's encoder ships
+    assert all(torch.equal(best["encoder"][k], tuned[k]) for k in best["encoder"])  # the selected epoch's encoder ships
     assert "encoder" in last  # and a resumed run gets its encoder back
-    assert Captioner.load(out / "bundle", device="cpu").caption(dataset / "images" / "red_circle.png").text
+    cap = Captioner.load(out / "bundle", device="cpu")
+    assert bundle.model.config.encoder_tuned_blocks == 2
+    assert cap.caption(dataset / "images" / "red_circle.png").text
+    pixels = cap.pixels([dataset / "images" / "red_circle.png"]).contiguous()
+    with torch.inference_mode():  # the tags still read ImageNet's blocks and head
+        assert torch.allclose(cap.encoder(pixels).logits, load_pretrained_encoder()(pixels).logits, atol=1e-4)
 
 
 def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
