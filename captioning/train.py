@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ._cli_help import field_comments
 from .bundle import BundleInfo, load_bundle, save_bundle
 from .data import read_dataset
 from .decoder import DecoderConfig
@@ -58,27 +59,27 @@ class TrainConfig:
     init_from: str = ""  # start from this bundle (its vocabulary, decoder sizes and weights); "" = from scratch
     min_freq: int = 5  # vocabulary frequency threshold
     max_length: int = 20  # words kept per training caption; default decoding limit
-    embed_dim: int = 384  # decoder sizes: see DecoderConfig
-    hidden_dim: int = 512
-    context_dim: int = 512
-    attention_dim: int = 256
-    dropout: float = 0.5
+    embed_dim: int = 384  # word embedding width (the decoder sizes: see DecoderConfig)
+    hidden_dim: int = 512  # LSTM state width
+    context_dim: int = 512  # width the grid is projected to, once per image
+    attention_dim: int = 256  # width of the additive attention
+    dropout: float = 0.5  # dropout on the projected grid and before the output layer
     epochs: int = 12  # cross-entropy epochs
-    images_per_batch: int = 32  # each brings all its captions (5 for Flickr8k)
+    images_per_batch: int = 32  # photos per step, each with all its captions (5 for Flickr8k)
     lr: float = 5e-4  # peak AdamW learning rate (cosine decay to lr_min after warm-up)
-    lr_min: float = 5e-5
-    warmup_steps: int = 200
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
+    lr_min: float = 5e-5  # learning rate at the end of the cross-entropy stage
+    warmup_steps: int = 200  # linear warm-up steps
+    weight_decay: float = 1e-4  # AdamW weight decay
+    label_smoothing: float = 0.1  # label smoothing of the cross-entropy targets
     attention_reg: float = 1.0  # weight of sum_i (1 - sum_t alpha_ti)^2
     grad_clip: float = 2.0  # max gradient norm
     finetune_blocks: int = 0  # last encoder blocks (up to 5) trained with the decoder, 0 = frozen encoder;
     #                           the activations entering them are cached instead of the grids
-    finetune_lr_scale: float = 0.1  # their learning rate relative to the decoder's, in both stages
+    finetune_lr_scale: float = 0.1  # learning rate of the tuned blocks relative to the decoder's, in both stages
     hflip: float = 0.0  # chance that a training photo is seen mirrored in an epoch (its grid from the
     #                     mirrored photo, "left"/"right" swapped in its captions); 0 = never
     scst_epochs: int = 0  # self-critical epochs after cross-entropy
-    scst_lr: float = 2e-5
+    scst_lr: float = 2e-5  # constant learning rate of the self-critical stage
     scst_samples: int = 5  # sampled captions per image for the reward
     scst_top_p: float = 0.9  # nucleus of the sampling policy: a label-smoothed model's long tail of junk
     #                          words otherwise dominates the samples (1.0 = the full distribution)
@@ -86,11 +87,11 @@ class TrainConfig:
     #                                "mean": mean reward of the image's other samples (Luo 2020)
     eval_beam: int = 3  # beam width for dev scoring
     eval_length_penalty: float = 0.0  # dev-scoring decoding, recorded as the bundle's recommended decoding
-    eval_no_repeat_ngram_size: int = 0
+    eval_no_repeat_ngram_size: int = 0  # dev-scoring decoding: no n-gram twice in a caption (0 = allowed)
     train_limit: int = 0  # train on only the first N images (0 = all; for smoke tests)
     eval_limit: int = 0  # score only this many dev images per epoch (0 = all)
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
-    seed: int = 0
+    seed: int = 0  # initialisation, batch order, dropout and SCST samples
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -373,12 +374,14 @@ def _encoder_source(start, finetune_blocks: int) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption-train", description=__doc__.split("\n\n")[0])
+    help_text = field_comments(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        text = help_text.get(f.name, "").replace("%", "%%")
         if f.default is dataclasses.MISSING:
-            p.add_argument(flag, required=True, type=str, help=f"(required) {f.name}")
+            p.add_argument(flag, required=True, type=str, help=f"{text} (required)")
         else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help="(default: %(default)s)")
+            p.add_argument(flag, type=type(f.default), default=f.default, help=f"{text} (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (default: 0 = cores / processes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -111,6 +111,25 @@ def test_bad_options_fail_before_training(dataset, tmp_path, bad):
     assert not (tmp_path / "bad" / "checkpoint.pt").exists()
 
 
+def test_every_flag_is_documented_by_its_config_comment(capsys):
+    """caption-train --help shows each TrainConfig field's source comment, continuation lines included."""
+    import dataclasses
+
+    from captioning._cli_help import field_comments
+    from captioning.train import TrainConfig, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    comments = field_comments(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        assert comments.get(f.name) and f"--{f.name.replace('_', '-')} {comments[f.name]}" in text.replace(
+            f" {f.name.upper()} ", " ")
+    assert "chance that a training photo is seen mirrored in an epoch (its grid from the mirrored photo," in text
+    assert '"left"/"right" swapped in its captions); 0 = never (default: 0.0)' in text
+    assert "run folder: checkpoints, logs, final bundle (required)" in text
+
+
 def test_mirror_swaps_left_and_right():
     from captioning.train import _mirror
 
