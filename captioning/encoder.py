@@ -155,6 +155,16 @@ class EfficientNetLite0(nn.Module):
         pooled = self._imagenet(x).mean(dim=(2, 3))  # (B, 1280) the ImageNet semantic vector
         return replace(out, logits=self._fc(pooled))
 
+    def captioning_state_dict(self) -> dict[str, torch.Tensor]:
+        """:meth:`state_dict` without the ImageNet copies (they only feed the tags, never train)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("_imagenet.")}
+
+    def load_captioning_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`captioning_state_dict` saved; the ImageNet copies stay as they are."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("_imagenet.") for k in missing):
+            raise RuntimeError(f"encoder weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
     def keep_imagenet_head(self, pretrained: "EfficientNetLite0") -> None:
         """Copy ``pretrained``'s weights of the tuned blocks and the head into the classifier's path."""
         start = len(self._blocks) - self.tuned_blocks

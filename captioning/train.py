@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     torch.manual_seed(cfg.seed)
     tuned_blocks = max(cfg.finetune_blocks, _tuned_blocks(start))  # in this run or the one it starts from
     model = CaptionModel(ModelConfig(decoder=dcfg, max_length=cfg.max_length, encoder_tuned_blocks=tuned_blocks))
-    _load_encoder(model.encoder, _captioning_weights(encoder))
+    model.encoder.load_captioning_state_dict(encoder.captioning_state_dict())
     if tuned_blocks:  # the tags keep reading ImageNet's blocks and head
         model.encoder.keep_imagenet_head(load_pretrained_encoder())
     model.encoder.eval().requires_grad_(False)  # BatchNorm statistics stay frozen even when fine-tuning
@@ -202,12 +202,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             g["lr"] = lr * g["scale"]
 
     def trained_weights() -> dict:
-        return {"decoder": decoder.state_dict(), **({"encoder": _captioning_weights(model.encoder)} if tuned else {})}
+        return {"decoder": decoder.state_dict(), **({"encoder": model.encoder.captioning_state_dict()} if tuned else {})}
 
     def load_trained(weights: dict) -> None:
         decoder.load_state_dict(weights["decoder"])
         if tuned:
-            _load_encoder(model.encoder, weights["encoder"])
+            model.encoder.load_captioning_state_dict(weights["encoder"])
 
     optim = optimizer(cfg.lr)
     log = RunLog(out, enabled=rank == 0)
@@ -348,17 +348,6 @@ def _tuned_blocks(start) -> int:
     if start is None:
         return 0
     return max(start.model.config.encoder_tuned_blocks, start.manifest.get("encoder_source", {}).get("finetuned_blocks", 0))
-
-
-def _captioning_weights(encoder) -> dict[str, torch.Tensor]:
-    """The encoder weights captioning reads (without the ImageNet copies that only feed the tags)."""
-    return {k: v for k, v in encoder.state_dict().items() if not k.startswith("_imagenet.")}
-
-
-def _load_encoder(encoder, weights: dict[str, torch.Tensor]) -> None:
-    missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    if unexpected or any(not k.startswith("_imagenet.") for k in missing):
-        raise RuntimeError(f"encoder weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def _encoder_source(start, finetune_blocks: int) -> dict:
