@@ -71,11 +71,15 @@ def _mismatch(bundles) -> str | None:
         problem = ("vocabulary" if b.vocab.itos != first.vocab.itos else
                    "preprocessing" if b.preprocessing != first.preprocessing else
                    "decoder sizes" if b.model.config.decoder != first.model.config.decoder else
-                   "encoder weights" if any(not torch.equal(x, y) for x, y in zip(
-                       b.model.encoder.state_dict().values(), first.model.encoder.state_dict().values())) else None)
+                   "encoder weights" if _encoder_differs(b.model.encoder, first.model.encoder) else None)
         if problem:
             return f"{b.name} and {first.name} differ in {problem}"
     return None
+
+
+def _encoder_differs(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() != sb.keys() or any(not torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _parser() -> argparse.ArgumentParser:

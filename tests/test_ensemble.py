@@ -123,3 +123,19 @@ def test_caption_ensemble_refuses_different_vocabularies(tiny_bundle_dir, tmp_pa
                "--name", "x.y", "--out", str(tmp_path / "out")])
     assert rc == 2 and "differ in vocabulary" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_caption_ensemble_refuses_a_fine_tuned_encoder(tiny_bundle_dir, tiny_vocab, tmp_path, capsys):
+    """Even with the captioning weights unchanged, a bundle whose encoder is set up as fine-tuned
+    (ImageNet copies for the tags) is another encoder: the members would not share one."""
+    from captioning.encoder import load_pretrained_encoder
+
+    base = make_tiny_model(tiny_vocab)
+    tuned = CaptionModel(dataclasses.replace(base.config, encoder_tuned_blocks=2))
+    tuned.load_state_dict(base.state_dict(), strict=False)
+    tuned.encoder.keep_imagenet_head(load_pretrained_encoder())
+    path = save_bundle(tmp_path / "tuned_sat.test", tuned, tiny_vocab, BundleInfo("tuned_sat.test", "0.0.1"))
+    (tmp_path / "captions.csv").write_text("image,caption\n")
+    rc = main(["--members", str(tiny_bundle_dir), str(path), "--data", str(tmp_path / "captions.csv"),
+               "--name", "x.y", "--out", str(tmp_path / "out")])
+    assert rc == 2 and "differ in encoder weights" in capsys.readouterr().err
