@@ -57,6 +57,8 @@ class TrainConfig:
     name: str = "lite0_sat.flickr8k"  # bundle name, "<arch>.<tag>"
     version: str = "1.0.0"  # bundle version
     init_from: str = ""  # start from this bundle (its vocabulary, decoder sizes and weights); "" = from scratch
+    encoder_from: str = ""  # take the encoder from this bundle instead (e.g. train more decoders on a
+    #                         fine-tuned encoder, to ensemble with it); "" = --init-from's, else ImageNet's
     min_freq: int = 5  # vocabulary frequency threshold
     max_length: int = 20  # words kept per training caption; default decoding limit
     embed_dim: int = 384  # word embedding width (the decoder sizes: see DecoderConfig)
@@ -150,8 +152,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=cfg.min_freq)
         dcfg = DecoderConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
                              context_dim=cfg.context_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout)
-    encoder = start.model.encoder if start is not None else load_pretrained_encoder()
-    prep = start.preprocessing if start is not None else Preprocessing()
+    source = load_bundle(cfg.encoder_from) if cfg.encoder_from else start  # the bundle the encoder comes from
+    encoder = source.model.encoder if source is not None else load_pretrained_encoder()
+    prep = source.preprocessing if source is not None else Preprocessing()
     n_blocks = len(encoder._blocks)
     stop = n_blocks - cfg.finetune_blocks if cfg.finetune_blocks else None  # cache the input of block `stop`
 
@@ -176,7 +179,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                     [[_mirror(c) for c in r] for r in refs])
 
     torch.manual_seed(cfg.seed)
-    tuned_blocks = max(cfg.finetune_blocks, _tuned_blocks(start))  # in this run or the one it starts from
+    tuned_blocks = max(cfg.finetune_blocks, _tuned_blocks(source))  # in this run or the encoder's bundle
     model = CaptionModel(ModelConfig(decoder=dcfg, max_length=cfg.max_length, encoder_tuned_blocks=tuned_blocks))
     model.encoder.load_captioning_state_dict(encoder.captioning_state_dict())
     if tuned_blocks:  # the tags keep reading ImageNet's blocks and head
@@ -334,9 +337,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                   "machine": f"{os.cpu_count()} CPU cores", "config": dataclasses.asdict(cfg),
                   "command": " ".join(["caption-train", *sys.argv[1:]]),
                   **({"init_from": {"name": start.name, "version": start.version,
-                                    "training": start.manifest.get("training", {})}} if start else {})},
+                                    "training": start.manifest.get("training", {})}} if start else {}),
+                  **({"encoder_from": {"name": source.name, "version": source.version,
+                                       "training": source.manifest.get("training", {})}} if cfg.encoder_from else {})},
         decoding=decoding,
-        encoder_source=_encoder_source(start, cfg.finetune_blocks))
+        encoder_source=_encoder_source(source, cfg.finetune_blocks))
     path = save_bundle(out / "bundle", model, vocab, info, preprocessing=prep)
     print(f"wrote {path} (dev CIDEr-D {best['metrics']['CIDEr-D']:.4f}, epoch {state['best_epoch']}, "
           f"{minutes} min)", file=sys.stderr)

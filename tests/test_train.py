@@ -184,6 +184,28 @@ def test_finetuning_the_last_encoder_blocks(dataset, tmp_path):
         assert torch.allclose(cap.encoder(pixels).logits, load_pretrained_encoder()(pixels).logits, atol=1e-4)
 
 
+def test_more_decoders_on_a_fine_tuned_encoder_form_an_ensemble(dataset, tmp_path):
+    """--encoder-from trains a fresh decoder on another bundle's (fine-tuned) encoder, frozen:
+    the result carries that exact encoder, so caption-ensemble accepts the two together."""
+    from captioning.ensemble import main as ensemble
+    from captioning.train import main
+
+    cache = tmp_path / "cache"
+    assert main(_args(dataset, tmp_path / "ft", cache, epochs=1, **{"finetune-blocks": 2, "finetune-lr-scale": 1.0})) == 0
+    tuned = tmp_path / "ft" / "bundle"
+    assert main(_args(dataset, tmp_path / "more", cache, epochs=2, seed=1, **{"encoder-from": tuned})) == 0
+    a, b = load_bundle(tuned), load_bundle(tmp_path / "more" / "bundle")
+    sa, sb = a.model.encoder.state_dict(), b.model.encoder.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert b.model.config.encoder_tuned_blocks == 2 and b.manifest["encoder_source"]["finetuned_blocks"] == 2
+    assert b.manifest["training"]["encoder_from"]["name"] == "tiny_sat.shapes" and "init_from" not in b.manifest["training"]
+    assert any(not torch.equal(x, y) for x, y in zip(a.model.decoder.state_dict().values(),
+                                                      b.model.decoder.state_dict().values()))
+    assert ensemble(["--members", str(tuned), str(tmp_path / "more" / "bundle"), "--data", str(dataset / "captions.csv"),
+                     "--name", "tiny_sat2.shapes", "--out", str(tmp_path / "ens"), "--cache", str(cache)]) == 0
+    assert load_bundle(tmp_path / "ens").model.config.members == 2
+
+
 def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
     """SCST-only run from a finished bundle: same vocabulary and sizes, the start scored as
     epoch 0 and kept if no later epoch beats it, provenance and decoding in the manifest."""
