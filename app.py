@@ -226,7 +226,8 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                 with gr.Column(scale=1):
                     caption = gr.Textbox(label="Caption", elem_id="caption", interactive=False)
                     tags = gr.Label(label="ImageNet tags", num_top_classes=5)
-                    nbest = gr.Dataframe(headers=["alternative", "score"], label="n-best", interactive=False)
+                    nbest = gr.Dataframe(headers=["alternative", "score"], label="n-best", interactive=False, elem_id="nbest",
+                                         column_widths=["78%", "22%"], wrap=True)
                 with gr.Column(scale=1):
                     word = gr.Dropdown(label="Where did it look for this word?", choices=[], interactive=True)
                     heatmap = gr.Image(label="Attention", type="pil", interactive=False, height=320)

@@ -94,6 +94,9 @@ def test_image_tab_shows_a_caption(page, tmp_path):
                            " return t && t.value.length > 0; }", timeout=120_000)
     assert page.locator("#caption textarea").input_value()
     page.get_by_text("tabby").or_(page.get_by_text("tiger cat")).or_(page.get_by_text("Egyptian cat")).first.wait_for()
+    table, score = page.locator("#nbest"), page.locator("#nbest").get_by_text("score", exact=True).first
+    box, head = table.bounding_box(), score.bounding_box()  # the score column fits beside long captions
+    assert head["x"] + head["width"] <= box["x"] + box["width"], (head, box)
     page.screenshot(path=str(SCREENSHOTS / "image_tab.png"), full_page=True)
 
 
