@@ -73,13 +73,13 @@ class Captioner:
         self.model = bundle.model.to(self.device).eval()
         self.encoder = self.model.encoder.to(memory_format=torch.channels_last)
         self._encode = self.encoder
-        if compile:
-            self._try_compile()
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
         self.defaults: dict[str, Any] = {"beam_size": 3, "max_length": bundle.model.config.max_length,
                                          "length_penalty": 0.0, "no_repeat_ngram_size": 0,
                                          **bundle.decoding}
+        if compile:  # last: the warm-up reads the preprocessing
+            self._try_compile()
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None = None, *, device: str = "auto",

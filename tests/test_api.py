@@ -68,3 +68,25 @@ def test_bad_image_is_a_clear_error(captioner):
     buf = io.BytesIO()
     Image.new("RGB", (10, 10)).save(buf, format="PNG")
     assert captioner.caption(buf.getvalue()).text is not None
+
+
+def test_compile_option_uses_the_compiled_encoder(tiny_bundle_dir, photo, monkeypatch):
+    """compile=True warms up and then encodes through torch.compile's result (here a stand-in that
+    records its calls, so the test does not depend on a compiler toolchain)."""
+    import torch
+
+    from captioning import Captioner
+
+    calls = []
+
+    def fake_compile(module, **kw):
+        def compiled(x):
+            calls.append(tuple(x.shape))
+            return module(x)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    cap = Captioner.load(tiny_bundle_dir, device="cpu", compile=True)
+    assert calls == [(1, 3, 224, 224)]  # the warm-up
+    assert cap.caption(photo).text == Captioner.load(tiny_bundle_dir, device="cpu").caption(photo).text
+    assert calls[-1] == (1, 3, 224, 224) and len(calls) == 2
