@@ -111,6 +111,13 @@ def _make_blocks() -> list[MBConvBlock]:
     return blocks
 
 
+def _run_head(x: torch.Tensor, blocks, conv_head: nn.Conv2d, bn1: nn.BatchNorm2d) -> torch.Tensor:
+    """Activations entering ``blocks`` -> the head's feature map (B, 1280, 7, 7)."""
+    for block in blocks:
+        x = block(x)
+    return F.relu6(bn1(conv_head(x)))
+
+
 class _Head(nn.Module):
     """The last blocks and the head convolution: activations entering a block -> (B, 1280, 7, 7)."""
 
@@ -121,9 +128,7 @@ class _Head(nn.Module):
         self.bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return F.relu6(self.bn1(self.conv_head(x)))  # (B, 1280, 7, 7)
+        return _run_head(x, self.blocks, self.conv_head, self.bn1)  # (B, 1280, 7, 7)
 
 
 class EfficientNetLite0(nn.Module):
@@ -182,9 +187,7 @@ class EfficientNetLite0(nn.Module):
 
     def tail(self, x: torch.Tensor, *, start: int) -> EncoderOutput:
         """Activations entering block ``start`` -> grid, semantic vector and logits (the rest of forward)."""
-        for block in self._blocks[start:]:
-            x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))  # (B, 1280, 7, 7)
+        x = _run_head(x, self._blocks[start:], self._conv_head, self._bn1)  # (B, 1280, 7, 7)
         grid = x.flatten(2).transpose(1, 2)  # (B, 49, 1280)
         pooled = grid.mean(dim=1)  # (B, 1280)
         return EncoderOutput(grid=grid, pooled=pooled, logits=self._fc(pooled))
