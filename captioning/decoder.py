@@ -1,8 +1,12 @@
 """The RNN that writes the caption: an LSTM seeded by the semantic vector (Show and Tell)
 with soft additive attention over the 49 grid cells at every step (Show, Attend and Tell).
 
+With ``layers=2`` it is the two-LSTM decoder of Up-Down (Anderson et al. 2018): an attention
+LSTM reads the previous word, the mean projected grid and the language LSTM's last state, its
+output is the attention query, and a language LSTM turns the attended context into the word.
+
 The grid is projected once per image (values and attention keys), so a decoding step only
-costs one LSTM cell, one query projection and the output layer.
+costs the LSTM cell(s), one query projection and the output layer.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ class DecoderConfig:
     context_dim: int = 512  # width of the projected grid (the attention values)
     attention_dim: int = 256  # width of the additive attention's tanh layer
     dropout: float = 0.5  # dropout on the projected grid and before the output layer
+    layers: int = 1  # 1 = one attention LSTM (Show, Attend and Tell); 2 = attention LSTM + language LSTM (Up-Down)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,8 +34,8 @@ class DecoderConfig:
 
 @dataclass
 class DecoderState:
-    h: torch.Tensor  # (N, hidden) LSTM hidden state
-    c: torch.Tensor  # (N, hidden) LSTM cell state
+    h: torch.Tensor  # (N, layers * hidden) LSTM hidden states, layer by layer
+    c: torch.Tensor  # (N, layers * hidden) LSTM cell states
     values: torch.Tensor  # (N, 49, context) projected grid, fixed per image
     keys: torch.Tensor  # (N, 49, attention) attention keys, fixed per image
 
@@ -47,16 +52,22 @@ class AttentionLSTMDecoder(nn.Module):
     def __init__(self, config: DecoderConfig):
         super().__init__()
         self.config = cfg = config
+        if cfg.layers not in (1, 2):
+            raise ValueError(f"decoder layers must be 1 or 2, not {cfg.layers}")
         self.project_grid = nn.Linear(cfg.feature_dim, cfg.context_dim)
         self.grid_dropout = nn.Dropout(cfg.dropout)
         self.att_key = nn.Linear(cfg.context_dim, cfg.attention_dim)
         self.att_query = nn.Linear(cfg.hidden_dim, cfg.attention_dim, bias=False)
         self.att_score = nn.Linear(cfg.attention_dim, 1)
         self.gate = nn.Linear(cfg.hidden_dim, 1)  # the gating scalar beta of Show, Attend and Tell
-        self.init_h = nn.Linear(cfg.feature_dim, cfg.hidden_dim)
-        self.init_c = nn.Linear(cfg.feature_dim, cfg.hidden_dim)
+        self.init_h = nn.Linear(cfg.feature_dim, cfg.layers * cfg.hidden_dim)
+        self.init_c = nn.Linear(cfg.feature_dim, cfg.layers * cfg.hidden_dim)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=0)
-        self.lstm = nn.LSTMCell(cfg.embed_dim + cfg.context_dim, cfg.hidden_dim)
+        if cfg.layers == 1:  # the word and the attended context in, the word out
+            self.lstm = nn.LSTMCell(cfg.embed_dim + cfg.context_dim, cfg.hidden_dim)
+        else:  # Up-Down: the attention LSTM sees the word, the mean grid and the language LSTM's state
+            self.att_lstm = nn.LSTMCell(cfg.hidden_dim + cfg.context_dim + cfg.embed_dim, cfg.hidden_dim)
+            self.lstm = nn.LSTMCell(cfg.context_dim + cfg.hidden_dim, cfg.hidden_dim)
         self.out_dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.hidden_dim + cfg.context_dim, cfg.vocab_size)
 
@@ -64,21 +75,31 @@ class AttentionLSTMDecoder(nn.Module):
         """grid (N, 49, feature), pooled (N, feature) -> initial state seeded by the semantic vector."""
         values = self.grid_dropout(F.relu(self.project_grid(grid)))  # (N, 49, context)
         keys = self.att_key(values)  # (N, 49, attention)
-        h = torch.tanh(self.init_h(pooled))  # (N, hidden)
-        c = torch.tanh(self.init_c(pooled))  # (N, hidden)
+        h = torch.tanh(self.init_h(pooled))  # (N, layers * hidden)
+        c = torch.tanh(self.init_c(pooled))  # (N, layers * hidden)
         return DecoderState(h, c, values, keys)
 
-    def _attend(self, state: DecoderState) -> tuple[torch.Tensor, torch.Tensor]:
-        query = self.att_query(state.h).unsqueeze(1)  # (N, 1, attention)
+    def _attend(self, query_state: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, torch.Tensor]:
+        query = self.att_query(query_state).unsqueeze(1)  # (N, 1, attention)
         scores = self.att_score(torch.tanh(state.keys + query)).squeeze(-1)  # (N, 49)
         alpha = scores.softmax(dim=-1)  # (N, 49)
         context = torch.bmm(alpha.unsqueeze(1), state.values).squeeze(1)  # (N, context)
-        return torch.sigmoid(self.gate(state.h)) * context, alpha
+        return torch.sigmoid(self.gate(query_state)) * context, alpha
 
     def _cell(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        context, alpha = self._attend(state)
-        h, c = self.lstm(torch.cat([self.embed(tokens), context], dim=-1), (state.h, state.c))
-        return torch.cat([h, context], dim=-1), DecoderState(h, c, state.values, state.keys), alpha
+        """One step: tokens (N,) -> output features (N, hidden + context), next state, attention (N, 49)."""
+        if self.config.layers == 1:
+            context, alpha = self._attend(state.h, state)
+            h, c = self.lstm(torch.cat([self.embed(tokens), context], dim=-1), (state.h, state.c))
+            return torch.cat([h, context], dim=-1), DecoderState(h, c, state.values, state.keys), alpha
+        (h_att, h_lang), (c_att, c_lang) = state.h.chunk(2, dim=-1), state.c.chunk(2, dim=-1)  # (N, hidden) each
+        mean_grid = state.values.mean(dim=1)  # (N, context)
+        h_att, c_att = self.att_lstm(torch.cat([h_lang, mean_grid, self.embed(tokens)], dim=-1), (h_att, c_att))
+        context, alpha = self._attend(h_att, state)
+        h_lang, c_lang = self.lstm(torch.cat([context, h_att], dim=-1), (h_lang, c_lang))
+        state = DecoderState(torch.cat([h_att, h_lang], dim=-1), torch.cat([c_att, c_lang], dim=-1),
+                             state.values, state.keys)
+        return torch.cat([h_lang, context], dim=-1), state, alpha
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
         """One word: tokens (N,) -> logits (N, V), next state, attention weights (N, 49)."""

@@ -66,6 +66,7 @@ class TrainConfig:
     context_dim: int = 512  # width the grid is projected to, once per image
     attention_dim: int = 256  # width of the additive attention
     dropout: float = 0.5  # dropout on the projected grid and before the output layer
+    decoder_layers: int = 1  # 1 = one attention LSTM; 2 = Up-Down's attention LSTM + language LSTM
     epochs: int = 12  # cross-entropy epochs
     images_per_batch: int = 32  # photos per step, each with all its captions (5 for Flickr8k)
     lr: float = 5e-4  # peak AdamW learning rate (cosine decay to lr_min after warm-up)
@@ -105,6 +106,8 @@ def _check(cfg: TrainConfig) -> None:
         raise SystemExit(f"--scst-top-p must be in (0, 1], not {cfg.scst_top_p}")
     if not 0 <= cfg.finetune_blocks <= 5:
         raise SystemExit(f"--finetune-blocks must be 0..5 (the encoder's last, 7x7 stage), not {cfg.finetune_blocks}")
+    if cfg.decoder_layers not in (1, 2):
+        raise SystemExit(f"--decoder-layers must be 1 or 2, not {cfg.decoder_layers}")
     if not 0.0 <= cfg.hflip <= 1.0:
         raise SystemExit(f"--hflip must be in [0, 1], not {cfg.hflip}")
 
@@ -151,7 +154,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     else:
         vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=cfg.min_freq)
         dcfg = DecoderConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
-                             context_dim=cfg.context_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout)
+                             context_dim=cfg.context_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
+                             layers=cfg.decoder_layers)
     source = load_bundle(cfg.encoder_from) if cfg.encoder_from else start  # the bundle the encoder comes from
     encoder = source.model.encoder if source is not None else load_pretrained_encoder()
     prep = source.preprocessing if source is not None else Preprocessing()

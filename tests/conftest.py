@@ -16,10 +16,10 @@ TINY_CAPTIONS = ["a dog runs on the grass", "a cat sits on a red sofa", "two peo
                  "a man rides a bike", "a child plays in the water", "a black dog jumps over a fence"]
 
 
-def make_tiny_model(vocab: Vocabulary, seed: int = 0) -> CaptionModel:
+def make_tiny_model(vocab: Vocabulary, seed: int = 0, *, layers: int = 1) -> CaptionModel:
     torch.manual_seed(seed)
-    config = ModelConfig(decoder=DecoderConfig(vocab_size=len(vocab), embed_dim=16, hidden_dim=32,
-                                               context_dim=24, attention_dim=8, dropout=0.1), max_length=12)
+    config = ModelConfig(decoder=DecoderConfig(vocab_size=len(vocab), embed_dim=16, hidden_dim=32, context_dim=24,
+                                               attention_dim=8, dropout=0.1, layers=layers), max_length=12)
     model = CaptionModel(config)
     model.encoder.load_state_dict(load_pretrained_encoder().state_dict())
     with torch.no_grad():  # random weights would often end at once: make captions a few words long

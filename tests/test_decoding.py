@@ -1,16 +1,21 @@
-"""Decoding invariants on a tiny random model (nanochat style)."""
+"""Decoding invariants on tiny random models (nanochat style): the one-LSTM decoder and the
+two-LSTM (Up-Down) one."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from captioning.decoding import beam_search, greedy, sample, samples_to_hypotheses
+from conftest import make_tiny_model
 
 
-@pytest.fixture(scope="module")
-def setup(tiny_bundle):
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-layer", "2-layer"])
+def setup(request, tiny_bundle):
+    """The tiny bundle's decoder (one LSTM) or a tiny two-LSTM decoder on the same vocabulary."""
+    decoder = tiny_bundle.model.decoder if request.param == 1 else \
+        make_tiny_model(tiny_bundle.vocab, layers=2).decoder
+    decoder.eval()
     torch.manual_seed(0)
-    decoder = tiny_bundle.model.decoder.eval()
     grid = torch.rand(4, 49, 1280) * 3  # (B, 49, 1280) ReLU6-like features
     pooled = grid.mean(dim=1)  # (B, 1280)
     return decoder, grid, pooled, tiny_bundle.vocab
@@ -59,6 +64,26 @@ def test_logprob_matches_teacher_forcing(setup):
             logits, _ = decoder(grid[i:i + 1], pooled[i:i + 1], torch.tensor([seq]))
             lp = logits.log_softmax(-1)[0, torch.arange(len(target)), torch.tensor(target)].sum()
             assert h.logprob == pytest.approx(float(lp), abs=1e-3)
+
+
+@torch.inference_mode()
+def test_packed_teacher_forcing_equals_padded(setup):
+    """Training's forward_packed (several captions per image, no work on padding) gives the
+    logits and attention of the plain forward, caption by caption."""
+    decoder, grid, pooled, vocab = setup
+    torch.manual_seed(1)
+    lengths = [7, 5, 5, 3, 2]  # sorted descending, as training packs them
+    row_image = torch.tensor([0, 2, 0, 3, 1])
+    tokens = torch.randint(4, len(vocab), (len(lengths), max(lengths)))
+    tokens[:, 0] = vocab.start_id
+    logits, alphas = decoder.forward_packed(grid, pooled, row_image, tokens, lengths)  # (sum(lengths), V)
+    for r, n in enumerate(lengths):
+        i = int(row_image[r])
+        ref_logits, ref_alphas = decoder(grid[i:i + 1], pooled[i:i + 1], tokens[r:r + 1, :n])  # (1, n, V)
+        rows = [sum(min(m, t) for m in lengths) + r for t in range(n)]  # time-major: all rows of step 0 first
+        torch.testing.assert_close(logits[rows], ref_logits[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(alphas[r, :n], ref_alphas[0], atol=1e-6, rtol=1e-5)
+        assert not alphas[r, n:].any()
 
 
 def _biased(decoder, word_id: int):

@@ -100,9 +100,24 @@ def test_scst_stage_runs_and_rewards(dataset, tmp_path):
     load_bundle(out / "bundle")
 
 
+def test_two_layer_decoder_trains_and_loads(dataset, tmp_path):
+    """--decoder-layers 2 (Up-Down: attention LSTM + language LSTM) trains through both stages
+    and writes a bundle that is built as a two-layer decoder and captions."""
+    from captioning.train import main
+
+    out = tmp_path / "updown"
+    assert main(_args(dataset, out, dataset / "cache", **{"decoder-layers": 2, "scst-epochs": 1})) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-2]["train_xe"] < rows[0]["train_xe"] - 0.8 and rows[-1]["stage"] == "scst"
+    bundle = load_bundle(out / "bundle")
+    assert bundle.manifest["model"]["decoder"]["layers"] == 2 and hasattr(bundle.model.decoder, "att_lstm")
+    text = Captioner.load(out / "bundle", device="cpu").caption(dataset / "images" / "red_circle.png").text
+    assert "circle" in text or "red" in text
+
+
 @pytest.mark.parametrize("bad", [{"scst-top-p": 0}, {"scst-top-p": 1.5}, {"scst-baseline": "max"},
                                  {"scst-baseline": "mean", "scst-samples": 1}, {"hflip": 1.5},
-                                 {"finetune-blocks": 6}])
+                                 {"finetune-blocks": 6}, {"decoder-layers": 3}])
 def test_bad_options_fail_before_training(dataset, tmp_path, bad):
     from captioning.train import main
 
