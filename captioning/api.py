@@ -76,7 +76,7 @@ class Captioner:
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
         self.defaults: dict[str, Any] = {"beam_size": 3, "max_length": bundle.model.config.max_length,
-                                         "length_penalty": 0.0, "no_repeat_ngram_size": 0,
+                                         "length_penalty": 0.0, "no_repeat_ngram_size": 0, "no_repeat_words": False,
                                          **bundle.decoding}
         if compile:  # last: the warm-up reads the preprocessing
             self._try_compile()
@@ -127,24 +127,27 @@ class Captioner:
     @torch.inference_mode()
     def decode(self, encoded: Encoded, *, method: Method = "beam", beam_size: int | None = None,
                max_length: int | None = None, min_length: int = 0, length_penalty: float | None = None,
-               no_repeat_ngram_size: int | None = None, temperature: float = 1.0, top_p: float = 1.0,
-               seed: int | None = None) -> list[CaptionResult]:
+               no_repeat_ngram_size: int | None = None, no_repeat_words: bool | None = None,
+               temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None) -> list[CaptionResult]:
         """Captions for an encoded batch (see :meth:`caption` for the options)."""
         beam_size = self.defaults["beam_size"] if beam_size is None else beam_size
         max_length = self.defaults["max_length"] if max_length is None else max_length
         length_penalty = self.defaults["length_penalty"] if length_penalty is None else length_penalty
         if no_repeat_ngram_size is None:
             no_repeat_ngram_size = self.defaults["no_repeat_ngram_size"]
+        if no_repeat_words is None:
+            no_repeat_words = self.defaults["no_repeat_words"]
         if beam_size < 1 or max_length < 1:
             raise ValueError("beam_size and max_length must be >= 1")
         dec, grid, pooled = self.model.decoder, encoded.grid, encoded.pooled
-        if method == "greedy" or (method == "beam" and beam_size == 1 and not no_repeat_ngram_size):
+        if method == "greedy" or (method == "beam" and beam_size == 1 and not no_repeat_ngram_size
+                                   and not no_repeat_words):
             nbests = [[h] for h in greedy(dec, grid, pooled, vocab=self.vocab, max_length=max_length,
                                           min_length=min_length)]
         elif method == "beam":
             nbests = beam_search(dec, grid, pooled, vocab=self.vocab, beam_size=beam_size, max_length=max_length,
                                  min_length=min_length, length_penalty=length_penalty,
-                                 no_repeat_ngram_size=no_repeat_ngram_size)
+                                 no_repeat_ngram_size=no_repeat_ngram_size, no_repeat_words=no_repeat_words)
         elif method == "sample":
             gen = torch.Generator(device=grid.device)
             gen.manual_seed(seed if seed is not None else torch.seed())
@@ -173,7 +176,7 @@ class Captioner:
         """Caption one image (path, PIL image, numpy HxWx3 array or encoded bytes).
 
         Options: ``method`` ("beam", "greedy", "sample"), ``beam_size``, ``max_length``,
-        ``min_length``, ``length_penalty``, ``no_repeat_ngram_size``, ``temperature``,
+        ``min_length``, ``length_penalty``, ``no_repeat_ngram_size``, ``no_repeat_words``, ``temperature``,
         ``top_p``, ``seed``.
         """
         return self.decode(self.encode([image]), **options)[0]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .decoder import AttentionLSTMDecoder
-from .vocab import Vocabulary
+from .vocab import REPEATABLE_WORDS, Vocabulary
 
 NEG_INF = float("-inf")
 
@@ -88,17 +88,35 @@ def _block_repeated_ngrams(logprobs: torch.Tensor, seqs: torch.Tensor, n: int) -
     logprobs[rows, ngrams[rows, starts, n - 1]] = NEG_INF
 
 
+def _once_words(vocab: Vocabulary, device: torch.device) -> torch.Tensor:
+    """(V,) True for the words ``no_repeat_words`` lets appear only once: all but REPEATABLE_WORDS
+    and the special tokens."""
+    once = torch.tensor([w not in REPEATABLE_WORDS for w in vocab.itos], device=device)
+    once[[vocab.pad_id, vocab.start_id, vocab.end_id, vocab.unk_id]] = False
+    return once
+
+
+def _block_repeated_words(logprobs: torch.Tensor, seqs: torch.Tensor, once: torch.Tensor) -> None:
+    """In place: forbid the ``once`` words (V,) already in the row. logprobs (R, V), seqs (R, T)."""
+    if seqs.shape[1] == 0:
+        return
+    used = torch.zeros_like(logprobs, dtype=torch.bool).scatter_(1, seqs, True)  # (R, V) words so far
+    logprobs.masked_fill_(used & once, NEG_INF)
+
+
 def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
                 beam_size: int = 3, max_length: int = 20, min_length: int = 0, length_penalty: float = 0.0,
-                no_repeat_ngram_size: int = 0) -> list[list[Hypothesis]]:
+                no_repeat_ngram_size: int = 0, no_repeat_words: bool = False) -> list[list[Hypothesis]]:
     """Batched beam search: all images x beams advance together in one (B*K)-row batch.
 
     Finished beams are carried along with frozen scores (they can only extend with <pad>
     at log-prob 0), so every image keeps exactly K hypotheses. Returns, per image, the K
-    hypotheses sorted best first by ``logprob / length ** length_penalty``.
+    hypotheses sorted best first by ``logprob / length ** length_penalty``. ``no_repeat_words``:
+    no word outside :data:`~captioning.vocab.REPEATABLE_WORDS` twice in a caption.
     """
     b, k = grid.shape[0], beam_size
     dev = grid.device
+    once = _once_words(vocab, dev) if no_repeat_words else None
     state = decoder.init_state(grid, pooled).repeat(k)  # N = B*K rows, image-major
     tokens = torch.full((b * k,), vocab.start_id, dtype=torch.long, device=dev)
     scores = torch.zeros(b, k, device=dev)
@@ -113,6 +131,8 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
         logprobs = logits.float().log_softmax(dim=-1)  # (B*K, V)
         _restrict(logprobs, t, vocab, min_length=min_length, max_length=max_length)
         _block_repeated_ngrams(logprobs, seqs.view(b * k, -1), no_repeat_ngram_size)
+        if once is not None:
+            _block_repeated_words(logprobs, seqs.view(b * k, -1), once)
         logprobs = logprobs.view(b, k, -1)  # (B, K, V)
         logprobs[finished] = NEG_INF
         logprobs[..., vocab.pad_id].masked_fill_(finished, 0.0)

@@ -25,7 +25,7 @@ from .vocab import Vocabulary
 @torch.inference_mode()
 def caption_grids(decoder: AttentionLSTMDecoder, grids: np.ndarray, *, vocab: Vocabulary, beam_size: int = 3,
                   max_length: int = 20, length_penalty: float = 0.0, no_repeat_ngram_size: int = 0,
-                  batch_size: int = 100) -> list[str]:
+                  no_repeat_words: bool = False, batch_size: int = 100) -> list[str]:
     """Beam-search captions for cached grids (N, 49, 1280), in order."""
     decoder.eval()
     texts = []
@@ -33,7 +33,7 @@ def caption_grids(decoder: AttentionLSTMDecoder, grids: np.ndarray, *, vocab: Vo
         grid = torch.from_numpy(np.asarray(grids[i:i + batch_size])).float()  # (B, 49, 1280)
         nbests = beam_search(decoder, grid, grid.mean(dim=1), vocab=vocab, beam_size=beam_size,
                              max_length=max_length, length_penalty=length_penalty,
-                             no_repeat_ngram_size=no_repeat_ngram_size)
+                             no_repeat_ngram_size=no_repeat_ngram_size, no_repeat_words=no_repeat_words)
         texts += [" ".join(vocab.decode(nb[0].tokens)) for nb in nbests]
     return texts
 
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--length-penalty", type=float, default=None, help="length normalisation exponent (default: the bundle's)")
     p.add_argument("--no-repeat-ngram-size", type=int, default=None,
                    help="block repeated n-grams of this size, 0 = off (default: the bundle's)")
+    p.add_argument("--no-repeat-words", type=int, choices=(0, 1), default=None,
+                   help="1 = no word but articles, prepositions, pronouns and colours twice in a caption "
+                        "(default: the bundle's)")
     p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs java on PATH)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder (default: %(default)s)")
     p.add_argument("--out", default=None, help="write scores and captions as JSON here (default: eval-<split>.json)")
@@ -96,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
               "max_length": args.max_length or cap.defaults["max_length"],
               "length_penalty": cap.defaults["length_penalty"] if args.length_penalty is None else args.length_penalty,
               "no_repeat_ngram_size": cap.defaults["no_repeat_ngram_size"] if args.no_repeat_ngram_size is None
-              else args.no_repeat_ngram_size}
+              else args.no_repeat_ngram_size,
+              "no_repeat_words": bool(cap.defaults["no_repeat_words"] if args.no_repeat_words is None
+                                      else args.no_repeat_words)}
     scores, texts = score_split(cap.model.decoder, grids, items, vocab=cap.vocab, meteor=args.meteor, **decode)
     print(f"{cap.name} on {args.split} ({len(items)} images, {decode}):")
     print(format_table(scores))

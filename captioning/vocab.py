@@ -10,6 +10,16 @@ from typing import Iterable, Sequence
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)  # fixed ids 0..3
 
+# The words a caption may use more than once ("a man in a black shirt and black shorts"):
+# articles, prepositions, conjunctions, pronouns, colours. Decoding with ``no_repeat_words``
+# lets every other word appear at most once (self-critical models otherwise write
+# "a man is riding a bike on a dirt bike").
+REPEATABLE_WORDS = frozenset("""
+    a an the and or is are to of in on at by for from with into onto over under up down out off through
+    across along around behind near next front while as that who his her their its one other each another
+    white black brown red blue green yellow orange pink purple gray grey dark light
+""".split())
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 

@@ -90,3 +90,21 @@ def test_compile_option_uses_the_compiled_encoder(tiny_bundle_dir, photo, monkey
     assert calls == [(1, 3, 224, 224)]  # the warm-up
     assert cap.caption(photo).text == Captioner.load(tiny_bundle_dir, device="cpu").caption(photo).text
     assert calls[-1] == (1, 3, 224, 224) and len(calls) == 2
+
+
+def test_no_repeat_words_comes_from_the_bundle(tiny_vocab, photo, tmp_path):
+    """A bundle recording ``no_repeat_words`` decodes that way by default; an explicit option wins."""
+    import torch
+
+    from captioning import Captioner
+    from captioning.bundle import BundleInfo, save_bundle
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tiny_vocab)
+    with torch.no_grad():
+        model.decoder.out.bias[tiny_vocab.stoi["dog"]] += 100.0  # it would say "dog dog dog ..."
+    info = BundleInfo(name="tiny_sat.norepeat", version="0.0.1", decoding={"beam_size": 3, "no_repeat_words": True})
+    cap = Captioner.load(save_bundle(tmp_path / "tiny_sat.norepeat", model, tiny_vocab, info), device="cpu")
+    for beam_size in (1, 3):
+        assert cap.caption(photo, beam_size=beam_size).tokens.count("dog") == 1
+        assert cap.caption(photo, beam_size=beam_size, no_repeat_words=False).tokens.count("dog") > 1

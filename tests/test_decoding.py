@@ -134,6 +134,25 @@ def test_no_repeat_ngram(setup):
 
 
 @torch.inference_mode()
+def test_no_repeat_words(setup):
+    """A model that would say "dog dog dog..." says "dog" once; "a" (a repeatable word) may still repeat."""
+    from captioning.vocab import REPEATABLE_WORDS
+
+    decoder, grid, pooled, vocab = setup
+    d = _biased(decoder, vocab.stoi["dog"])
+    assert beam_search(d, grid, pooled, vocab=vocab, beam_size=3, max_length=6)[0][0].tokens.count(vocab.stoi["dog"]) > 1
+    for nbest in beam_search(d, grid, pooled, vocab=vocab, beam_size=3, max_length=6, no_repeat_words=True):
+        for h in nbest:
+            words = [vocab.itos[i] for i in h.tokens]
+            once = [w for w in words if w not in REPEATABLE_WORDS]
+            assert len(once) == len(set(once)), words
+        assert nbest[0].tokens.count(vocab.stoi["dog"]) == 1
+    d = _biased(decoder, vocab.stoi["a"])
+    best = beam_search(d, grid, pooled, vocab=vocab, beam_size=3, max_length=6, no_repeat_words=True)[0][0]
+    assert best.tokens == [vocab.stoi["a"]] * 6
+
+
+@torch.inference_mode()
 def test_attention_is_a_distribution_per_word(setup):
     decoder, grid, pooled, vocab = setup
     for nbest in beam_search(decoder, grid, pooled, vocab=vocab, beam_size=2, max_length=6):
