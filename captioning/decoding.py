@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .decoder import AttentionLSTMDecoder
-from .vocab import REPEATABLE_WORDS, Vocabulary
+from .vocab import Vocabulary
 
 NEG_INF = float("-inf")
 
@@ -88,18 +88,8 @@ def _block_repeated_ngrams(logprobs: torch.Tensor, seqs: torch.Tensor, n: int) -
     logprobs[rows, ngrams[rows, starts, n - 1]] = NEG_INF
 
 
-def _once_words(vocab: Vocabulary, device: torch.device) -> torch.Tensor:
-    """(V,) True for the words ``no_repeat_words`` lets appear only once: all but REPEATABLE_WORDS
-    and the special tokens."""
-    once = torch.tensor([w not in REPEATABLE_WORDS for w in vocab.itos], device=device)
-    once[[vocab.pad_id, vocab.start_id, vocab.end_id, vocab.unk_id]] = False
-    return once
-
-
 def _block_repeated_words(logprobs: torch.Tensor, seqs: torch.Tensor, once: torch.Tensor) -> None:
     """In place: forbid the ``once`` words (V,) already in the row. logprobs (R, V), seqs (R, T)."""
-    if seqs.shape[1] == 0:
-        return
     used = torch.zeros_like(logprobs, dtype=torch.bool).scatter_(1, seqs, True)  # (R, V) words so far
     logprobs.masked_fill_(used & once, NEG_INF)
 
@@ -116,7 +106,10 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
     """
     b, k = grid.shape[0], beam_size
     dev = grid.device
-    once = _once_words(vocab, dev) if no_repeat_words else None
+    once = None  # (V,) True for the words allowed only once per caption
+    if no_repeat_words:
+        once = torch.zeros(len(vocab), dtype=torch.bool, device=dev)
+        once[list(vocab.once_ids)] = True
     state = decoder.init_state(grid, pooled).repeat(k)  # N = B*K rows, image-major
     tokens = torch.full((b * k,), vocab.start_id, dtype=torch.long, device=dev)
     scores = torch.zeros(b, k, device=dev)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -53,6 +54,12 @@ class Vocabulary:
         counts = Counter(w for c in captions for w in tokenize(c))
         kept = sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
         return cls([*SPECIALS, *kept])
+
+    @cached_property
+    def once_ids(self) -> tuple[int, ...]:
+        """Ids of the words ``no_repeat_words`` decoding lets appear only once: every word but
+        REPEATABLE_WORDS and the special tokens."""
+        return tuple(i for i, w in enumerate(self.itos[len(SPECIALS):], len(SPECIALS)) if w not in REPEATABLE_WORDS)
 
     def encode(self, caption: str) -> list[int]:
         """Caption -> ids without ``<start>``/``<end>``; unknown words map to ``<unk>``."""
