@@ -216,8 +216,8 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                     image = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard", "webcam"],
                                      height=320)
                     with gr.Row():
-                        beam = gr.Slider(1, 8, value=captioner.defaults["beam_size"], step=1, label="Beam size")
-                        max_len = gr.Slider(5, 40, value=captioner.defaults["max_length"], step=1,
+                        beam = gr.Slider(1, 8, value=captioner.decoding.beam_size, step=1, label="Beam size")
+                        max_len = gr.Slider(5, 40, value=captioner.decoding.max_length, step=1,
                                             label="Max words")
                     run = gr.Button("Caption", variant="primary")
                     examples = _example_images()
@@ -263,7 +263,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
             gr.on([find.click, query.submit], h.search_video, [query, video_state], hits, api_name="search_video")
         with gr.Tab("Batch"):
             files = gr.File(label="Images or a .zip", file_count="multiple", type="filepath")
-            batch_beam = gr.Slider(1, 8, value=captioner.defaults["beam_size"], step=1, label="Beam size")
+            batch_beam = gr.Slider(1, 8, value=captioner.decoding.beam_size, step=1, label="Beam size")
             go = gr.Button("Caption all", variant="primary")
             table = gr.Dataframe(headers=["file", "caption", "tags", "error"], label="Results", interactive=False,
                                  elem_id="batch-table", wrap=True)

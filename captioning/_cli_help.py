@@ -4,6 +4,7 @@ The comment after a field (continued on comment-only lines below it) documents t
 in the source; argparse shows that same text instead of a second copy of it."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import io
@@ -21,3 +22,10 @@ def field_comments(cls: type) -> dict[str, str]:
         elif tok.type == tokenize.COMMENT and field is not None:
             comments.setdefault(field, []).append(tok.string.lstrip("#").strip())
     return {name: " ".join(parts) for name, parts in comments.items()}
+
+
+def bool01(text: str) -> bool:
+    """argparse type of an on/off flag written 0 or 1."""
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, not {text!r}")
+    return text == "1"

@@ -8,8 +8,8 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle
-from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
+from .bundle import Bundle, BundleError, load_bundle
+from .decoding import Decoding, Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .encoder import GRID_SIZE, imagenet_categories
 from .images import ImageInput, load_image
 
@@ -75,9 +75,10 @@ class Captioner:
         self._encode = self.encoder
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
-        self.defaults: dict[str, Any] = {"beam_size": 3, "max_length": bundle.model.config.max_length,
-                                         "length_penalty": 0.0, "no_repeat_ngram_size": 0, "no_repeat_words": False,
-                                         **bundle.decoding}
+        try:  # the bundle's recorded decoding; per-call options override it
+            self.decoding = Decoding.from_dict({"max_length": bundle.model.config.max_length, **bundle.decoding})
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"{bundle.path}: manifest decoding: {e}") from None
         if compile:  # last: the warm-up reads the preprocessing
             self._try_compile()
 
@@ -126,32 +127,26 @@ class Captioner:
 
     @torch.inference_mode()
     def decode(self, encoded: Encoded, *, method: Method = "beam", beam_size: int | None = None,
-               max_length: int | None = None, min_length: int = 0, length_penalty: float | None = None,
+               max_length: int | None = None, min_length: int | None = None, length_penalty: float | None = None,
                no_repeat_ngram_size: int | None = None, no_repeat_words: bool | None = None,
-               temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None) -> list[CaptionResult]:
-        """Captions for an encoded batch (see :meth:`caption` for the options)."""
-        beam_size = self.defaults["beam_size"] if beam_size is None else beam_size
-        max_length = self.defaults["max_length"] if max_length is None else max_length
-        length_penalty = self.defaults["length_penalty"] if length_penalty is None else length_penalty
-        if no_repeat_ngram_size is None:
-            no_repeat_ngram_size = self.defaults["no_repeat_ngram_size"]
-        if no_repeat_words is None:
-            no_repeat_words = self.defaults["no_repeat_words"]
-        if beam_size < 1 or max_length < 1:
+               no_dangling_end: bool | None = None, temperature: float = 1.0, top_p: float = 1.0,
+               seed: int | None = None) -> list[CaptionResult]:
+        """Captions for an encoded batch (see :meth:`caption` for the options; ``None`` = the bundle's)."""
+        d = self.decoding.replace(beam_size=beam_size, max_length=max_length, min_length=min_length,
+                                  length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                                  no_repeat_words=no_repeat_words, no_dangling_end=no_dangling_end)
+        if d.beam_size < 1 or d.max_length < 1:
             raise ValueError("beam_size and max_length must be >= 1")
         dec, grid, pooled = self.model.decoder, encoded.grid, encoded.pooled
-        if method == "greedy" or (method == "beam" and beam_size == 1 and not no_repeat_ngram_size
-                                   and not no_repeat_words):
-            nbests = [[h] for h in greedy(dec, grid, pooled, vocab=self.vocab, max_length=max_length,
-                                          min_length=min_length)]
+        if method == "greedy" or (method == "beam" and d.is_greedy):
+            nbests = [[h] for h in greedy(dec, grid, pooled, vocab=self.vocab, max_length=d.max_length,
+                                          min_length=d.min_length)]
         elif method == "beam":
-            nbests = beam_search(dec, grid, pooled, vocab=self.vocab, beam_size=beam_size, max_length=max_length,
-                                 min_length=min_length, length_penalty=length_penalty,
-                                 no_repeat_ngram_size=no_repeat_ngram_size, no_repeat_words=no_repeat_words)
+            nbests = beam_search(dec, grid, pooled, vocab=self.vocab, **d.asdict())
         elif method == "sample":
             gen = torch.Generator(device=grid.device)
             gen.manual_seed(seed if seed is not None else torch.seed())
-            samples = sample(dec, grid, pooled, vocab=self.vocab, max_length=max_length, temperature=temperature,
+            samples = sample(dec, grid, pooled, vocab=self.vocab, max_length=d.max_length, temperature=temperature,
                              top_p=top_p, generator=gen)
             nbests = [[h] for h in samples_to_hypotheses(samples, vocab=self.vocab)]
         else:
@@ -176,8 +171,8 @@ class Captioner:
         """Caption one image (path, PIL image, numpy HxWx3 array or encoded bytes).
 
         Options: ``method`` ("beam", "greedy", "sample"), ``beam_size``, ``max_length``,
-        ``min_length``, ``length_penalty``, ``no_repeat_ngram_size``, ``no_repeat_words``, ``temperature``,
-        ``top_p``, ``seed``.
+        ``min_length``, ``length_penalty``, ``no_repeat_ngram_size``, ``no_repeat_words``,
+        ``no_dangling_end`` (default: the bundle's, :attr:`decoding`), ``temperature``, ``top_p``, ``seed``.
         """
         return self.decode(self.encode([image]), **options)[0]
 

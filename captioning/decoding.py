@@ -7,7 +7,9 @@ training calls :func:`sample` with gradients on.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 
@@ -15,6 +17,43 @@ from .decoder import AttentionLSTMDecoder
 from .vocab import Vocabulary
 
 NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Beam-search options. A bundle records the ones its dev scores were measured with
+    (manifest ``decoding``); per-call options override them."""
+    beam_size: int = 3  # hypotheses kept per image
+    max_length: int = 20  # words before <end> is forced
+    min_length: int = 0  # words before <end> is allowed
+    length_penalty: float = 0.0  # rank finished captions by logprob / length ** this (0 = summed log-prob)
+    no_repeat_ngram_size: int = 0  # no n-gram of this many words twice in a caption (0 = allowed)
+    no_repeat_words: bool = False  # no word twice in a caption but articles, prepositions, pronouns and
+    #                                colours (vocab.REPEATABLE_WORDS)
+    no_dangling_end: bool = False  # no caption ends on an article, preposition or conjunction, as in
+    #                                "... in front of a" (vocab.DANGLING_WORDS)
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> "Decoding":
+        """From a manifest's ``decoding`` entry; an unknown option fails loudly."""
+        unknown = set(options) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown decoding option(s) {sorted(unknown)}")
+        return cls(**options)
+
+    def replace(self, **changes: Any) -> "Decoding":
+        """A copy with the given options changed; ``None`` keeps the current value."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def is_greedy(self) -> bool:
+        """Beam 1 without blocks: the same captions as :func:`greedy`, which is faster."""
+        return self.beam_size == 1 and not (self.no_repeat_ngram_size or self.no_repeat_words
+                                            or self.no_dangling_end)
+
+    def asdict(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`beam_search` (and the manifest entry)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -94,15 +133,24 @@ def _block_repeated_words(logprobs: torch.Tensor, seqs: torch.Tensor, once: torc
     logprobs.masked_fill_(used & once, NEG_INF)
 
 
+def _block_dangling_end(logprobs: torch.Tensor, seqs: torch.Tensor, dangling: torch.Tensor, end_id: int) -> None:
+    """In place: no <end> right after a ``dangling`` word (V,). logprobs (R, V), seqs (R, T)."""
+    if seqs.shape[1]:
+        logprobs[:, end_id].masked_fill_(dangling[seqs[:, -1]], NEG_INF)
+
+
 def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
                 beam_size: int = 3, max_length: int = 20, min_length: int = 0, length_penalty: float = 0.0,
-                no_repeat_ngram_size: int = 0, no_repeat_words: bool = False) -> list[list[Hypothesis]]:
+                no_repeat_ngram_size: int = 0, no_repeat_words: bool = False,
+                no_dangling_end: bool = False) -> list[list[Hypothesis]]:
     """Batched beam search: all images x beams advance together in one (B*K)-row batch.
 
     Finished beams are carried along with frozen scores (they can only extend with <pad>
     at log-prob 0), so every image keeps exactly K hypotheses. Returns, per image, the K
     hypotheses sorted best first by ``logprob / length ** length_penalty``. ``no_repeat_words``:
-    no word outside :data:`~captioning.vocab.REPEATABLE_WORDS` twice in a caption.
+    no word outside :data:`~captioning.vocab.REPEATABLE_WORDS` twice in a caption;
+    ``no_dangling_end``: no <end> right after :data:`~captioning.vocab.DANGLING_WORDS` (but at
+    ``max_length`` <end> is forced). The options are the fields of :class:`Decoding`.
     """
     b, k = grid.shape[0], beam_size
     dev = grid.device
@@ -110,6 +158,10 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
     if no_repeat_words:
         once = torch.zeros(len(vocab), dtype=torch.bool, device=dev)
         once[list(vocab.once_ids)] = True
+    dangling = None  # (V,) True for the words a caption may not end on
+    if no_dangling_end:
+        dangling = torch.zeros(len(vocab), dtype=torch.bool, device=dev)
+        dangling[list(vocab.dangling_ids)] = True
     state = decoder.init_state(grid, pooled).repeat(k)  # N = B*K rows, image-major
     tokens = torch.full((b * k,), vocab.start_id, dtype=torch.long, device=dev)
     scores = torch.zeros(b, k, device=dev)
@@ -126,6 +178,8 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
         _block_repeated_ngrams(logprobs, seqs.view(b * k, -1), no_repeat_ngram_size)
         if once is not None:
             _block_repeated_words(logprobs, seqs.view(b * k, -1), once)
+        if dangling is not None and t < max_length:
+            _block_dangling_end(logprobs, seqs.view(b * k, -1), dangling, vocab.end_id)
         logprobs = logprobs.view(b, k, -1)  # (B, K, V)
         logprobs[finished] = NEG_INF
         logprobs[..., vocab.pad_id].masked_fill_(finished, 0.0)

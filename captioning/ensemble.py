@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 
 from .decoder import AttentionLSTMDecoder, DecoderState
+from .decoding import Decoding
+from .evaluate import add_decoding_arguments
 
 
 @dataclass
@@ -91,9 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="1.0.0", help="bundle version (default: %(default)s)")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--cache", default="cache/features", help="feature cache folder (default: %(default)s)")
-    p.add_argument("--beam-size", type=int, default=3, help="beam width, recorded as the default (default: %(default)s)")
-    p.add_argument("--length-penalty", type=float, default=0.0, help="recorded default (default: %(default)s)")
-    p.add_argument("--no-repeat-ngram-size", type=int, default=0, help="recorded default (default: %(default)s)")
+    add_decoding_arguments(p, default="the first member's")  # recorded as the ensemble's decoding
     p.add_argument("--half", action="store_true", help="store the decoders as float16 (half the size)")
     p.add_argument("--device", default="cpu", help="cpu (default: %(default)s)")
     return p
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .bundle import BundleError, BundleInfo, load_bundle, save_bundle
     from .data import DatasetError, read_dataset
-    from .evaluate import format_table, manifest_metrics, score_split
+    from .evaluate import decoding_from_args, format_table, manifest_metrics, score_split
     from .features import FeatureCache
     from .model import CaptionModel
 
@@ -126,19 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         for member in model.decoder.members:
             member.load_state_dict({k: v.half().float() for k, v in member.state_dict().items()})
     model.eval()
-    decoding = {"beam_size": args.beam_size, "max_length": config.max_length,
-                "length_penalty": args.length_penalty, "no_repeat_ngram_size": args.no_repeat_ngram_size}
+    decoding = decoding_from_args(args, Decoding.from_dict({"max_length": config.max_length, **first.decoding}))
     grids = FeatureCache(args.cache, model.encoder, first.preprocessing).grids([it.image for it in items])
-    scores, _ = score_split(model.decoder, grids, items, vocab=first.vocab, **decoding)
-    print(f"{args.name}: {len(bundles)} members on {args.split} ({len(items)} images, {decoding}):")
+    scores, _ = score_split(model.decoder, grids, items, vocab=first.vocab, decoding=decoding)
+    print(f"{args.name}: {len(bundles)} members on {args.split} ({len(items)} images, {decoding.asdict()}):")
     print(format_table(scores))
     info = BundleInfo(
         name=args.name, version=args.version,
-        metrics=manifest_metrics(scores, split=args.split, images=len(items), beam_size=args.beam_size),
+        metrics=manifest_metrics(scores, split=args.split, images=len(items), beam_size=decoding.beam_size),
         training={"ensemble_of": [{"name": b.name, "version": b.version, "metrics": b.manifest.get("metrics", {}),
                                    "training": b.manifest.get("training", {})} for b in bundles],
                   "command": " ".join(["caption-ensemble", *(argv if argv is not None else sys.argv[1:])])},
-        decoding=decoding, encoder_source=first.manifest.get("encoder_source", {}))
+        decoding=decoding.asdict(), encoder_source=first.manifest.get("encoder_source", {}))
     path = save_bundle(args.out, model, first.vocab, info, preprocessing=first.preprocessing, half_decoder=args.half)
     print(f"wrote {path}")
     return 0

@@ -1,4 +1,4 @@
-"""The two training objectives, each on a batch of images with their captions.
+"""The two training objectives, each on a batch of images with their captions, and their targets.
 
 - :func:`xe_batch`: teacher-forced cross-entropy (label-smoothed) plus the attention regulariser
   of Show, Attend and Tell;
@@ -18,9 +18,25 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from .decoding import greedy, sample
 from .metrics import CiderD
+from .vocab import Vocabulary, tokenize
 
 if TYPE_CHECKING:
     from .train import TrainConfig
+
+
+_MIRRORED = {"left": "right", "right": "left"}  # words whose meaning a horizontal flip swaps
+
+
+def mirror_caption(caption: str) -> str:
+    """The caption of the mirrored photo: lower-cased words, "left" and "right" swapped."""
+    return " ".join(_MIRRORED.get(w, w) for w in tokenize(caption))
+
+
+def caption_targets(items, vocab: Vocabulary, max_length: int, *, mirror: bool = False) -> list[list[list[int]]]:
+    """Per image, its captions as [<start>, words..., <end>] (words cut at max_length): the
+    cross-entropy targets."""
+    return [[[vocab.start_id, *vocab.encode(mirror_caption(c) if mirror else c)[:max_length], vocab.end_id]
+             for c in it.captions] for it in items]
 
 
 def xe_batch(decoder, grid, captions, cfg: "TrainConfig", device) -> tuple[torch.Tensor, float]:

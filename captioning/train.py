@@ -32,19 +32,20 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ._cli_help import field_comments
+from ._cli_help import bool01, field_comments
 from .bundle import BundleInfo, load_bundle, save_bundle
 from .data import read_dataset
 from .decoder import DecoderConfig
+from .decoding import Decoding
 from .encoder import load_pretrained_encoder, pretrained_weights_path
 from .evaluate import manifest_metrics, score_split
 from .features import FeatureCache, file_sha256
 from .images import Preprocessing
 from .metrics import CiderD
-from .objectives import Objective, scst_batch, xe_batch
+from .objectives import Objective, caption_targets, mirror_caption, scst_batch, xe_batch
 from .model import CaptionModel, ModelConfig
 from .runlog import RunLog
-from .vocab import Vocabulary, tokenize
+from .vocab import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class TrainConfig:
     eval_beam: int = 3  # beam width for dev scoring
     eval_length_penalty: float = 0.0  # dev-scoring decoding, recorded as the bundle's recommended decoding
     eval_no_repeat_ngram_size: int = 0  # dev-scoring decoding: no n-gram twice in a caption (0 = allowed)
+    eval_no_repeat_words: bool = False  # dev-scoring decoding: no content word twice in a caption
+    eval_no_dangling_end: bool = False  # dev-scoring decoding: no caption ends on "a", "of", "in"...
     train_limit: int = 0  # train on only the first N images (0 = all; for smoke tests)
     eval_limit: int = 0  # score only this many dev images per epoch (0 = all)
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
@@ -114,19 +117,6 @@ def _check(cfg: TrainConfig) -> None:
 
 def _world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-_MIRRORED = {"left": "right", "right": "left"}  # words whose meaning a horizontal flip swaps
-
-
-def _mirror(caption: str) -> str:
-    return " ".join(_MIRRORED.get(w, w) for w in tokenize(caption))
-
-
-def _encode_captions(items, vocab: Vocabulary, max_length: int, *, mirror: bool = False) -> list[list[list[int]]]:
-    """Per image, its captions as [<start>, words..., <end>] (words cut at max_length)."""
-    return [[[vocab.start_id, *vocab.encode(_mirror(c) if mirror else c)[:max_length], vocab.end_id]
-             for c in it.captions] for it in items]
 
 
 def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -174,13 +164,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     # (N, 49, 1280) fp16 grids, or (N, C, 7, 7) activations when fine-tuning
     features = torch.from_numpy(cache().grids([it.image for it in train_items], progress=False).copy())
     dev_features = cache().grids([it.image for it in dev_items], progress=False)
-    captions = _encode_captions(train_items, vocab, cfg.max_length)
+    captions = caption_targets(train_items, vocab, cfg.max_length)
     refs = [list(it.captions) for it in train_items]
     mirrored = None  # (features, captions, refs) of the mirrored photos
     if cfg.hflip:
         mirrored = (torch.from_numpy(cache(hflip=True).grids([it.image for it in train_items], progress=False).copy()),
-                    _encode_captions(train_items, vocab, cfg.max_length, mirror=True),
-                    [[_mirror(c) for c in r] for r in refs])
+                    caption_targets(train_items, vocab, cfg.max_length, mirror=True),
+                    [[mirror_caption(c) for c in r] for r in refs])
 
     torch.manual_seed(cfg.seed)
     tuned_blocks = max(cfg.finetune_blocks, _tuned_blocks(source))  # in this run or the encoder's bundle
@@ -262,7 +252,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             dev_grids = dev_features if stop is None else torch.cat([
                 core.grid(torch.from_numpy(np.asarray(dev_features[i:i + 250])))
                 for i in range(0, len(dev_features), 250)]).numpy()  # (N, 49, 1280)
-        scores, _ = score_split(decoder, dev_grids, dev_items, vocab=vocab, **decoding)
+        scores, _ = score_split(decoder, dev_grids, dev_items, vocab=vocab, decoding=decoding)
         row.update({f"dev_{k}": v for k, v in scores.items()})
         row["minutes"] = round((time.time() - t_resumed) / 60, 2)
         log.append(row)
@@ -274,8 +264,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                     for k, v in row.items()), file=sys.stderr)
 
-    decoding = {"beam_size": cfg.eval_beam, "max_length": cfg.max_length,
-                "length_penalty": cfg.eval_length_penalty, "no_repeat_ngram_size": cfg.eval_no_repeat_ngram_size}
+    decoding = Decoding(beam_size=cfg.eval_beam, max_length=cfg.max_length, length_penalty=cfg.eval_length_penalty,
+                        no_repeat_ngram_size=cfg.eval_no_repeat_ngram_size, no_repeat_words=cfg.eval_no_repeat_words,
+                        no_dangling_end=cfg.eval_no_dangling_end)
     if start is not None and state["step"] == 0 and rank == 0:  # the starting point competes in model selection
         evaluate_and_select({"epoch": 0, "stage": "init"})
     while state["epoch"] < cfg.epochs + cfg.scst_epochs:
@@ -344,7 +335,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                                     "training": start.manifest.get("training", {})}} if start else {}),
                   **({"encoder_from": {"name": source.name, "version": source.version,
                                        "training": source.manifest.get("training", {})}} if cfg.encoder_from else {})},
-        decoding=decoding,
+        decoding=decoding.asdict(),
         encoder_source=_encoder_source(source, cfg.finetune_blocks))
     path = save_bundle(out / "bundle", model, vocab, info, preprocessing=prep)
     print(f"wrote {path} (dev CIDEr-D {best['metrics']['CIDEr-D']:.4f}, epoch {state['best_epoch']}, "
@@ -378,6 +369,9 @@ def _parser() -> argparse.ArgumentParser:
         text = help_text.get(f.name, "").replace("%", "%%")
         if f.default is dataclasses.MISSING:
             p.add_argument(flag, required=True, type=str, help=f"{text} (required)")
+        elif isinstance(f.default, bool):
+            p.add_argument(flag, type=bool01, choices=(False, True), metavar="{0,1}", default=f.default,
+                           help=f"{text} (default: {int(f.default)})")
         else:
             p.add_argument(flag, type=type(f.default), default=f.default, help=f"{text} (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -104,7 +104,7 @@ def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: C
     good = [i for i, p in enumerate(batch) if p.error is None]
     if good:
         encoded = captioner.encode([batch[i].pixels for i in good])
-        beam = max(options.beam_size or captioner.defaults["beam_size"], options.n_best)
+        beam = max(options.beam_size or captioner.decoding.beam_size, options.n_best)
         results = captioner.decode(encoded, beam_size=beam, max_length=options.max_length)
         tags = captioner.top_tags(encoded, k=options.tags) if options.tags else [[] for _ in good]
         for i, r, t in zip(good, results, tags):

@@ -144,7 +144,7 @@ class Tagger:
         meta = VideoMeta(info.path, duration, info.fps, info.frame_count, info.width, info.height,
                          None if self.opt.every_n_frames else self.opt.fps, len(frames))
         options = {k: v for k, v in asdict(self.opt).items() if k not in ("batch_size", "strategy")}
-        options["beam_size"] = self.decoding.get("beam_size", self.cap.defaults.get("beam_size"))
+        options["beam_size"] = self.decoding.get("beam_size", self.cap.decoding.beam_size)
         return VideoTags(meta, tuple(frames), tuple(shots), summarize(frames, shots, probs, starts, ends, duration),
                          build_index(frames, shots, starts, ends, every), bool(reader.errors), tuple(reader.errors),
                          {"name": self.cap.name, "version": self.cap.version}, options,

@@ -108,3 +108,33 @@ def test_no_repeat_words_comes_from_the_bundle(tiny_vocab, photo, tmp_path):
     for beam_size in (1, 3):
         assert cap.caption(photo, beam_size=beam_size).tokens.count("dog") == 1
         assert cap.caption(photo, beam_size=beam_size, no_repeat_words=False).tokens.count("dog") > 1
+
+
+def test_no_dangling_end_comes_from_the_bundle(tiny_vocab, photo, tmp_path):
+    """A bundle recording ``no_dangling_end`` never stops on "a" by default (beam 1 and 3); an
+    explicit option wins; a manifest naming an unknown decoding option fails to load."""
+    import json
+
+    import torch
+
+    from captioning import Captioner
+    from captioning.bundle import BundleError, BundleInfo, save_bundle
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tiny_vocab)
+    with torch.no_grad():  # it would say "a" and stop
+        for word, bias in (("<end>", 100.0), ("a", 80.0), ("dog", 60.0)):
+            model.decoder.out.bias[tiny_vocab.stoi[word]] += bias
+    info = BundleInfo(name="tiny_sat.ends", version="0.0.1", decoding={"beam_size": 3, "no_dangling_end": True})
+    path = save_bundle(tmp_path / "tiny_sat.ends", model, tiny_vocab, info)
+    cap = Captioner.load(path, device="cpu")
+    assert cap.caption(photo, min_length=1).text in ("dog", "a dog")
+    assert cap.caption(photo, beam_size=1, min_length=1).text.split()[-1] == "a"  # greedy can't look ahead:
+    assert len(cap.caption(photo, beam_size=1, min_length=1).tokens) == 12  # "a a ... a" up to max_length
+    for beam_size in (1, 3):
+        assert cap.caption(photo, beam_size=beam_size, min_length=1, no_dangling_end=False).text == "a"
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["decoding"]["beam_width"] = 3
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="beam_width"):
+        Captioner.load(path, device="cpu")

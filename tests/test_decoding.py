@@ -153,6 +153,37 @@ def test_no_repeat_words(setup):
 
 
 @torch.inference_mode()
+def test_no_dangling_end(setup):
+    """A model that would stop right after "a" goes on to a word a caption can end on."""
+    import copy
+
+    from captioning.vocab import DANGLING_WORDS
+
+    decoder, grid, pooled, vocab = setup
+    d = copy.deepcopy(decoder)
+    with torch.no_grad():  # <end> above "a" above "dog" above everything else, at every step
+        for word, bias in ((vocab.end_id, 100.0), (vocab.stoi["a"], 80.0), (vocab.stoi["dog"], 60.0)):
+            d.out.bias[word] += bias
+    kw = dict(vocab=vocab, beam_size=3, max_length=6, min_length=1)
+    assert beam_search(d, grid, pooled, **kw)[0][0].tokens == [vocab.stoi["a"]]
+    for nbest in beam_search(d, grid, pooled, no_dangling_end=True, **kw):
+        assert nbest[0].tokens[-1] == vocab.stoi["dog"]  # "dog" or "a dog", not "a"
+        for h in nbest:  # only a caption cut at max_length may end on a dangling word
+            assert vocab.itos[h.tokens[-1]] not in DANGLING_WORDS or len(h.tokens) == 6
+
+
+def test_decoding_options_fail_loudly():
+    from captioning.decoding import Decoding
+
+    d = Decoding.from_dict({"beam_size": 5, "no_dangling_end": True})
+    assert d.replace(beam_size=None, length_penalty=1.0) == Decoding(beam_size=5, length_penalty=1.0,
+                                                                    no_dangling_end=True)
+    assert not d.is_greedy and Decoding(beam_size=1).is_greedy and not Decoding(beam_size=1, no_repeat_words=True).is_greedy
+    with pytest.raises(ValueError, match="beam_width"):
+        Decoding.from_dict({"beam_width": 3})
+
+
+@torch.inference_mode()
 def test_attention_is_a_distribution_per_word(setup):
     decoder, grid, pooled, vocab = setup
     for nbest in beam_search(decoder, grid, pooled, vocab=vocab, beam_size=2, max_length=6):

@@ -112,7 +112,9 @@ def test_caption_ensemble_cli(tiny_bundle_dir, tmp_path, capsys):
     assert [e["name"] for e in m["training"]["ensemble_of"]] == ["tiny_sat.test"] * 2
     assert m["decoding"]["no_repeat_ngram_size"] == 2 and m["training"]["command"].startswith("caption-ensemble")
     assert math.isfinite(m["metrics"]["CIDEr-D"])
-    assert Captioner.load(out, device="cpu").defaults["no_repeat_ngram_size"] == 2
+    cap = Captioner.load(out, device="cpu")
+    assert cap.decoding.no_repeat_ngram_size == 2  # the flag's
+    assert cap.decoding.beam_size == load_bundle(tiny_bundle_dir).decoding["beam_size"]  # the first member's
 
 
 def test_caption_ensemble_refuses_different_vocabularies(tiny_bundle_dir, tmp_path, capsys):
