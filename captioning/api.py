@@ -1,6 +1,7 @@
 """The Python API every tool is built on: ``Captioner``."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Sequence
@@ -157,7 +158,8 @@ class Captioner:
         alts = [Alternative(" ".join(self.vocab.decode(h.tokens)), h.score, h.logprob) for h in nbest]
         best = nbest[0]
         words = [self.vocab.itos[i] for i in best.tokens]
-        attention = best.attention.reshape(len(words), GRID_SIZE, GRID_SIZE).numpy()  # (T, 7, 7)
+        side = math.isqrt(best.attention.shape[-1])  # 7 for 224x224 input
+        attention = best.attention.reshape(len(words), side, side).numpy()  # (T, 7, 7)
         return CaptionResult(alts[0].text, words, best.score, best.logprob, alts, attention)
 
     def top_tags(self, encoded: Encoded, *, k: int = 5) -> list[list[Tag]]:

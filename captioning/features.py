@@ -26,10 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .encoder import FEATURE_DIM, EfficientNetLite0
+from .encoder import EfficientNetLite0
 from .images import Preprocessing, load_image
-
-GRID_CELLS = 49
 
 
 def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing, *, hflip: bool = False,
@@ -54,12 +52,10 @@ class FeatureCache:
                  hflip: bool = False, stop: int | None = None):
         self.encoder, self.preprocessing, self.hflip, self.stop = encoder.eval(), preprocessing, hflip, stop
         self.dir = Path(root) / encoder_fingerprint(encoder, preprocessing, hflip=hflip, stop=stop)
-        if stop is None:
-            self.row_shape: tuple[int, ...] = (GRID_CELLS, FEATURE_DIM)
-        else:
-            with torch.inference_mode():
-                probe = encoder.trunk(torch.zeros(1, 3, preprocessing.size, preprocessing.size), stop=stop)
-            self.row_shape = tuple(probe.shape[1:])  # (C, H, W)
+        with torch.inference_mode():  # the row shape follows the input size: 224 -> a 7x7 grid, 288 -> 9x9
+            x = torch.zeros(1, 3, preprocessing.size, preprocessing.size)
+            probe = encoder(x).grid if stop is None else encoder.trunk(x, stop=stop)
+        self.row_shape: tuple[int, ...] = tuple(probe.shape[1:])  # (49, 1280) grid, or (C, H, W) activations
         self._row_bytes = int(np.prod(self.row_shape)) * 2
         self.dir.mkdir(parents=True, exist_ok=True)
         self._data, self._index_path = self.dir / "grids.f16", self.dir / "index.json"

@@ -60,6 +60,8 @@ class TrainConfig:
     init_from: str = ""  # start from this bundle (its vocabulary, decoder sizes and weights); "" = from scratch
     encoder_from: str = ""  # take the encoder from this bundle instead (e.g. train more decoders on a
     #                         fine-tuned encoder, to ensemble with it); "" = --init-from's, else ImageNet's
+    image_size: int = 0  # encoder input side: the photos are resized to it (224 -> 7x7 grid, 288 -> 9x9);
+    #                      0 = the starting bundle's, else 224
     min_freq: int = 5  # vocabulary frequency threshold
     max_length: int = 20  # words kept per training caption; default decoding limit
     embed_dim: int = 384  # word embedding width (the decoder sizes: see DecoderConfig)
@@ -149,6 +151,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     source = load_bundle(cfg.encoder_from) if cfg.encoder_from else start  # the bundle the encoder comes from
     encoder = source.model.encoder if source is not None else load_pretrained_encoder()
     prep = source.preprocessing if source is not None else Preprocessing()
+    prep = dataclasses.replace(prep, size=cfg.image_size or prep.size)
     n_blocks = len(encoder._blocks)
     stop = n_blocks - cfg.finetune_blocks if cfg.finetune_blocks else None  # cache the input of block `stop`
 

@@ -199,6 +199,21 @@ def test_finetuning_the_last_encoder_blocks(dataset, tmp_path):
         assert torch.allclose(cap.encoder(pixels).logits, load_pretrained_encoder()(pixels).logits, atol=1e-4)
 
 
+def test_image_size_sets_the_grid(trained, dataset, tmp_path):
+    """--image-size 96 continues a 224 bundle on 3x3 grids (fine-tuning from cached 3x3 activations):
+    the bundle records the size, and its captions' attention maps are 3x3."""
+    from captioning.train import main
+
+    out = tmp_path / "small"
+    assert main(_args(dataset, out, tmp_path / "cache", epochs=1, **{
+        "init-from": trained / "bundle", "image-size": 96, "finetune-blocks": 1})) == 0
+    bundle = load_bundle(out / "bundle")
+    assert bundle.preprocessing.size == 96 and bundle.manifest["preprocessing"]["size"] == 96
+    r = Captioner.load(out / "bundle", device="cpu").caption(dataset / "images" / "red_circle.png")
+    assert r.attention.shape == (len(r.tokens), 3, 3)
+    assert np.allclose(r.attention.sum(axis=(1, 2)), 1.0, atol=1e-4)
+
+
 def test_more_decoders_on_a_fine_tuned_encoder_form_an_ensemble(dataset, tmp_path):
     """--encoder-from trains a fresh decoder on another bundle's (fine-tuned) encoder, frozen:
     the result carries that exact encoder, so caption-ensemble accepts the two together."""
