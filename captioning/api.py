@@ -32,7 +32,7 @@ class CaptionResult:
     logprob: float  # total log-probability of the words and <end>
     alternatives: list[Alternative] = field(default_factory=list)  # the n-best list, best first (incl. this one)
     attention: np.ndarray = field(default_factory=lambda: np.zeros((0, GRID_SIZE, GRID_SIZE), np.float32))
-    #           (len(tokens), 7, 7): where the decoder looked when it wrote each word
+    #           (len(tokens), 7, 7) at 224x224 input, 9x9 at 288: where the decoder looked for each word
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Captioner:
 
     # -- building blocks -------------------------------------------------------------
     def pixels(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Load and preprocess images -> (B, 3, 224, 224) on the device. uint8 arrays
+        """Load and preprocess images -> (B, 3, S, S) on the device (S: preprocessing.size). uint8 arrays
         already resized by ``preprocessing.to_array`` pass straight through."""
         loaded = [im if isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self._array_shape
                   else load_image(im) for im in images]

@@ -29,6 +29,14 @@ def test_default_bundle_is_complete(shipped):
     assert sum(f["size"] for f in m["files"].values()) < 100e6  # tens of MB, not hundreds
 
 
+def test_default_bundle_meets_the_quality_bar():
+    """The project's bar on Flickr8k dev, beam 3 (the numbers are re-measured from scratch by
+    test_dev_scores_match_the_manifest when the data is there)."""
+    m = load_bundle(resolve_bundle()).manifest["metrics"]
+    assert m["split"] == "dev" and m["images"] == 1000 and m["beam_size"] == 3
+    assert m["BLEU-4"] >= 0.23 and m["CIDEr-D"] >= 0.60, m
+
+
 @pytest.mark.parametrize("name", available_bundles())
 def test_every_shipped_bundle_verifies_and_captions(name):
     cap = Captioner.load(name, device="cpu")  # sha256 of every file checked
