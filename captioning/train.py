@@ -99,6 +99,7 @@ class TrainConfig:
     train_limit: int = 0  # train on only the first N images (0 = all; for smoke tests)
     eval_limit: int = 0  # score only this many dev images per epoch (0 = all)
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
+    keep_epochs: bool = False  # also keep each epoch's weights as epoch<N>.pt (for caption-average)
     seed: int = 0  # initialisation, batch order, dropout and SCST samples
 
 
@@ -317,6 +318,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                "lr": optim.param_groups[0]["lr"]}
         if rank == 0:
             evaluate_and_select(row)
+            if cfg.keep_epochs:
+                torch.save(trained_weights(), out / f"epoch{epoch + 1}.pt")
         state["epoch"], state["batch"] = epoch + 1, 0
         save_checkpoint()
         if world > 1:

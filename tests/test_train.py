@@ -347,3 +347,32 @@ def test_caption_eval_records_scores_and_decoding(trained, dataset, tmp_path):
     assert b.version == "1.1.0" and b.decoding["no_repeat_ngram_size"] == 2 and b.decoding["length_penalty"] == 1.0
     assert b.manifest["metrics"]["CIDEr-D"] == pytest.approx(report["scores"]["CIDEr-D"], abs=1e-4)
     assert Captioner.load(bundle, device="cpu").decoding.no_repeat_ngram_size == 2
+
+
+def test_keep_epochs_and_caption_average(dataset, tmp_path, capsys):
+    """--keep-epochs 1 writes each epoch's weights; caption-average turns their mean into a bundle
+    scored on dev that records what it averaged; a file that is not a checkpoint is one clear error."""
+    from captioning.average import main as average
+    from captioning.train import main
+
+    out = tmp_path / "kept"
+    assert main(_args(dataset, out, dataset / "cache", epochs=2, **{"keep-epochs": 1})) == 0
+    epochs = [out / "epoch1.pt", out / "epoch2.pt"]
+    assert all(p.exists() for p in epochs)
+    avg = tmp_path / "tiny_sat.avg"
+    assert average(["--base", str(out / "bundle"), "--checkpoints", *map(str, epochs), "--data",
+                    str(dataset / "captions.csv"), "--out", str(avg), "--cache", str(dataset / "cache"),
+                    "--version", "1.1.0", "--length-penalty", "0.5"]) == 0
+    assert "CIDEr-D" in capsys.readouterr().out
+    b = load_bundle(avg)
+    assert b.version == "1.1.0" and b.manifest["training"]["averaged"] == list(map(str, epochs))
+    assert b.decoding["length_penalty"] == 0.5 and b.manifest["metrics"]["split"] == "dev"
+    members = [torch.load(p, weights_only=True)["decoder"] for p in epochs]
+    for k, v in b.model.decoder.state_dict().items():
+        assert torch.allclose(v, (members[0][k] + members[1][k]) / 2, atol=1e-6), k
+    assert Captioner.load(avg, device="cpu").decoding.length_penalty == 0.5
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert average(["--base", str(out / "bundle"), "--checkpoints", str(tmp_path / "junk.pt"), "--data",
+                    str(dataset / "captions.csv"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "junk.pt" in err and len(err.strip().splitlines()) == 1
