@@ -9,8 +9,8 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import torch
 
-from .bundle import Bundle, BundleError, load_bundle
-from .decoding import Decoding, Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
+from .bundle import Bundle, load_bundle
+from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .encoder import GRID_SIZE, imagenet_categories
 from .images import ImageInput, load_image
 
@@ -76,10 +76,7 @@ class Captioner:
         self._encode = self.encoder
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
-        try:  # the bundle's recorded decoding; per-call options override it
-            self.decoding = Decoding.from_dict({"max_length": bundle.model.config.max_length, **bundle.decoding})
-        except (TypeError, ValueError) as e:
-            raise BundleError(f"{bundle.path}: manifest decoding: {e}") from None
+        self.decoding = bundle.default_decoding  # per-call options override it
         if compile:  # last: the warm-up reads the preprocessing
             self._try_compile()
 

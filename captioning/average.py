@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-from .decoding import Decoding
 from .evaluate import add_decoding_arguments
 
 
@@ -67,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         base = load_bundle(args.base)
-        decoding = decoding_from_args(args, Decoding.from_dict({"max_length": base.model.config.max_length,
-                                                                 **base.decoding}))
+        decoding = decoding_from_args(args, base.default_decoding)
         items = read_dataset(args.data, split=args.split)
         states = [_trained_weights(p) for p in args.checkpoints]
         model = base.model

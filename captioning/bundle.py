@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .decoding import Decoding
 from .images import Preprocessing
 from .model import CaptionModel, ModelConfig
 from .vocab import Vocabulary
@@ -59,6 +60,15 @@ class Bundle:
     def decoding(self) -> dict[str, Any]:
         """Recommended decoding options recorded at training time (may be empty)."""
         return dict(self.manifest.get("decoding", {}))
+
+    @property
+    def default_decoding(self) -> Decoding:
+        """The recorded decoding as :class:`Decoding` (max_length: the model's unless recorded);
+        an unknown option fails loudly."""
+        try:
+            return Decoding.from_dict({"max_length": self.model.config.max_length, **self.decoding})
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"{self.path / MANIFEST}: decoding: {e}") from None
 
 
 @dataclass(frozen=True)

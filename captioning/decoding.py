@@ -127,6 +127,13 @@ def _block_repeated_ngrams(logprobs: torch.Tensor, seqs: torch.Tensor, n: int) -
     logprobs[rows, ngrams[rows, starts, n - 1]] = NEG_INF
 
 
+def _word_mask(size: int, ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(V,) True at ``ids``."""
+    mask = torch.zeros(size, dtype=torch.bool, device=device)
+    mask[list(ids)] = True
+    return mask
+
+
 def _block_repeated_words(logprobs: torch.Tensor, seqs: torch.Tensor, once: torch.Tensor) -> None:
     """In place: forbid the ``once`` words (V,) already in the row. logprobs (R, V), seqs (R, T)."""
     used = torch.zeros_like(logprobs, dtype=torch.bool).scatter_(1, seqs, True)  # (R, V) words so far
@@ -154,14 +161,8 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
     """
     b, k = grid.shape[0], beam_size
     dev = grid.device
-    once = None  # (V,) True for the words allowed only once per caption
-    if no_repeat_words:
-        once = torch.zeros(len(vocab), dtype=torch.bool, device=dev)
-        once[list(vocab.once_ids)] = True
-    dangling = None  # (V,) True for the words a caption may not end on
-    if no_dangling_end:
-        dangling = torch.zeros(len(vocab), dtype=torch.bool, device=dev)
-        dangling[list(vocab.dangling_ids)] = True
+    once = _word_mask(len(vocab), vocab.once_ids, dev) if no_repeat_words else None  # allowed once per caption
+    dangling = _word_mask(len(vocab), vocab.dangling_ids, dev) if no_dangling_end else None  # no <end> after
     state = decoder.init_state(grid, pooled).repeat(k)  # N = B*K rows, image-major
     tokens = torch.full((b * k,), vocab.start_id, dtype=torch.long, device=dev)
     scores = torch.zeros(b, k, device=dev)

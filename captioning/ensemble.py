@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 
 from .decoder import AttentionLSTMDecoder, DecoderState
-from .decoding import Decoding
 from .evaluate import add_decoding_arguments
 
 
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for member in model.decoder.members:
             member.load_state_dict({k: v.half().float() for k, v in member.state_dict().items()})
     model.eval()
-    decoding = decoding_from_args(args, Decoding.from_dict({"max_length": config.max_length, **first.decoding}))
+    decoding = decoding_from_args(args, first.default_decoding)
     grids = FeatureCache(args.cache, model.encoder, first.preprocessing).grids([it.image for it in items])
     scores, _ = score_split(model.decoder, grids, items, vocab=first.vocab, decoding=decoding)
     print(f"{args.name}: {len(bundles)} members on {args.split} ({len(items)} images, {decoding.asdict()}):")
