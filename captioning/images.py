@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Sequence, Union
 
 import numpy as np
@@ -21,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # bombs (a few KB of PNG that inflate to gigabytes) are far bigger.
 MAX_IMAGE_PIXELS = 120_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# Refuse image files above this size: a 120 MP image stored uncompressed at 4 bytes a pixel
+# (RGBA BMP/TIFF, 480 MB) still fits; anything bigger is not a photo this guard lets through.
+MAX_FILE_BYTES = 512 * 2**20
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -61,6 +64,49 @@ class Preprocessing:
         return (x - self.mean) / self.std
 
 
+_NOT_REGULAR = ((stat.S_ISDIR, "is a directory, not an image"), (stat.S_ISFIFO, "not a regular file (a named pipe)"),
+                (stat.S_ISCHR, "not a regular file (a character device)"),
+                (stat.S_ISBLK, "not a regular file (a block device)"), (stat.S_ISSOCK, "not a regular file (a socket)"))
+
+
+def read_image_file(path: str | os.PathLike, *, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file. Only a regular file of at most ``limit`` bytes is read: a
+    FIFO would block and a link to ``/dev/zero`` never ends. Raises :class:`ImageError`
+    with a one-line message naming the file."""
+    try:
+        return _read_regular_file(path, limit)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
+
+
+def _read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # a FIFO opens at once
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as e:
+        raise ImageError(f"cannot read file ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)  # the file opened, not whatever the path names by now
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(next((why for is_kind, why in _NOT_REGULAR if is_kind(st.st_mode)), "not a regular file"))
+        if st.st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        if st.st_size > limit:
+            raise ImageError(f"file too large ({st.st_size / 2**20:.0f} MB; the limit is {limit / 2**20:.0f} MB)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ImageError(f"cannot read file ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew while being read
+        raise ImageError(f"file too large (more than {limit / 2**20:.0f} MB)")
+    return data
+
+
 def _describe(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):
         return str(src)
@@ -94,14 +140,7 @@ def _load(src: ImageInput, name: str) -> Image.Image:
                 raise ImageError("empty input (0 bytes)")
             image = Image.open(io.BytesIO(src))
         elif isinstance(src, (str, os.PathLike)):
-            path = Path(src)
-            if not path.exists():
-                raise ImageError("file not found")
-            if path.is_dir():
-                raise ImageError("is a directory, not an image")
-            if path.stat().st_size == 0:
-                raise ImageError("empty file (0 bytes)")
-            image = Image.open(path)
+            image = Image.open(io.BytesIO(_read_regular_file(src, MAX_FILE_BYTES)))
         else:
             raise ImageError(f"unsupported input type {type(src).__name__}")
         image.load()  # decode now so truncation / corruption surfaces here

@@ -1,20 +1,27 @@
-"""Which files a batch job captions: files, folders, glob patterns and list files become
-one ordered list of unique image paths.
+"""Which files a batch job reads: files, folders, glob patterns and list files become one
+ordered list of unique paths.
 
 Folders and glob matches keep only image extensions (case-insensitive) and skip hidden
 files and folders (names starting with "."). A file named explicitly (on the command line
 or in a list file) is taken as it is: the captioner reports it if it is not an image.
+
+Folders are walked iteratively (no recursion limit on deep trees) and each real folder is
+entered once, so symlink loops (``ln -s . loop``) neither hang discovery nor repeat photos.
+A folder walk does not follow symlinked folders (as ``os.walk``); ``**`` in a glob pattern
+does (as ``glob.glob``), once per real folder. Paths reaching the same file are one input.
 """
 from __future__ import annotations
 
-import glob
+import fnmatch
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+OnError = Callable[[OSError], None]
 
 
 @dataclass(frozen=True)
@@ -29,8 +36,9 @@ def is_image_name(name: str) -> bool:
 
 
 def path_key(path: str | os.PathLike) -> str:
-    """Identity of a path for de-duplication and resume ("./a.jpg" and "a.jpg" are the same)."""
-    return os.path.normcase(os.path.abspath(path))
+    """Identity of a file for de-duplication and resume: its real path, so "./a.jpg", "a.jpg",
+    an absolute path, a path through a symlinked folder and a symlink to it are one file."""
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _hidden(name: str) -> bool:
@@ -41,28 +49,122 @@ def _has_magic(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
 
-def _folder(folder: str, recursive: bool, warnings: list[str]) -> Iterator[str]:
-    """Image files of a folder (sorted by name; with ``recursive``, subfolders after the files)."""
-    def onerror(e: OSError) -> None:
-        warnings.append(f"{e.filename}: cannot list folder ({e.strerror})")
+def _join(folder: str, name: str) -> str:
+    return os.path.join(folder, name) if folder else name
 
-    for root, dirs, files in os.walk(folder, onerror=onerror):
-        dirs[:] = sorted(d for d in dirs if not _hidden(d)) if recursive else []
-        for name in sorted(files):
-            if not _hidden(name) and is_image_name(name):
-                yield os.path.join(root, name)
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path or ".")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def walk(top: str, *, recursive: bool = True, follow_links: bool = False, skip_hidden: bool = True,
+         onerror: OnError | None = None) -> Iterator[tuple[str, list[str]]]:
+    """``(folder, names)`` for ``top`` and (with ``recursive``) the folders below it, depth
+    first in name order like ``os.walk``; ``names`` are the sorted non-folder entries. Hidden
+    folders are skipped unless ``skip_hidden`` is off; each real folder is entered once (loops
+    cannot repeat or hang it); no recursion, so depth is unlimited."""
+    seen: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        identity = _identity(folder)
+        if identity is None or identity in seen:
+            continue
+        seen.add(identity)
+        try:
+            with os.scandir(folder or ".") as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            if onerror is not None:
+                onerror(e)
+            continue
+        names, subfolders = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                names.append(entry.name)
+            elif recursive and not (skip_hidden and _hidden(entry.name)) and (follow_links or not entry.is_symlink()):
+                subfolders.append(_join(folder, entry.name))
+        yield folder, names
+        stack.extend(reversed(subfolders))  # popped in name order
+
+
+def _folder(folder: str, recursive: bool, onerror: OnError) -> Iterator[str]:
+    """Image files of a folder (by name; with ``recursive``, each subfolder after the files)."""
+    for root, names in walk(folder, recursive=recursive, onerror=onerror):
+        yield from (_join(root, n) for n in names if not _hidden(n) and is_image_name(n))
+
+
+def glob_paths(pattern: str, onerror: OnError | None = None) -> list[str]:
+    """Paths matching a glob pattern, sorted, as ``glob.glob(pattern, recursive=True)`` gives
+    them (``**`` = any depth, ``*`` does not match hidden names) but walked iteratively with
+    each real folder entered once per pattern part, so symlink loops and deep trees are safe."""
+    parts = pattern.split(os.sep)
+    head = 0
+    while head < len(parts) - 1 and not _has_magic(parts[head]):
+        head += 1
+    base = os.sep.join(parts[:head]) or (os.sep if head else "")  # "" = the current folder
+    if head and not os.path.isdir(base):
+        return []
+    folders, matches = [base], []
+    for i, part in enumerate(parts[head:], head):
+        last = i == len(parts) - 1
+        found: list[str] = []
+        for folder in folders:
+            if part == "**":
+                for root, names in walk(folder, follow_links=True, onerror=onerror):
+                    found.append(root)
+                    if last:
+                        found += [_join(root, n) for n in names if not _hidden(n)]
+            elif _has_magic(part):
+                try:
+                    with os.scandir(folder or ".") as it:
+                        names = sorted(e.name for e in it if (last or e.is_dir())
+                                       and (part.startswith(".") or not _hidden(e.name)))
+                except OSError:
+                    continue
+                found += [_join(folder, n) for n in names if fnmatch.fnmatchcase(n, part)]
+            elif os.path.lexists(path := _join(folder, part)) and (last or os.path.isdir(path)):
+                found.append(path)
+        if last:
+            matches = [p for p in found if p]  # "**" yields the base folder itself as ""
+        else:
+            folders = _unique_folders(found)
+    return sorted(dict.fromkeys(matches))
+
+
+def _unique_folders(folders: list[str]) -> list[str]:
+    """One path per real folder (symlinks and ``**`` reach folders several ways)."""
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for folder in folders:
+        identity = _identity(folder)
+        if identity is not None and identity not in seen:
+            seen.add(identity)
+            unique.append(folder)
+    return unique
 
 
 def _expand(source: str, recursive: bool, warnings: list[str]) -> Iterator[str]:
+    def onerror(e: OSError) -> None:
+        warnings.append(f"{e.filename}: cannot list folder ({e.strerror})")
+
     if os.path.isdir(source):
-        yield from _folder(source, recursive, warnings)
+        yield from _folder(source, recursive, onerror)
     elif _has_magic(source) and not os.path.exists(source):
-        matches = sorted(glob.glob(source, recursive=True))
+        matches = glob_paths(source, onerror)
         if not matches:
             warnings.append(f"{source}: no file matches this pattern")
         for match in matches:
             if os.path.isdir(match):
-                yield from _folder(match, recursive, warnings)
+                yield from _folder(match, recursive, onerror)
             elif not _hidden(os.path.basename(match)) and is_image_name(match):
                 yield match
     elif os.path.lexists(source):
@@ -83,8 +185,8 @@ def read_list(list_file: str) -> list[str]:
 
 def discover(sources: Iterable[str], *, listed: Iterable[str] = (), recursive: bool = False) -> Discovery:
     """Expand ``sources`` (files, folders, glob patterns) then append ``listed`` paths (from a
-    list file, taken as they are, missing ones included so they are reported); duplicates
-    are dropped, keeping the first occurrence."""
+    list file, taken as they are, missing ones included so they are reported); paths of a
+    file already found (see :func:`path_key`) are dropped, keeping the first occurrence."""
     warnings: list[str] = []
     seen: set[str] = set()
     paths: list[str] = []

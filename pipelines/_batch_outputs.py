@@ -1,25 +1,41 @@
 """Where records go: a JSONL or CSV file (appended, flushed and fsync'ed per batch, resumable),
 standard output, and/or sidecar caption files next to the images (written atomically).
 
-Resume reads the paths already in the output file. A kill can only cut the file inside the
-last line (records are appended whole, a batch at a time), so a last line that is not a
-complete record is removed before appending; a bad line anywhere else is not ours to
-guess about and stops the run with an error.
+An output file is locked (``fcntl.flock``, exclusive, not waiting) while a run writes it: a
+second run into the same file stops at once with a clear message instead of writing every
+record twice. Resume reads the records already in the file: a kill can only cut the file
+inside the last record (records are appended whole, a batch at a time), so a last record
+that is not complete is removed before appending; a bad record anywhere else is not ours to
+guess about and stops the run with an error. Records of images that failed are dropped
+(the file is rewritten atomically) when the same images are tried again.
+
+Sidecars never replace a file this tool did not write: a sidecar it writes carries the
+sha256 of its text in an extended attribute (``user.caption-images.sha256``), and an
+existing file is replaced only when that attribute matches its content (or it already holds
+the new text). Where the filesystem has no extended attributes, existing files are kept.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, TextIO
+from typing import Any, BinaryIO, Literal, Protocol
 
-from ._batch_inputs import path_key
-from ._batch_records import FIELDS
+from ._batch_inputs import IMAGE_EXTENSIONS, path_key, walk
+from ._batch_records import FIELDS, RECORD_FORMAT, SETTINGS
+from .video_io import VIDEO_EXTENSIONS
 
-_LIST_FIELDS = ("n_best", "tags")  # JSON-encoded inside a CSV cell
+_LIST_FIELDS = ("n_best", "tags", "options")  # JSON-encoded inside a CSV cell
+_FORMAT1_FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model",
+                   "model_version", "error")  # the CSV header before format_version existed
+TEMP_TAG = "caption-images"  # in the names of this tool's temp files: ".<name>.caption-images-<pid>.tmp"
+SIDECAR_XATTR = "user.caption-images.sha256"  # on each sidecar written: sha256 of its text
 
 
 class OutputError(RuntimeError):
@@ -27,130 +43,286 @@ class OutputError(RuntimeError):
 
 
 class RecordOutput(Protocol):
-    done: set[str]  # path keys of the images already in the output (see path_key)
+    done: set[str]  # path keys (see path_key) of the images captioned in the output
+    failed: set[str]  # path keys of the images whose records are errors
     notes: list[str]  # one line each: repairs made when opening
+
+    def check(self, settings: dict[str, Any], keys: set[str]) -> None: ...
+
+    def forget(self, keys: set[str]) -> None: ...
 
     def write(self, records: list[dict[str, Any]]) -> None: ...
 
     def close(self) -> None: ...
 
 
-def _sync(f: TextIO) -> None:
+@dataclass(frozen=True)
+class _Row:
+    key: str  # path_key of the image
+    start: int  # byte range of the record in the file
+    end: int
+    line: int  # line number where it starts
+    ok: bool  # captioned (no error)
+    settings: dict[str, Any]  # the SETTINGS fields as recorded (missing ones: None)
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{TEMP_TAG}-{os.getpid()}.tmp")  # hidden: never taken for an input
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clean_stale_temps(folder: Path, *, also_legacy_ending: str | None = None) -> list[str]:
+    """Delete this tool's temp files in ``folder`` left by a killed run (a process no longer
+    alive); ``also_legacy_ending`` also matches the older ``.<name>.<pid>.tmp`` names of
+    sidecars ending so. Returns the names deleted."""
+    pattern = re.compile(rf"^\.(?P<name>.+)\.(?:{TEMP_TAG}-)?(?P<pid>\d+)\.tmp$")
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.match(name)
+        if not m or (f".{TEMP_TAG}-" not in name and not (also_legacy_ending and m["name"].endswith(also_legacy_ending))):
+            continue
+        if int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+            try:
+                (folder / name).unlink()
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
+
+
+def _lock(f: BinaryIO, path: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(f"{path}: another caption-images run is writing to this file; wait for it to finish "
+                          "or choose another --out") from None
+
+
+def _sync(f: BinaryIO) -> None:
     f.flush()
     os.fsync(f.fileno())
 
 
-class _AppendedFile:
-    """An output file that is scanned for finished records (and repaired), then appended to."""
+def _describe_difference(recorded: dict[str, Any], current: dict[str, Any]) -> str:
+    diffs = []
+    if recorded.get("options") is None:
+        return "no options recorded (written by an older caption-images)"
+    for key in SETTINGS:
+        old, new = recorded.get(key), current[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            diffs += [f"{key}.{k} {old.get(k)!r} (this run: {new[k]!r})" for k in new if old.get(k) != new[k]]
+        elif old != new:
+            diffs.append(f"{key} {old!r} (this run: {new!r})")
+    return ", ".join(diffs)
 
-    _open_kwargs: dict[str, str] = {}
+
+class _AppendedFile:
+    """An output file that is locked, scanned for finished records (and repaired), then appended to."""
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            self.path.write_bytes(b"")
-        self.done, self.notes = self._scan()
-        self._f = open(self.path, "a", **self._open_kwargs)
+        clean_stale_temps(self.path.parent)
+        self._f: BinaryIO = open(self.path, "ab")
+        try:
+            _lock(self._f, self.path)
+            if overwrite:
+                self._truncate(0)
+            self.notes: list[str] = []
+            self._rows = self._scan(self.path.read_bytes())
+        except BaseException:
+            self._f.close()
+            raise
+        self.done = {r.key for r in self._rows if r.ok}
+        self.failed = {r.key for r in self._rows if not r.ok} - self.done
 
-    def _scan(self) -> tuple[set[str], list[str]]:
+    # -- what subclasses define -------------------------------------------------------
+    def _parse(self, data: bytes) -> tuple[list[_Row], int]:
+        """Complete records and the offset where an incomplete last record starts (len(data)
+        when there is none); raises OutputError on anything else."""
         raise NotImplementedError
+
+    def _encode(self, records: list[dict[str, Any]]) -> bytes:
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------
+    def _truncate(self, size: int) -> None:
+        self._f.truncate(size)
+        _sync(self._f)
+
+    def _scan(self, data: bytes) -> list[_Row]:
+        rows, cut = self._parse(data)
+        if cut < len(data):
+            self._truncate(cut)
+            line = data.count(b"\n", 0, cut) + 1
+            self.notes.append(f"{self.path}: removed an incomplete last record (line {line}, {len(data) - cut} bytes, "
+                              "cut off by an interrupted run)")
+        return rows
+
+    def check(self, settings: dict[str, Any], keys: set[str]) -> None:
+        """Raise OutputError when the captioned records of ``keys`` were made with other
+        SETTINGS than ``settings``."""
+        other = [r for r in self._rows if r.ok and r.key in keys and r.settings != settings]
+        if other:
+            raise OutputError(f"{self.path}: {len(other)} records (the first on line {other[0].line}) were made "
+                              f"with other settings: {_describe_difference(other[0].settings, settings)}; resume "
+                              "with the same ones, start over with --overwrite, or choose another --out")
+
+    def forget(self, keys: set[str]) -> None:
+        """Drop the records of ``keys`` (images tried again): the file is rewritten to a temp
+        file, locked before it replaces the original, so the lock never lapses."""
+        drop = [r for r in self._rows if r.key in keys]
+        if not drop:
+            return
+        data = self.path.read_bytes()
+        keep, start = [], 0
+        for r in drop:  # rows are in file order
+            keep.append(data[start:r.start])
+            start = r.end
+        keep.append(data[start:])
+        tmp = _temp_path(self.path)
+        f: BinaryIO = open(tmp, "xb")
+        try:
+            _lock(f, tmp)
+            f.write(b"".join(keep))
+            _sync(f)
+            os.replace(tmp, self.path)
+        except BaseException:
+            f.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        self._f.close()
+        self._f = f
+        self._rows = self._parse(self.path.read_bytes())[0]
+        self.done = {r.key for r in self._rows if r.ok}
+        self.failed -= keys
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        self._f.write(self._encode(records))
+        _sync(self._f)
 
     def close(self) -> None:
         self._f.close()
 
 
+def _settings(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record.get(k) for k in SETTINGS}
+
+
 class JsonlOutput(_AppendedFile):
     """One JSON object per line."""
 
-    _open_kwargs = {"encoding": "ascii", "newline": "\n"}
+    def _parse(self, data: bytes) -> tuple[list[_Row], int]:
+        rows, offset, bad = [], 0, None  # bad: (line number, offset) of a line that is not a complete record
+        for number, line in enumerate(data.splitlines(keepends=True), 1):
+            if bad is not None:
+                raise OutputError(f"{self.path}: line {bad[0]} is not a JSON record; fix it or start over "
+                                  "with --overwrite")
+            record = _jsonl_record(line)
+            if record is not None:
+                key = path_key(record.get("real_path") or record["path"])
+                rows.append(_Row(key, offset, offset + len(line), number, record.get("error") is None,
+                                 _settings(record)))
+            elif line.strip() or not line.endswith(b"\n"):
+                bad = (number, offset)
+            offset += len(line)
+        if bad is not None and not data[bad[1]:].startswith(b"{"):  # not the start of a record of ours
+            raise OutputError(f"{self.path}: line {bad[0]} is not a JSON record; fix it or start over with "
+                              "--overwrite")
+        return rows, len(data) if bad is None else bad[1]
 
-    def _scan(self) -> tuple[set[str], list[str]]:
-        done: set[str] = set()
-        if not self.path.exists():
-            return done, []
-        with open(self.path, "rb+") as f:
-            offset, bad = 0, None  # bad: (line number, offset) of a line that is not a complete record
-            for number, line in enumerate(f, 1):
-                if bad is not None:
-                    raise OutputError(f"{self.path}: line {bad[0]} is not a JSON record; fix it or start over "
-                                      "with --overwrite")
-                path = _jsonl_path(line)
-                if path is not None:
-                    done.add(path_key(path))
-                elif line.strip() or not line.endswith(b"\n"):
-                    bad = (number, offset)
-                offset += len(line)
-            if bad is None:
-                return done, []
-            f.truncate(bad[1])
-            os.fsync(f.fileno())
-        return done, [f"{self.path}: removed an incomplete last line (line {bad[0]}, {offset - bad[1]} bytes, "
-                      "cut off by an interrupted run)"]
-
-    def write(self, records: list[dict[str, Any]]) -> None:
-        self._f.write("".join(json.dumps(r) + "\n" for r in records))
-        _sync(self._f)
+    def _encode(self, records: list[dict[str, Any]]) -> bytes:
+        return "".join(json.dumps(r) + "\n" for r in records).encode("ascii")
 
 
-def _jsonl_path(line: bytes) -> str | None:
-    """The path of a complete JSONL record line, else None."""
+def _jsonl_record(line: bytes) -> dict[str, Any] | None:
+    """A complete JSONL record line, else None."""
     if not line.endswith(b"\n"):
         return None
     try:
         record = json.loads(line)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         return None
-    return record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
+    return record if isinstance(record, dict) and isinstance(record.get("path"), str) else None
 
 
 class CsvOutput(_AppendedFile):
-    """A header row of FIELDS, then one row per image; n_best and tags are JSON in their cells."""
+    """A header row of FIELDS, then one row per image; n_best, tags and options are JSON in
+    their cells. A path may hold a newline (quoted, as the csv module writes it)."""
 
-    _open_kwargs = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+    _HEADER = ",".join(FIELDS).encode() + b"\n"
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
         super().__init__(path, overwrite=overwrite)
         if self._f.tell() == 0:
-            self._f.write(self._rows([list(FIELDS)]))
+            self._f.write(self._HEADER)
             _sync(self._f)
 
-    def _scan(self) -> tuple[set[str], list[str]]:
-        if not self.path.exists():
-            return set(), []
-        data, notes = self.path.read_bytes(), []
-        if data and not data.endswith(b"\n"):  # a row cut off by a kill
-            keep = data.rfind(b"\n") + 1
-            with open(self.path, "rb+") as f:
-                f.truncate(keep)
-                os.fsync(f.fileno())
-            notes.append(f"{self.path}: removed an incomplete last row ({len(data) - keep} bytes, cut off by an "
-                         "interrupted run)")
-            data = data[:keep]
-        rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="surrogateescape"), newline="")))
-        if rows and rows[0] != list(FIELDS):
-            raise OutputError(f"{self.path}: not a caption-images CSV (header {rows[0][:4]}...); choose another "
-                              "--out or start over with --overwrite")
-        for number, row in enumerate(rows[1:], 2):
-            if len(row) != len(FIELDS):
-                raise OutputError(f"{self.path}: row {number} has {len(row)} columns, expected {len(FIELDS)}; "
-                                  "fix it or start over with --overwrite")
-        return {path_key(row[0]) for row in rows[1:]}, notes
+    def _parse(self, data: bytes) -> tuple[list[_Row], int]:
+        if not data or (self._HEADER.startswith(data) and data != self._HEADER):  # empty or cut inside the header
+            return [], 0
+        lines = data.splitlines(keepends=True)
+        ends = [0]  # ends[n]: byte offset after physical line n
+        for line in lines:
+            ends.append(ends[-1] + len(line))
+        reader = csv.reader((line.decode("utf-8", errors="surrogateescape") for line in lines), strict=True)
+        header = next(reader, None)
+        if header == list(_FORMAT1_FIELDS):
+            raise OutputError(f"{self.path}: written by an older caption-images (record format 1); start over "
+                              "with --overwrite or choose another --out")
+        if header != list(FIELDS):
+            raise OutputError(f"{self.path}: not a caption-images CSV (header {(header or [])[:4]}...); choose "
+                              "another --out or start over with --overwrite")
+        rows, done_lines = [], reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # an open quote at the end of the file: a record cut inside a quoted field
+                return rows, ends[done_lines]
+            if len(row) != len(FIELDS) or not data[ends[reader.line_num] - 1:ends[reader.line_num]] == b"\n":
+                if reader.line_num < len(lines):
+                    raise OutputError(f"{self.path}: the record on line {done_lines + 1} has {len(row)} columns, "
+                                      f"expected {len(FIELDS)}; fix it or start over with --overwrite")
+                return rows, ends[done_lines]
+            record = dict(zip(FIELDS, row))
+            settings = {k: record[k] or None for k in SETTINGS}
+            try:
+                settings["options"] = json.loads(record["options"]) if record["options"] else None
+            except ValueError:
+                pass
+            rows.append(_Row(path_key(record["real_path"] or record["path"]), ends[done_lines],
+                             ends[reader.line_num], done_lines + 1, record["error"] == "", settings))
+            done_lines = reader.line_num
+        return rows, len(data)
 
-    @staticmethod
-    def _rows(rows: Iterable[list[Any]]) -> str:
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(rows)
-        return buf.getvalue()
-
-    def write(self, records: list[dict[str, Any]]) -> None:
+    def _encode(self, records: list[dict[str, Any]]) -> bytes:
         def cell(key: str, value: Any) -> Any:
             if value is None:
                 return ""
             return json.dumps(value) if key in _LIST_FIELDS else value
 
-        self._f.write(self._rows([cell(k, r[k]) for k in FIELDS] for r in records))
-        _sync(self._f)
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([cell(k, r[k]) for k in FIELDS] for r in records)
+        return buf.getvalue().encode("utf-8", errors="surrogateescape")
 
 
 class StdoutOutput:
@@ -158,7 +330,14 @@ class StdoutOutput:
 
     def __init__(self) -> None:
         self.done: set[str] = set()
+        self.failed: set[str] = set()
         self.notes: list[str] = []
+
+    def check(self, settings: dict[str, Any], keys: set[str]) -> None:
+        pass
+
+    def forget(self, keys: set[str]) -> None:
+        pass
 
     def write(self, records: list[dict[str, Any]]) -> None:
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
@@ -177,29 +356,115 @@ def open_output(out: str, *, overwrite: bool = False) -> RecordOutput:
     return JsonlOutput(out, overwrite=overwrite)
 
 
+# -- sidecars ---------------------------------------------------------------------------------
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | frozenset(VIDEO_EXTENSIONS)
+
+
+def check_sidecar_extension(extension: str) -> str:
+    """``extension`` with its leading dot; raises ValueError when a sidecar with it could be
+    taken for (or replace) a photo or video."""
+    ext = extension if extension.startswith(".") else "." + extension
+    if ext.strip(".") == "" or os.sep in ext or (os.altsep and os.altsep in ext):
+        raise ValueError(f"--sidecar needs an extension such as .txt (got {extension!r})")
+    if ext.lower() in MEDIA_EXTENSIONS:
+        raise ValueError(f"--sidecar {extension}: that is an image or video extension, so sidecars would replace "
+                         "photos; use a text extension such as .txt")
+    return ext
+
+
 class Sidecars:
-    """``photo.jpg`` -> ``photo.txt`` holding prefix + caption + suffix (failed images get none)."""
+    """``photo.jpg`` -> ``photo.txt`` holding prefix + caption + suffix (failed images get none).
+
+    Where several photos or videos in one folder share a stem (``image.bmp``, ``image.webp``),
+    each gets its full name + extension instead (``image.bmp.txt``, ``image.webp.txt``), so no
+    two images ever write one sidecar. An existing file that this tool did not write is never
+    replaced (see the module docstring)."""
 
     def __init__(self, extension: str, *, prefix: str = "", suffix: str = ""):
-        self.extension = extension if extension.startswith(".") else "." + extension
+        self.extension = check_sidecar_extension(extension)
         self.prefix, self.suffix = prefix, suffix
+        self._names: dict[str, dict[str, str]] = {}  # folder -> image name -> sidecar name
+        self._cleaned: set[str] = set()  # folders whose stale temp files were removed
 
-    def path_for(self, image: str) -> Path:
-        return Path(image).with_suffix(self.extension)
+    def path_for(self, image: str | os.PathLike) -> Path:
+        folder, name = os.path.split(os.fspath(image))
+        names = self._names.get(folder)
+        if names is None:
+            names = self._names[folder] = _sidecar_names(folder, self.extension)
+        return Path(folder, names.get(name) or os.path.splitext(name)[0] + self.extension)
 
-    def write(self, records: list[dict[str, Any]]) -> None:
+    def write(self, records: list[dict[str, Any]]) -> list[str]:
+        """Write the sidecars of the captioned records; returns one line per file left alone."""
+        kept = []
         for r in records:
-            if r["error"] is None:
-                _atomic_write(self.path_for(r["path"]), f"{self.prefix}{r['caption']}{self.suffix}\n")
+            if r["error"] is not None:
+                continue
+            target = self.path_for(r["path"])
+            if str(target.parent) not in self._cleaned:
+                self._cleaned.add(str(target.parent))
+                clean_stale_temps(target.parent, also_legacy_ending=self.extension)
+            text = f"{self.prefix}{r['caption']}{self.suffix}\n"
+            state = _existing(target, text) if os.path.lexists(target) else "ours"
+            if state == "foreign":
+                kept.append(f"{target}: exists and was not written by caption-images; left as it is")
+            elif state == "ours":
+                _atomic_write(target, text)
+        return kept
+
+
+def _sidecar_names(folder: str, extension: str) -> dict[str, str]:
+    """Sidecar name of each photo/video in ``folder``: stem + extension, or the full name +
+    extension for those whose stem-named sidecar another one would also claim."""
+    try:
+        media = [n for n in next(walk(folder, recursive=False))[1] if os.path.splitext(n)[1].lower() in MEDIA_EXTENSIONS]
+    except StopIteration:
+        media = []
+    names = {n: os.path.splitext(n)[0] + extension for n in media}
+    while True:
+        claims: dict[str, list[str]] = {}
+        for n, s in names.items():
+            claims.setdefault(os.path.normcase(s).lower(), []).append(n)  # case-insensitive filesystems too
+        clashing = [n for group in claims.values() if len(group) > 1 for n in group]
+        if not clashing:
+            return names
+        for n in clashing:
+            names[n] = n + extension
+
+
+def _text_sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest().encode()
+
+
+def _existing(path: Path, text: str) -> Literal["same", "ours", "foreign"]:
+    """An existing sidecar path: already holding ``text``; a sidecar this tool wrote that
+    nobody changed since (its extended attribute holds the sha256 of its content); or
+    anything else (a symlink, a folder, a file of the user's)."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 20:
+            return "foreign"
+        content = path.read_bytes()
+    except OSError:
+        return "foreign"
+    if content == text.encode("utf-8", errors="surrogateescape"):
+        return "same"
+    try:
+        tag = os.getxattr(path, SIDECAR_XATTR, follow_symlinks=False)
+    except (OSError, AttributeError):  # no such attribute, no xattr support, or not Linux
+        return "foreign"
+    return "ours" if tag == hashlib.sha256(content).hexdigest().encode() else "foreign"
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write a temp file in the same folder, then rename it over ``path``: readers (and a
-    resumed run) see the old file or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # hidden: never taken for an input
+    """Write a temp file in the same folder, tag it as ours, then rename it over ``path``:
+    readers (and a resumed run) see the old file or the new one, never half of it."""
+    tmp = _temp_path(path)
     try:
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
+        try:
+            os.setxattr(tmp, SIDECAR_XATTR, _text_sha256(text))
+        except (OSError, AttributeError):  # no xattr here: such a sidecar is kept, never replaced, later
+            pass
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -6,19 +6,23 @@ write the same records. Preprocessing stays in ``captioning.images``.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from captioning import Captioner, ImageError, Preprocessing, load_image
+from captioning.bundle import Bundle
+from captioning.images import read_image_file
 
+RECORD_FORMAT = 2  # 2 added format_version, real_path and options; 1 had the other fields
 # Fields of a record, in output order (JSONL keys, CSV columns).
-FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model", "model_version",
-          "error")
+FIELDS = ("format_version", "path", "real_path", "caption", "score", "n_best", "tags", "width", "height", "sha256",
+          "model", "model_version", "options", "error")
+SETTINGS = ("model", "model_version", "options")  # what made a record: a resumed run must use the same
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,21 @@ class CaptionOptions:
             raise ValueError("beam_size and max_length must be >= 1")
 
 
+def run_settings(bundle: Bundle, options: CaptionOptions) -> dict[str, Any]:
+    """The SETTINGS fields of the records a run makes: the bundle and the options in effect
+    (a default resolved to the bundle's value, so "default" and the same explicit value agree)."""
+    decoding = bundle.default_decoding
+    return {"model": bundle.name, "model_version": bundle.version,
+            "options": {"beam_size": options.beam_size or decoding.beam_size,
+                        "max_length": options.max_length or decoding.max_length,
+                        "n_best": options.n_best, "tags": options.tags}}
+
+
 @dataclass(frozen=True)
 class Prepared:
     path: str  # the input path, as given
-    pixels: np.ndarray | None  # (224, 224, 3) uint8 encoder input; None when the image failed
+    real_path: str  # the file it names, symlinks resolved (os.path.realpath)
+    pixels: np.ndarray | None  # (size, size, 3) uint8 encoder input; None when the image failed
     width: int | None  # width of the upright original image (None when it failed)
     height: int | None  # height of the upright original image
     sha256: str | None  # hex digest of the file bytes (None when the file could not be read)
@@ -55,52 +70,40 @@ def guard_decompression_bombs() -> None:
     warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
-def _read_error(path: str, e: OSError) -> str:
-    if isinstance(e, FileNotFoundError):
-        why = "file not found"
-    elif isinstance(e, PermissionError):
-        why = "permission denied"
-    elif isinstance(e, IsADirectoryError):
-        why = "is a directory, not an image"
-    else:
-        why = f"cannot read file ({e.strerror or e})"
-    return f"{path}: {why}"
-
-
 def prepare_image(path: str, preprocessing: Preprocessing) -> Prepared:
     """Read a file once: sha256 and size from its bytes, and the preprocessed encoder input.
     Never raises for a bad file: the problem is in ``error``."""
     path = str(path)
+    real_path = os.path.realpath(path)
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return Prepared(path, None, None, None, None, _read_error(path, e))
+        data = read_image_file(path)
+    except ImageError as e:
+        return Prepared(path, real_path, None, None, None, None, str(e))
     digest = hashlib.sha256(data).hexdigest()
     try:
-        if not data:
-            raise ImageError("empty file (0 bytes)")
         image = load_image(data)
         pixels = preprocessing.to_array(image)
     except (ImageError, OSError) as e:
         why = str(e).removeprefix(f"<{len(data)} bytes>: ")  # load_image names bytes input by its size
-        return Prepared(path, None, None, None, digest, f"{path}: {' '.join(why.split())}")
+        return Prepared(path, real_path, None, None, None, digest, f"{path}: {' '.join(why.split())}")
     except Exception as e:  # a decoder plugin failing in an unexpected way: still only this file's problem
         why = " ".join(f"cannot decode image ({type(e).__name__}: {e})".split())
-        return Prepared(path, None, None, None, digest, f"{path}: {why}")
-    return Prepared(path, pixels, image.width, image.height, digest, None)
+        return Prepared(path, real_path, None, None, None, digest, f"{path}: {why}")
+    return Prepared(path, real_path, pixels, image.width, image.height, digest, None)
 
 
-def _record(p: Prepared, captioner: Captioner) -> dict[str, Any]:
+def _record(p: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
     """A record without caption (the caption fields are filled in for good images)."""
-    return {"path": p.path, "caption": None, "score": None, "n_best": None, "tags": None, "width": p.width,
-            "height": p.height, "sha256": p.sha256, "model": captioner.name, "model_version": captioner.version,
-            "error": p.error}
+    return {"format_version": RECORD_FORMAT, "path": p.path, "real_path": p.real_path, "caption": None,
+            "score": None, "n_best": None, "tags": None, "width": p.width, "height": p.height, "sha256": p.sha256,
+            **settings, "error": p.error}
 
 
 def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: CaptionOptions) -> list[dict[str, Any]]:
     """Records for a batch, in its order: one encoder pass and one batched beam search for
     the good images; failed ones get their error and no caption."""
-    records = [_record(p, captioner) for p in batch]
+    settings = run_settings(captioner.bundle, options)
+    records = [_record(p, settings) for p in batch]
     good = [i for i, p in enumerate(batch) if p.error is None]
     if good:
         encoded = captioner.encode([batch[i].pixels for i in good])

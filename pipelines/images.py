@@ -21,8 +21,9 @@ from captioning import BundleError, Captioner
 from captioning.encoder import imagenet_categories
 
 from ._batch_inputs import discover, path_key, read_list
-from ._batch_outputs import OutputError, RecordOutput, Sidecars, open_output
-from ._batch_records import CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image
+from ._batch_outputs import OutputError, RecordOutput, Sidecars, check_sidecar_extension, open_output
+from ._batch_records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
+                             run_settings)
 
 PROG = "caption-images"
 PREFETCH_BATCHES = 2  # batches being read and decoded ahead of the one in the model
@@ -137,42 +138,53 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--n-best and --tags must be >= 0")
     if args.cpus_per_actor <= 0:
         p.error("--cpus-per-actor must be > 0")
-    if args.sidecar is not None and args.sidecar.strip(".") == "":
-        p.error("--sidecar needs an extension, e.g. .txt")
+    if args.sidecar is not None:
+        try:
+            check_sidecar_extension(args.sidecar)
+        except ValueError as e:
+            p.error(str(e))
 
 
-def _engine(args: argparse.Namespace) -> Callable[[list[str]], Iterator[dict[str, Any]]]:
-    """Load the chosen engine (model or Ray bundle check) up front, so a bad bundle, a missing
-    device or an unreachable cluster fails before any work. Raises BundleError / RuntimeError."""
+Engine = Callable[[list[str]], Iterator[dict[str, Any]]]
+
+
+def _engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Any]]:
+    """The chosen engine (model or Ray bundle check), loaded up front so that a bad bundle, a
+    missing device or an unreachable cluster fails before any work, and the SETTINGS of the
+    records it makes. Raises BundleError / RuntimeError."""
     options = dict(batch_size=args.batch_size, beam_size=args.beam_size, max_length=args.max_length,
                    n_best=args.n_best, tags=args.tags, workers=args.workers)
     if args.engine == "ray":
         from .images_ray import RayEngine
 
-        return RayEngine(args.weights, address=args.address, actors=args.actors,
-                         cpus_per_actor=args.cpus_per_actor, device=args.device, **options)
+        engine = RayEngine(args.weights, address=args.address, actors=args.actors,
+                           cpus_per_actor=args.cpus_per_actor, device=args.device, **options)
+        return engine, engine.settings
     captioner = Captioner.load(args.weights, device=args.device)
-    return lambda todo: caption_images(todo, captioner, **options)
+    settings = run_settings(captioner.bundle, CaptionOptions(beam_size=args.beam_size, max_length=args.max_length,
+                                                             n_best=args.n_best, tags=args.tags))
+    return (lambda todo: caption_images(todo, captioner, **options)), settings
 
 
 def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | Sidecars], *,
          batch_size: int, tally: Counter[str]) -> None:
     """Write records batch by batch as they come (sidecars first, the resumable file last),
-    counting "captioned" and "failed" in ``tally`` (kept when interrupted)."""
+    counting "captioned" and "failed" in ``tally`` once written (kept when interrupted)."""
     from tqdm import tqdm
 
     buffer: list[dict[str, Any]] = []
 
-    def flush() -> None:
-        batch = buffer[:]
-        buffer.clear()
-        for out in outputs if batch else []:
-            out.write(batch)
-
     with tqdm(total=total, unit="img", desc=PROG, dynamic_ncols=True, file=sys.stderr) as bar:
+        def flush() -> None:
+            batch = buffer[:]
+            buffer.clear()
+            for out in outputs if batch else []:
+                for note in out.write(batch) or []:
+                    bar.write(f"{PROG}: {note}", file=sys.stderr)
+            tally.update("captioned" if r["error"] is None else "failed" for r in batch)
+
         try:
             for record in records:
-                tally["captioned" if record["error"] is None else "failed"] += 1
                 if record["error"] is not None:
                     bar.write(f"{PROG}: {record['error']}", file=sys.stderr)
                 buffer.append(record)
@@ -182,6 +194,11 @@ def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutp
         finally:  # also on Ctrl-C: keep every finished record
             flush()
             records.close()
+
+
+def _self_sidecars(paths: list[str], sidecars: Sidecars) -> list[str]:
+    """Inputs whose sidecar would be the input itself (a file named explicitly with the sidecar extension)."""
+    return [p for p in paths if path_key(sidecars.path_for(p)) == path_key(p)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out_path = args.out if args.out is not None else (None if args.sidecar else "-")
     sidecars = Sidecars(args.sidecar, prefix=args.prefix, suffix=args.suffix) if args.sidecar else None
+    if sidecars and (clash := _self_sidecars(found.paths, sidecars)):
+        print(f"{PROG}: {clash[0]}: its --sidecar {sidecars.extension} file would be the input itself"
+              f"{f' (and {len(clash) - 1} more)' if len(clash) > 1 else ''}; choose another extension", file=sys.stderr)
+        return 2
     try:
         output = open_output(out_path, overwrite=args.overwrite) if out_path else None
     except (OutputError, OSError) as e:
@@ -205,24 +226,39 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in output.notes if output else []:
         print(f"{PROG}: {note}", file=sys.stderr)
+    try:
+        return _caption_found(args, found.paths, output, sidecars)
+    finally:
+        if output is not None:
+            output.close()
 
+
+def _caption_found(args: argparse.Namespace, paths: list[str], output: RecordOutput | None,
+                   sidecars: Sidecars | None) -> int:
+    keys = {p: path_key(p) for p in paths}
     if not args.skip_existing or args.overwrite:
         done: set[str] = set()
     elif output is not None:
         done = output.done
     else:  # sidecars only: an image with its sidecar is done
-        done = {path_key(p) for p in found.paths if sidecars.path_for(p).exists()}
-    todo = [p for p in found.paths if path_key(p) not in done]
-    skipped = len(found.paths) - len(todo)
+        done = {keys[p] for p in paths if os.path.lexists(sidecars.path_for(p))}
+    todo = [p for p in paths if keys[p] not in done]
+    skipped = len(paths) - len(todo)
 
     start, tally, status = time.perf_counter(), Counter[str](), 0
     try:
-        engine = _engine(args) if todo else None
+        engine, settings = _engine(args)
+        if output is not None and skipped:
+            output.check(settings, done & set(keys.values()))  # what is kept as done is what this run would write
     except (BundleError, RuntimeError) as e:  # no/bad bundle, no CUDA, Ray missing or cluster unreachable
         print(f"{PROG}: {' '.join(str(e).split())}", file=sys.stderr)
-        engine, status = None, 2
+        return 2
     try:
-        if engine is not None:
+        if output is not None and (redo := (output.done | output.failed) & {keys[p] for p in todo}):
+            output.forget(redo)  # this run's records replace theirs: one record per image
+            print(f"{PROG}: replacing {len(redo)} earlier records (failed images tried again, or --no-skip-existing)",
+                  file=sys.stderr)
+        if todo:
             outputs = [o for o in (sidecars, output) if o is not None]
             _run(engine(todo), len(todo), outputs, batch_size=args.batch_size, tally=tally)
     except OSError as e:
@@ -231,9 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
         status = 130
-    finally:
-        if output is not None:
-            output.close()
     seconds, captioned, failed = time.perf_counter() - start, tally["captioned"], tally["failed"]
     rate = f" in {seconds:.1f} s ({(captioned + failed) / seconds:.1f} images/s)" if captioned + failed else ""
     print(f"{PROG}: captioned {captioned}, skipped {skipped} (already done), failed {failed}{rate}",

@@ -19,10 +19,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from captioning import Captioner, Preprocessing
-from captioning.bundle import read_manifest, resolve_bundle
+from captioning import Captioner, Preprocessing, load_bundle
+from captioning.bundle import resolve_bundle
 
-from ._batch_records import CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image
+from ._batch_records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
+                             run_settings)
 
 
 def _read(row: dict[str, Any], *, preprocessing: Preprocessing) -> dict[str, Any]:
@@ -45,7 +46,7 @@ class CaptionActor:
         prepared = []
         for path, pixels, info in zip(batch["path"], batch["pixels"], batch["info"]):
             info = json.loads(info)
-            prepared.append(Prepared(str(path), pixels if info["error"] is None else None, **info))
+            prepared.append(Prepared(path=str(path), pixels=pixels if info["error"] is None else None, **info))
         records = caption_prepared(self.captioner, prepared, self.options)
         return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
 
@@ -63,8 +64,10 @@ class RayEngine:
         except ImportError:
             raise RuntimeError("--engine ray needs Ray: pip install 'captioning-toolkit[ray]'") from None
         self.bundle = str(Path(resolve_bundle(weights)).resolve())  # actors load it by path
-        self.preprocessing = Preprocessing(**read_manifest(Path(self.bundle))["preprocessing"])
+        bundle = load_bundle(self.bundle)  # verified here, so a damaged bundle fails before Ray starts
+        self.preprocessing = bundle.preprocessing
         self.options = CaptionOptions(beam_size=beam_size, max_length=max_length, n_best=n_best, tags=tags)
+        self.settings = run_settings(bundle, self.options)  # the SETTINGS fields of the records made
         self.device, self.batch_size, self.workers = device, batch_size, workers
         self.actors, self.cpus_per_actor = actors, cpus_per_actor
         self._started = False

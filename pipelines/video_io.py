@@ -37,6 +37,8 @@ from typing import Any, Iterator, Literal, Protocol
 
 import numpy as np
 
+from ._batch_inputs import walk
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 FALLBACK_FPS = 25.0  # assumed frame rate when the container reports none and has no timestamps
 MAX_FAILURES = 50  # consecutive failed grabs/retrieves after which reading stops
@@ -127,6 +129,8 @@ class VideoReader:
             raise VideoError(f"{path}: file not found")
         if path.is_dir():
             raise VideoError(f"{path}: is a directory, not a video")
+        if not path.is_file():  # a FIFO would block the decoder, a device never end
+            raise VideoError(f"{path}: not a regular file")
         if path.stat().st_size == 0:
             raise VideoError(f"{path}: empty file (0 bytes)")
         if not os.access(path, os.R_OK):
@@ -304,12 +308,14 @@ def read_frames(path: str | os.PathLike, indices: list[int]) -> dict[int, np.nda
 
 def find_videos(inputs: list[str | os.PathLike]) -> list[Path]:
     """Video files among ``inputs``: files as given (any extension), folders scanned
-    recursively for :data:`VIDEO_EXTENSIONS` (case-insensitive), sorted."""
+    recursively for :data:`VIDEO_EXTENSIONS` (case-insensitive), sorted; deep trees and
+    symlink loops are safe (:func:`pipelines._batch_inputs.walk`)."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            found += sorted(p for root, names in walk(str(path), skip_hidden=False) for p in (Path(root, n) for n in names)
+                            if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
         else:
             found.append(path)
     return found

@@ -128,14 +128,14 @@ def test_prepare_image_uses_the_first_gif_frame(library, captioner):
 
 def test_unreadable_file_is_an_error_record(library, monkeypatch, captioner):
     path = library / "a.png"
-    real = Path.read_bytes
+    real = os.open
 
-    def deny(self):
-        if self == path:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def deny(name, *args, **kwargs):  # tests run as root, so chmod would not deny anything
+        if str(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(os, "open", deny)
     p = prepare_image(str(path), captioner.preprocessing)
     assert p.error == f"{path}: permission denied" and p.pixels is None
     assert prepare_image(str(library / "f.tiff"), captioner.preprocessing).error is None
@@ -162,10 +162,18 @@ def test_cli_jsonl_summary_and_strict(library, tmp_path, tiny_bundle_dir, capsys
     err = capsys.readouterr().err
     assert f"captioned {len(GOOD)}, skipped 0 (already done), failed {len(BAD)}" in err
     assert all(f"{library / name}: " in err for name in BAD)  # one line per bad file
-    # re-run: everything is already done, nothing appended; --strict still 0 (nothing failed now)
-    assert _cli(library, "-r", "--out", out, "--strict", weights=tiny_bundle_dir) == 0
-    assert len(_lines(out)) == len(records)
-    assert f"skipped {len(records)} (already done)" in capsys.readouterr().err
+    # re-run: the captioned images are done, the failed ones are tried again; their new
+    # records replace the old ones (one record per image)
+    assert _cli(library, "-r", "--out", out, "--tags", "2", weights=tiny_bundle_dir) == 0
+    again = _lines(out)
+    assert len(again) == len(records) and sorted(r["path"] for r in again) == sorted(r["path"] for r in records)
+    assert again[:len(GOOD)] == [r for r in records if r["error"] is None]  # kept as they were, in front
+    err = capsys.readouterr().err
+    assert f"captioned 0, skipped {len(GOOD)} (already done), failed {len(BAD)}" in err
+    # other options than the records': refused, naming the difference, the file untouched
+    assert _cli(library, "-r", "--out", out, weights=tiny_bundle_dir) == 2
+    assert "were made with other settings: options.tags 2 (this run: 5)" in capsys.readouterr().err
+    assert _lines(out) == again
     # --overwrite starts over; --strict fails when something failed
     assert _cli(library, "-r", "--out", out, "--overwrite", "--strict", weights=tiny_bundle_dir) == 1
     assert len(_lines(out)) == len(records)
@@ -177,7 +185,7 @@ def test_cli_csv_and_resume(library, tmp_path, tiny_bundle_dir, capsys):
     out = tmp_path / "captions.csv"
     assert _cli(library / "a.png", library / "bad/text.jpg", "--out", out, "--n-best", "2",
                 weights=tiny_bundle_dir) == 0
-    assert _cli(library, "-r", "--out", out, weights=tiny_bundle_dir) == 0
+    assert _cli(library, "-r", "--out", out, "--n-best", "2", weights=tiny_bundle_dir) == 0
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == FIELDS
@@ -185,14 +193,17 @@ def test_cli_csv_and_resume(library, tmp_path, tiny_bundle_dir, capsys):
     first = rows[0]
     assert first["path"] == str(library / "a.png") and len(json.loads(first["n_best"])) == 2
     assert len(json.loads(first["tags"])) == 5 and int(first["width"]) == 451
-    assert rows[1]["caption"] == "" and "not an image" in rows[1]["error"]
-    assert "skipped 2 (already done)" in capsys.readouterr().err
+    assert first["format_version"] == "2" and first["real_path"] == os.path.realpath(library / "a.png")
+    assert json.loads(first["options"]) == {"beam_size": 3, "max_length": 12, "n_best": 2, "tags": 5}
+    text = next(r for r in rows if r["path"].endswith("text.jpg"))  # failed before: tried again, one row
+    assert text["caption"] == "" and "not an image" in text["error"]
+    assert "skipped 1 (already done)" in capsys.readouterr().err
     with open(out, "a") as f:  # a row cut off by a kill
-        f.write(f"{library / 'f.tiff'},a half writ")
-    assert _cli(library, "-r", "--out", out, weights=tiny_bundle_dir) == 0
+        f.write(f"2,{library / 'f.tiff'},a half writ")
+    assert _cli(library, "-r", "--out", out, "--n-best", "2", weights=tiny_bundle_dir) == 0
     with open(out, newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
-    assert "removed an incomplete last row" in capsys.readouterr().err
+    assert "removed an incomplete last record" in capsys.readouterr().err
 
 
 def test_cli_sidecars_with_prefix_suffix(library, tmp_path, tiny_bundle_dir, capsys):
@@ -247,7 +258,7 @@ def test_resume_repairs_a_cut_off_jsonl_line(library, tmp_path, tiny_bundle_dir,
     records = _lines(out)  # every line is valid JSON again
     assert [Path(r["path"]).name for r in records] == ["a.png", "f.tiff", "b.JPG"]
     err = capsys.readouterr().err
-    assert "removed an incomplete last line (line 3" in err and "skipped 2 (already done)" in err
+    assert "removed an incomplete last record (line 3" in err and "skipped 2 (already done)" in err
 
 
 def _make_photos(folder: Path, n: int) -> list[Path]:
