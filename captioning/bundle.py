@@ -2,8 +2,10 @@
 
 The manifest carries everything needed to rebuild and use the model (format version,
 model config, preprocessing, vocabulary file, encoder source, training data, metrics,
-recommended decoding) and the sha256 and size of every file. Loading verifies every hash
-and reads tensors with safetensors only: no pickle anywhere in the load path.
+recommended decoding) and the sha256 and size of every file. Reading a manifest checks it
+against its schema (captioning.manifest_schema) and that every file it names lies inside the
+bundle folder; loading then verifies every hash and reads tensors with safetensors only: no
+pickle anywhere in the load path. Every problem is one BundleError line naming the file.
 
 ``weights/DEFAULT`` holds the name of the default bundle: the single source of truth.
 """
@@ -23,12 +25,14 @@ from safetensors.torch import load_file, save_file
 
 from .decoding import Decoding
 from .images import Preprocessing
+from .manifest_schema import VOCABULARY_SCHEMA, manifest_schema, schema_problem
 from .model import CaptionModel, ModelConfig
 from .vocab import Vocabulary
 
 FORMAT_VERSION = 2  # 2 added model.members (ensembles) and float16 decoder weights
 READABLE_VERSIONS = (1, 2)
 MANIFEST, WEIGHTS, VOCAB = "manifest.json", "model.safetensors", "vocab.json"
+MANIFEST_SCHEMA = manifest_schema(required_files=(WEIGHTS, VOCAB))
 WEIGHTS_DIR = Path(os.environ.get("CAPTIONING_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 
 
@@ -54,12 +58,12 @@ class Bundle:
 
     @property
     def version(self) -> str:
-        return self.manifest.get("version", "0")
+        return self.manifest["version"]
 
     @property
     def decoding(self) -> dict[str, Any]:
         """Recommended decoding options recorded at training time (may be empty)."""
-        return dict(self.manifest.get("decoding", {}))
+        return dict(self.manifest["decoding"])
 
     @property
     def default_decoding(self) -> Decoding:
@@ -133,6 +137,7 @@ def record_evaluation(path: str | Path, *, metrics: dict[str, Any], decoding: di
     manifest = read_manifest(path)
     _verify_files(path, manifest)
     manifest.update(metrics=metrics, decoding=decoding, **({"version": version} if version else {}))
+    _check_manifest(path / MANIFEST, manifest)  # never write a manifest that load_bundle would refuse
     tmp = path / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, path / MANIFEST)
@@ -171,11 +176,64 @@ def resolve_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir
     raise BundleError(f"no bundle {name!r}: not a folder and not in {root} (available: {known})")
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the bundle folder ``path``, checked against the schema, with every file it
+    names inside the folder (checked before any of them is opened)."""
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{mpath}: missing (not a model bundle)")
+    manifest = _read_json(mpath)
+    _check_manifest(mpath, manifest)
+    _check_file_names(path, manifest)
+    return manifest
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+
+
+def _check_manifest(mpath: Path, manifest: Any) -> None:
+    """A format version this code reads, then everything the schema says."""
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version is not None and version not in READABLE_VERSIONS:
+        raise BundleError(f"{mpath}: format_version {version!r} is not supported "
+                          f"(this code reads {', '.join(map(str, READABLE_VERSIONS))})")
+    problem = schema_problem(manifest, MANIFEST_SCHEMA)
+    if problem:
+        raise BundleError(f"{mpath}: {problem}")
+
+
+def _check_file_names(path: Path, manifest: dict[str, Any]) -> None:
+    """Every name under ``files`` is a file inside the bundle folder; ``vocabulary.file`` is one of them."""
+    mpath, root = path / MANIFEST, Path(os.path.realpath(path))
+    for name in manifest["files"]:
+        problem = _path_problem(root, name)
+        if problem:
+            raise BundleError(f"{mpath}: files[{name!r}]: {problem}")
+    if manifest["vocabulary"]["file"] not in manifest["files"]:
+        raise BundleError(f"{mpath}: vocabulary.file: {manifest['vocabulary']['file']!r} is not listed in files")
+
+
+def _path_problem(root: Path, name: str) -> str | None:
+    """Why ``name`` is not a path inside the resolved folder ``root`` (None if it is). Nothing
+    is opened or stat-ed: os.path.realpath only lstats the path's components and reads the
+    symlinks among them (Path.resolve would also stat the target)."""
+    if Path(name).is_absolute():
+        return "an absolute path (a bundle names its files relative to its folder)"
+    if ".." in Path(name).parts:
+        return "a '..' component (a bundle names only files inside its folder)"
+    target = Path(os.path.realpath(root / name))
+    if root not in target.parents:
+        return f"resolves to {target}, outside the bundle folder"
+    return None
+
+
 def _verify_files(path: Path, manifest: dict[str, Any]) -> None:
-    files = manifest.get("files")
-    if not isinstance(files, dict) or WEIGHTS not in files or VOCAB not in files:
-        raise BundleError(f"{path / MANIFEST}: manifest lists no files entry for {WEIGHTS} and {VOCAB}")
-    for fname, meta in files.items():
+    """Every file under ``files`` exists with the recorded size and sha256."""
+    for fname, meta in manifest["files"].items():
         f = path / fname
         if not f.is_file():
             raise BundleError(f"{f}: missing (listed in the manifest)")
@@ -186,19 +244,52 @@ def _verify_files(path: Path, manifest: dict[str, Any]) -> None:
             raise BundleError(f"{f}: sha256 does not match the manifest (file modified or corrupt)")
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise BundleError(f"{mpath}: missing (not a model bundle)")
+def _build_model(mpath: Path, manifest: dict[str, Any]) -> tuple[CaptionModel, Preprocessing]:
+    """The (untrained) model and the preprocessing the manifest describes."""
     try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{mpath}: not valid JSON ({e})") from None
-    version = manifest.get("format_version")
-    if version not in READABLE_VERSIONS:
-        raise BundleError(f"{mpath}: format_version {version!r} is not supported "
-                          f"(this code reads {', '.join(map(str, READABLE_VERSIONS))})")
-    return manifest
+        model = CaptionModel(ModelConfig.from_dict(manifest["model"]))
+        preprocessing = Preprocessing(**manifest["preprocessing"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{mpath}: incompatible model or preprocessing config ({e})") from None
+    return model, preprocessing
+
+
+def _load_vocabulary(file: Path) -> Vocabulary:
+    data = _read_json(file)
+    problem = schema_problem(data, VOCABULARY_SCHEMA)
+    if problem:
+        raise BundleError(f"{file}: {problem}")
+    try:
+        return Vocabulary(data["words"])
+    except ValueError as e:
+        raise BundleError(f"{file}: invalid vocabulary ({e})") from None
+
+
+def _stored_dtypes(name: str) -> tuple[torch.dtype, ...]:
+    """What a bundle stores a tensor as: float32, or float16 for decoder tensors (save_bundle's half_decoder)."""
+    return (torch.float32, torch.float16) if name.startswith("decoder.") else (torch.float32,)
+
+
+def _load_weights(file: Path, model: CaptionModel) -> None:
+    """Fill ``model`` with the tensors of the safetensors ``file``: the same names, float dtypes, fitting shapes."""
+    try:
+        state = load_file(str(file))
+    except Exception as e:  # safetensors raises its own error types
+        raise BundleError(f"{file}: unreadable safetensors file ({e})") from None
+    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise BundleError(f"{file}: tensors do not fit the model config "
+                          f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                          f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})")
+    for name, tensor in state.items():
+        if tensor.dtype not in _stored_dtypes(name):
+            raise BundleError(f"{file}: tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')} "
+                              "(a bundle stores float32, or float16 for decoder tensors)")
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise BundleError(f"{file}: tensor shapes do not fit the model config ({e})".splitlines()[0]) from None
 
 
 def load_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir: Path | None = None) -> Bundle:
@@ -206,30 +297,13 @@ def load_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir: P
     path = resolve_bundle(name_or_path, weights_dir=weights_dir)
     manifest = read_manifest(path)
     _verify_files(path, manifest)
-    try:
-        config = ModelConfig.from_dict(manifest["model"])
-        preprocessing = Preprocessing(**manifest["preprocessing"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{path / MANIFEST}: incompatible model or preprocessing config ({e})") from None
-    try:
-        vocab = Vocabulary.load(path / VOCAB)
-    except (ValueError, KeyError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path / VOCAB}: invalid vocabulary ({e})") from None
-    if len(vocab) != config.decoder.vocab_size:
-        raise BundleError(f"{path / VOCAB}: {len(vocab)} words, model config expects {config.decoder.vocab_size}")
-    try:
-        state = load_file(str(path / WEIGHTS))
-    except Exception as e:  # safetensors raises its own error types
-        raise BundleError(f"{path / WEIGHTS}: unreadable safetensors file ({e})") from None
-    model = CaptionModel(config)
-    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
-    if set(state) != expected:
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise BundleError(f"{path / WEIGHTS}: tensors do not fit the model config "
-                          f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-                          f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})")
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        raise BundleError(f"{path / WEIGHTS}: tensor shapes do not fit the model config ({e})".splitlines()[0]) from None
+    model, preprocessing = _build_model(path / MANIFEST, manifest)
+    vocab_file = path / manifest["vocabulary"]["file"]
+    vocab = _load_vocabulary(vocab_file)
+    if len(vocab) != manifest["vocabulary"]["size"]:
+        raise BundleError(f"{vocab_file}: {len(vocab)} words, manifest says vocabulary.size "
+                          f"{manifest['vocabulary']['size']}")
+    if len(vocab) != model.config.decoder.vocab_size:
+        raise BundleError(f"{vocab_file}: {len(vocab)} words, model config expects {model.config.decoder.vocab_size}")
+    _load_weights(path / WEIGHTS, model)
     return Bundle(path=path, manifest=manifest, model=model.eval(), vocab=vocab, preprocessing=preprocessing)
