@@ -165,6 +165,7 @@ class _AppendedFile:
     # -- shared -------------------------------------------------------------------------
     def _truncate(self, size: int) -> None:
         self._f.truncate(size)
+        self._f.seek(size)  # truncate() leaves the position where it was
         _sync(self._f)
 
     def _scan(self, data: bytes) -> list[_Row]:

@@ -298,3 +298,6 @@ def test_csv_cut_after_a_newline_inside_a_quoted_path_is_repaired(tmp_path, tiny
     assert [r["path"] for r in rows] == [str(tmp_path / "plain.png"), str(odd)]
     assert all(r["error"] == "" and r["caption"] for r in rows)
     assert out.read_bytes() == data  # the same file as a run that was never killed
+    assert _cli(tmp_path / "plain.png", "--out", out, "--overwrite", weights=tiny_bundle_dir) == 0
+    with open(out, newline="") as f:
+        assert [r["path"] for r in csv.DictReader(f)] == [str(tmp_path / "plain.png")]  # header and one row
