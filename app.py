@@ -4,30 +4,41 @@ Three tabs on top of the Python API (no model logic here): an image (caption, n-
 ImageNet tags, attention heatmap per word), a video (shots, keyframes, tags, search,
 downloads) and a batch of images (table, CSV/JSONL downloads). ``build_demo(captioner)``
 makes the app without launching it, for tests; the model loads once, in ``main()``.
+
+Files: uploads and the files a request hands back (downloads, keyframes) live in Gradio's
+cache, which Gradio serves from and empties on the :data:`CACHE_CLEANUP` schedule; zip
+members are unpacked into a scratch folder that the request deletes when it ends.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import gradio as gr
 import numpy as np
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from captioning import BundleError, Captioner, ImageError, load_image
 from captioning.visualize import attention_overlay
+from pipelines._batch_inputs import IMAGE_EXTENSIONS
+from pipelines.video_io import VIDEO_EXTENSIONS
 from pipelines.video_shots import DEFAULT_THRESHOLD
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
 MAX_BATCH_FILES = 2000
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
+CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
+COPY_CHUNK = 1 << 20  # bytes per read when unpacking a zip member
 EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket")  # skimage.data photos (permissive licences)
 
 
@@ -49,30 +60,55 @@ def _example_images() -> list[str]:
 
 
 class Handlers:
-    """The UI's event handlers, as plain methods so tests can call them directly."""
+    """The UI's event handlers, as plain methods so tests can call them directly.
+
+    ``workdir`` holds each request's scratch folder (zip members), deleted when the request
+    ends; ``downloads`` receives the files handed back to the browser (default: Gradio's
+    cache, which Gradio serves without copying and cleans on the demo's schedule).
+    """
 
     def __init__(self, captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-                 max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS, workdir: str | None = None):
+                 max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS, workdir: str | None = None,
+                 downloads: str | None = None):
         self.captioner = captioner
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
+        self.max_unzipped_bytes = UNZIPPED_PER_UPLOAD * self.max_upload_bytes
         self.max_video_seconds = max_video_seconds
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="captioning-ui-"))
+        self.downloads = Path(downloads or get_upload_folder())
 
     def _check_size(self, path: str | None) -> None:
         if path and os.path.getsize(path) > self.max_upload_bytes:
             raise gr.Error(f"{Path(path).name} is {os.path.getsize(path) / 2**20:.0f} MB; "
-                           f"the limit is {self.max_upload_bytes / 2**20:.0f} MB.")
+                           f"the limit is {_mb(self.max_upload_bytes)} MB.")
+
+    @contextlib.contextmanager
+    def _new_downloads(self) -> Iterator[Path]:
+        """A fresh folder for one request's downloads; removed if the request fails before
+        handing them over (Gradio deletes the files it was handed)."""
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=self.downloads, prefix="captioning-"))
+        try:
+            yield folder
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     # -- image tab -----------------------------------------------------------------------
-    def caption_image(self, image_path: str | None, beam_size: int = 3, max_length: int = 20):
-        """-> caption, n-best table, tags {label: p}, word choices, heatmap, attention state."""
+    def caption_image(self, image: str | dict | None, beam_size: int = 3, max_length: int = 20):
+        """-> caption, n-best table, tags {label: p}, word choices, heatmap, attention state.
+
+        ``image`` is a path, or gr.Image's upload payload as the event passes it unprocessed
+        (``{"path": ...}``, see build_demo): the file the user sent, read by load_image as in the CLI.
+        """
+        image_path = image.get("path") if isinstance(image, dict) else image
         if not image_path:
             raise gr.Error("Upload an image first.")
         self._check_size(image_path)
         try:
             image = load_image(image_path)
         except ImageError as e:
-            raise gr.Error(f"Cannot read this image: {str(e).split(': ', 1)[-1]}") from None
+            raise gr.Error(f"Cannot read this image: {_reason(e, image_path)}") from None
         cap = self.captioner
         enc = cap.encode([image])
         result = cap.decode(enc, beam_size=int(beam_size), max_length=int(max_length))[0]
@@ -89,14 +125,17 @@ class Handlers:
         if not state or not word or word not in state["words"]:
             return None
         index = state["words"].index(word)
-        image = load_image(state["path"])
+        try:
+            image = load_image(state["path"])
+        except ImageError:  # the upload left Gradio's cache (CACHE_CLEANUP)
+            raise gr.Error("The image is no longer on the server; upload it again.") from None
         return attention_overlay(image, np.asarray(state["attention"][index]))
 
     # -- video tab -----------------------------------------------------------------------
     def tag_video(self, video_path: str | None, fps: float = 1.0, shot_threshold: float = DEFAULT_THRESHOLD,
                   progress: gr.Progress = gr.Progress()):
         """-> shots table, keyframe gallery, top tags {label: p}, JSON/SRT/VTT paths, result state."""
-        from pipelines.video import tag_video
+        from pipelines.video import VideoTooLong, tag_video
         from pipelines.video_export import write_outputs
         from pipelines.video_io import VideoError, VideoReader
 
@@ -105,12 +144,11 @@ class Handlers:
         self._check_size(video_path)
         try:
             with VideoReader(video_path) as reader:
-                duration = reader.info.duration
+                duration = reader.info.duration  # the container's estimate; 0.0 when it has none
         except VideoError as e:
-            raise gr.Error(f"Cannot read this video: {str(e).split(': ', 1)[-1]}") from None
+            raise gr.Error(f"Cannot read this video: {_reason(e, video_path)}") from None
         if duration > self.max_video_seconds:
-            raise gr.Error(f"The video is {duration:.0f} s long; this server takes up to "
-                           f"{self.max_video_seconds:.0f} s (use tag-video for longer ones).")
+            raise self._too_long(f"{duration:.0f} s long")
         done = [0.0]
 
         def report(frames: int, seconds: float) -> None:
@@ -119,14 +157,16 @@ class Handlers:
 
         try:
             tags = tag_video(video_path, self.captioner, fps=float(fps), shot_threshold=float(shot_threshold),
-                             progress=report)
+                             progress=report, max_seconds=self.max_video_seconds)
+        except VideoTooLong:  # found by sampling: the container announced no (or a shorter) duration
+            raise self._too_long(f"longer than {self.max_video_seconds:g} s") from None
         except VideoError as e:
-            raise gr.Error(f"Cannot read this video: {str(e).split(': ', 1)[-1]}") from None
+            raise gr.Error(f"Cannot read this video: {_reason(e, video_path)}") from None
         if tags.partial:
             gr.Warning("Part of the video could not be read: " + "; ".join(tags.errors)[:300])
-        out = Path(tempfile.mkdtemp(dir=self.workdir))
         stem = Path(video_path).stem
-        written = write_outputs(tags, out, stem, formats=("json", "srt", "vtt"), thumbnails=True)
+        with self._new_downloads() as out:
+            written = write_outputs(tags, out, stem, formats=("json", "srt", "vtt"), thumbnails=True)
         thumbs = {p.stem: str(p) for p in written if p.suffix == ".jpg"}
         rows = [[_clock(s.start), _clock(s.end), s.caption, ", ".join(t.label for t in s.tags[:5])] for s in tags.shots]
         gallery = [(thumbs[f"shot_{s.index:03d}"], f"{_clock(s.start)} {s.caption}") for s in tags.shots
@@ -134,6 +174,10 @@ class Handlers:
         top = {t.label: t.probability for t in tags.summary.tags if t.source == "imagenet"}
         files = [str(out / f"{stem}.{ext}") for ext in ("json", "srt", "vtt")]
         return rows, gallery, top, files, tags.to_dict()
+
+    def _too_long(self, length: str) -> gr.Error:
+        return gr.Error(f"The video is {length}; this server takes up to {self.max_video_seconds:g} s "
+                        "(use tag-video for longer ones).")
 
     def search_video(self, query: str, result: dict | None):
         """Segments of the tagged video that match a tag query."""
@@ -153,47 +197,107 @@ class Handlers:
 
         if not files:
             raise gr.Error("Upload some images (or a .zip of images) first.")
-        paths = []
         for f in files:
             self._check_size(f)
-            paths += self._unzip(f) if str(f).lower().endswith(".zip") else [f]
-        if not paths:
+        members = {f: self._zip_images(f) for f in files if _is_zip(f)}  # checked before anything is unpacked
+        count = sum(len(members[f]) if f in members else 1 for f in files)
+        if not count:
             raise gr.Error("No images found in the upload.")
-        if len(paths) > MAX_BATCH_FILES:
-            raise gr.Error(f"{len(paths)} files: the UI takes at most {MAX_BATCH_FILES}; use caption-images for more.")
-        records = []
-        for r in gr.Progress(track_tqdm=False).tqdm(
-                caption_images(paths, self.captioner, beam_size=int(beam_size), tags=3), total=len(paths),
-                desc="captioning"):
-            r = {**r, "path": Path(r["path"]).name}
-            records.append(r)
-        out = Path(tempfile.mkdtemp(dir=self.workdir))
-        write_records(records, out / "captions.csv")
-        write_records(records, out / "captions.jsonl")
+        if count > MAX_BATCH_FILES:
+            raise gr.Error(f"{count} files: the UI takes at most {MAX_BATCH_FILES}; use caption-images for more.")
+        unzipped = sum(info.file_size for infos in members.values() for info in infos)
+        if unzipped > self.max_unzipped_bytes:
+            raise gr.Error(f"The zips unpack to {unzipped / 2**20:.0f} MB; the limit is "
+                           f"{_mb(self.max_unzipped_bytes)} MB.")
+        with tempfile.TemporaryDirectory(dir=self.workdir) as scratch:
+            paths = []
+            for n, f in enumerate(files):
+                paths += self._unzip(f, members[f], Path(scratch, str(n))) if f in members else [f]
+            captioned = caption_images(paths, self.captioner, beam_size=int(beam_size), tags=3)
+            records = [_public(r) for r in gr.Progress(track_tqdm=False).tqdm(captioned, total=len(paths),
+                                                                              desc="captioning")]
+        with self._new_downloads() as out:
+            write_records(records, out / "captions.csv")
+            write_records(records, out / "captions.jsonl")
         rows = [[r["path"], r["caption"] or "", ", ".join(t["label"] for t in r["tags"] or []), r["error"] or ""]
                 for r in records]
         return rows, str(out / "captions.csv"), str(out / "captions.jsonl")
 
-    def _unzip(self, zip_path: str) -> list[str]:
-        """Extract the images of a zip (flat, safe names, size-limited) into the work dir."""
-        dest = Path(tempfile.mkdtemp(dir=self.workdir))
-        paths, total = [], 0
+    def _zip_images(self, zip_path: str) -> list[zipfile.ZipInfo]:
+        """The image entries of a zip, from its central directory (nothing is unpacked); each
+        must declare at most the upload limit."""
         try:
             with zipfile.ZipFile(zip_path) as z:
-                for i, info in enumerate(z.infolist()):
-                    name = Path(info.filename).name
-                    if info.is_dir() or name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
-                        continue
-                    total += info.file_size
-                    if total > 4 * self.max_upload_bytes:
-                        raise gr.Error(f"{Path(zip_path).name}: unpacks to more than "
-                                       f"{4 * self.max_upload_bytes / 2**20:.0f} MB")
-                    target = dest / f"{i:05d}_{name}"
-                    target.write_bytes(z.read(info))
-                    paths.append(str(target))
+                infos = [info for info in z.infolist() if _is_image_entry(info)]
         except zipfile.BadZipFile:
-            raise gr.Error(f"{Path(zip_path).name} is not a valid zip file") from None
+            raise gr.Error(f"{Path(zip_path).name} is not a valid zip file.") from None
+        for info in infos:
+            if info.file_size > self.max_upload_bytes:
+                raise gr.Error(f"{Path(zip_path).name}: {Path(info.filename).name} unpacks to "
+                               f"{info.file_size / 2**20:.0f} MB; the limit is {_mb(self.max_upload_bytes)} MB.")
+        return infos
+
+    def _unzip(self, zip_path: str, infos: list[zipfile.ZipInfo], dest: Path) -> list[str]:
+        """Unpack ``infos`` into a new folder ``dest`` (flat, safe names), streaming each member
+        and refusing one that holds more data than its entry declares."""
+        dest.mkdir()
+        paths = []
+        try:
+            with zipfile.ZipFile(zip_path) as z:
+                for i, info in enumerate(infos):
+                    name = Path(info.filename).name
+                    target = dest / f"{i:05d}_{name}"
+                    with z.open(info) as src, open(target, "wb") as dst:
+                        if _copy_at_most(src, dst, info.file_size) > info.file_size:
+                            raise gr.Error(f"{Path(zip_path).name}: {name} holds more data than its entry declares.")
+                    paths.append(str(target))
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+            # damaged data, a compression method zipfile lacks, an encrypted member
+            raise gr.Error(f"{Path(zip_path).name}: cannot unpack ({_reason(e, zip_path)}).") from None
         return paths
+
+
+def _is_zip(path: str) -> bool:
+    return str(path).lower().endswith(".zip")
+
+
+def _is_image_entry(info: zipfile.ZipInfo) -> bool:
+    name = Path(info.filename).name
+    return not info.is_dir() and not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _copy_at_most(src: IO[bytes], dst: IO[bytes], limit: int) -> int:
+    """Copy ``src`` into ``dst`` in chunks, stopping once more than ``limit`` bytes came;
+    returns the bytes copied."""
+    copied = 0
+    while copied <= limit and (chunk := src.read(min(COPY_CHUNK, limit + 1 - copied))):
+        dst.write(chunk)
+        copied += len(chunk)
+    return copied
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """A batch record with the server path of its file (as given and resolved) replaced by the
+    file's name in every text field."""
+    name = Path(record["path"]).name
+    paths = {record["path"], os.path.realpath(record["path"])}
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            for path in paths:
+                value = value.replace(path, name)
+        return value
+
+    return {key: scrub(value) for key, value in record.items()}
+
+
+def _reason(error: BaseException, path: str) -> str:
+    """An error's message without the server path of the upload it names."""
+    return str(error).removeprefix(f"{path}: ").replace(str(path), Path(path).name)
+
+
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.0f}"
 
 
 def _clock(seconds: float) -> str:
@@ -207,7 +311,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
     h = Handlers(captioner, max_upload_mb=max_upload_mb, max_video_seconds=max_video_seconds)
     metrics = captioner.bundle.manifest.get("metrics", {})
     quality = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("BLEU-4", "CIDEr-D") if isinstance(metrics.get(k), float))
-    with gr.Blocks(title="Image captioning & video tagging") as demo:
+    with gr.Blocks(title="Image captioning & video tagging", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(f"## Image captioning & video tagging\nModel **{captioner.name}** v{captioner.version}"
                     + (f" (dev {quality})" if quality else "") + ". Runs offline on this machine.")
         with gr.Tab("Image"):
@@ -232,8 +336,10 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                     word = gr.Dropdown(label="Where did it look for this word?", choices=[], interactive=True)
                     heatmap = gr.Image(label="Attention", type="pil", interactive=False, height=320)
             att_state = gr.State()
+            # preprocess=False: gr.Image's preprocessing would open the upload with PIL and convert
+            # it to RGB first (a generic error for a file PIL cannot open, a 16-bit image all white)
             run.click(h.caption_image, [image, beam, max_len], [caption, nbest, tags, word, heatmap, att_state],
-                      api_name="caption_image")
+                      api_name="caption_image", preprocess=False)
             word.change(h.attention_for_word, [word, att_state], heatmap, api_visibility="private")
         with gr.Tab("Video"):
             with gr.Row():

@@ -33,10 +33,11 @@ from typing import Any, Callable
 
 from .video_io import Strategy, VideoError, VideoReader, find_videos
 from .video_shots import DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD
-from .video_tagger import TagOptions, Tagger
+from .video_tagger import TagOptions, Tagger, VideoTooLong
 from .video_tags import Segment, VideoTags
 
-__all__ = ["OutputOptions", "TagOptions", "VideoError", "VideoTags", "main", "process_video", "tag_video"]
+__all__ = ["OutputOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong", "main", "process_video",
+           "tag_video"]
 
 FORMATS = ("json", "csv", "srt", "vtt")
 
@@ -45,19 +46,23 @@ def tag_video(path: str | os.PathLike, captioner: Any, *, fps: float | None = 1.
               every_n_frames: int | None = None, shot_threshold: float = DEFAULT_THRESHOLD,
               min_shot_seconds: float = DEFAULT_MIN_SHOT_SECONDS, tags: int = 5, batch_size: int = 16,
               beam_size: int | None = None, caption_every_frame: bool = False, strategy: Strategy = "auto",
-              progress: Callable[[int, float], None] | None = None) -> VideoTags:
+              progress: Callable[[int, float], None] | None = None,
+              max_seconds: float | None = None) -> VideoTags:
     """Tag one video with a :class:`captioning.Captioner` (see the module docstring).
 
     ``progress(frames, seconds)`` is called after each batch with the number of frames just
-    tagged and the video time they advanced. Raises :class:`VideoError` when the file cannot
-    be read at all; a video that breaks off part-way gives results with ``partial=True``.
+    tagged and the video time they advanced. ``max_seconds`` caps the work on one video
+    (None: no cap): reading stops with :class:`VideoTooLong` at the first sampled frame past
+    it, whatever duration the container announces (it may announce none, or a wrong one).
+    Raises :class:`VideoError` when the file cannot be read at all; a video that breaks off
+    part-way gives results with ``partial=True``.
     """
     if tags < 1 or batch_size < 1 or min_shot_seconds < 0 or not 0 < shot_threshold <= 2:
         raise ValueError("tags and batch_size must be >= 1, min_shot_seconds >= 0, 0 < shot_threshold <= 2")
     options = TagOptions(fps, every_n_frames, shot_threshold, min_shot_seconds, tags, batch_size, beam_size,
                          caption_every_frame, strategy)
     with VideoReader(path) as reader:
-        return Tagger(captioner, options).run(reader, progress)
+        return Tagger(captioner, options).run(reader, progress, max_seconds)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ from .video_shots import (DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD, ShotTrack
 from .video_tags import FrameTags, VideoMeta, VideoTags
 
 
+class VideoTooLong(VideoError):
+    """A video that runs past the ``max_seconds`` given to :func:`pipelines.video.tag_video`."""
+
+
 @dataclass(frozen=True)
 class TagOptions:
     fps: float | None = 1.0  # samples per second (ignored when every_n_frames is set)
@@ -47,13 +51,15 @@ class Tagger:
         self.raw_captions: dict[int, Any] = {}  # raw segment number -> CaptionResult
         self.pending: list[int] = []  # raw segments waiting for a keyframe caption
 
-    def run(self, reader: VideoReader, progress: Callable[[int, float], None] | None) -> VideoTags:
+    def run(self, reader: VideoReader, progress: Callable[[int, float], None] | None,
+            max_seconds: float | None) -> VideoTags:
         import torch
 
         start = time.perf_counter()
         tracker = ShotTracker(threshold=self.opt.shot_threshold)
         last_time = 0.0
-        for batch in _batched(_prefetch(self._frames(reader), 2 * self.opt.batch_size), self.opt.batch_size):
+        frames = _prefetch(self._frames(reader, max_seconds), 2 * self.opt.batch_size)
+        for batch in _batched(frames, self.opt.batch_size):
             t = time.perf_counter()
             enc = self.cap.encode([array for _, _, array in batch])
             self.frame_tags += self.cap.top_tags(enc, k=self.opt.tags)
@@ -80,8 +86,9 @@ class Tagger:
         self._caption_pending()
         return self._result(reader, time.perf_counter() - start)
 
-    def _frames(self, reader: VideoReader) -> Iterator[tuple[int, float, np.ndarray]]:
-        """Sampled frames with their encoder-ready RGB arrays (runs in the prefetch thread)."""
+    def _frames(self, reader: VideoReader, max_seconds: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Sampled frames with their encoder-ready RGB arrays (runs in the prefetch thread); raises
+        :class:`VideoTooLong` at the first sample past ``max_seconds``, so decoding stops there."""
         import cv2
         from PIL import Image
 
@@ -92,6 +99,8 @@ class Tagger:
             if frame is None:
                 self.timings["decode"] += time.perf_counter() - t
                 return
+            if max_seconds is not None and frame.time > max_seconds:
+                raise VideoTooLong(f"{reader.path}: longer than {max_seconds:g} s")
             array = self.cap.preprocessing.to_array(Image.fromarray(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)))
             self.timings["decode"] += time.perf_counter() - t
             yield frame.index, frame.time, array

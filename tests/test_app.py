@@ -1,8 +1,15 @@
-"""The Gradio app: build_demo with the tiny bundle and its handlers called directly."""
+"""The Gradio app: build_demo with the tiny bundle, its handlers called directly, and the
+image endpoint through Gradio's own upload and preprocessing (a launched demo + gradio_client)."""
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
+import socket
+import struct
 import zipfile
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -10,11 +17,17 @@ import pytest
 from PIL import Image
 
 import app
+from captioning import ImageError, load_image
+from pipelines.video_io import FALLBACK_FPS, VideoReader
+from pipelines.video_shots import DEFAULT_THRESHOLD
+from test_video import no_duration_clip
+from test_video_clips import make_clip
 
 
 @pytest.fixture(scope="module")
 def handlers(captioner, tmp_path_factory):
-    return app.Handlers(captioner, max_upload_mb=1, workdir=str(tmp_path_factory.mktemp("ui")))
+    return app.Handlers(captioner, max_upload_mb=1, workdir=str(tmp_path_factory.mktemp("ui")),
+                        downloads=str(tmp_path_factory.mktemp("downloads")))
 
 
 @pytest.fixture
@@ -29,6 +42,7 @@ def test_build_demo_has_named_endpoints(captioner):
     assert isinstance(demo, gr.Blocks)
     names = {d.get("api_name") for d in demo.config["dependencies"]}
     assert {"caption_image", "caption_batch", "tag_video", "search_video"} <= names
+    assert demo.delete_cache == app.CACHE_CLEANUP
 
 
 def test_caption_image_handler(handlers, cat_path, captioner):
@@ -70,4 +84,294 @@ def test_batch_with_zip_and_bad_file(handlers, cat_path, tmp_path):
     assert rows[1][1] == "" and "broken.png" in rows[1][3]
     assert not (tmp_path.parent / "evil.png").exists()
     records = [json.loads(line) for line in open(jsonl_path)]
-    assert len(records) == 4 and open(csv_path).readline().startswith("path,caption")
+    assert len(records) == 4 and {"path", "caption", "error"} <= set(next(csv.reader(open(csv_path))))
+
+
+# -- video length (issue #18.7) ----------------------------------------------------------
+def _counting_grabs(monkeypatch) -> list[int]:
+    grabs, grab = [0], VideoReader._grab
+
+    def counting_grab(self):
+        grabs[0] += 1
+        return grab(self)
+
+    monkeypatch.setattr(VideoReader, "_grab", counting_grab)
+    return grabs
+
+
+def test_video_without_a_duration_stops_at_the_limit(captioner, tmp_path, monkeypatch):
+    clip = no_duration_clip(tmp_path / "raw.mkv", seconds=10)  # the container announces no duration
+    handlers = app.Handlers(captioner, max_video_seconds=3, workdir=str(tmp_path))
+    grabs = _counting_grabs(monkeypatch)
+    with pytest.raises(gr.Error) as e:
+        handlers.tag_video(str(clip), 1.0, DEFAULT_THRESHOLD)
+    assert e.value.message == ("The video is longer than 3 s; this server takes up to 3 s "
+                               "(use tag-video for longer ones).")
+    assert grabs[0] <= 4 * FALLBACK_FPS + 1  # stopped at the sample at 4 s, not at the end of the file
+
+
+def test_video_announcing_its_duration_is_refused_before_decoding(captioner, tmp_path, monkeypatch):
+    clip = make_clip(tmp_path / "clip.avi", fps=10.0, shots=(("chelsea", 5.0),))
+    handlers = app.Handlers(captioner, max_video_seconds=3, workdir=str(tmp_path))
+    grabs = _counting_grabs(monkeypatch)
+    with pytest.raises(gr.Error) as e:
+        handlers.tag_video(str(clip), 1.0, DEFAULT_THRESHOLD)
+    assert e.value.message == "The video is 5 s long; this server takes up to 3 s (use tag-video for longer ones)."
+    assert grabs[0] == 0
+
+
+# -- image uploads through Gradio's preprocessing (issue #18.8) ---------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(captioner, tmp_path_factory):
+    """(demo, gradio_client.Client) of the app launched on 127.0.0.1, its cache in a temp folder."""
+    from gradio_client import Client
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache")))
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        demo = app.build_demo(captioner)
+        _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
+                                quiet=True)
+        try:
+            yield demo, Client(url, verbose=False, download_files=False)
+        finally:
+            demo.close()
+
+
+def _jpeg(photo) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(photo).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def _png(photo) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(photo).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _zip_bytes() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("a.txt", "hello")
+    return out.getvalue()
+
+
+BAD_IMAGES = {  # file name -> contents (a function of the test photo)
+    "empty.png": lambda photo: b"",
+    "notes.txt": lambda photo: b"just some text\n",
+    "text.jpg": lambda photo: b"just some text\n",
+    "page.html": lambda photo: b"<!doctype html><html><body><img src=x></body></html>",
+    "page.png": lambda photo: b"<!doctype html><html><body>not a png</body></html>",
+    "drawing.svg": lambda photo: b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><rect/></svg>',
+    "cut.jpg": lambda photo: _jpeg(photo)[:2000],
+    "cut.png": lambda photo: _png(photo)[:2000],
+    "archive.png": lambda photo: _zip_bytes(),
+    "noise.webp": lambda photo: np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+    "header.gif": lambda photo: b"GIF89a",
+    "doc.jpg": lambda photo: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+}
+
+
+def _cli_reason(path) -> str:
+    """What the CLI says about a bad file (load_image's message), without the path."""
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    return str(e.value).removeprefix(f"{path}: ")
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGES))
+def test_bad_image_upload_gives_the_cli_reason(served, photo, tmp_path, name):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    path = tmp_path / name
+    path.write_bytes(BAD_IMAGES[name](photo))
+    with pytest.raises(AppError) as e:
+        served[1].predict(handle_file(str(path)), 3, 12, api_name="/caption_image")
+    assert str(e.value) == f"Cannot read this image: {_cli_reason(path)}"
+    assert "/tmp" not in str(e.value)
+
+
+def _gray16(photo) -> Image.Image:
+    gray = np.asarray(Image.fromarray(photo).convert("L"), dtype=np.uint16) * 257  # full 16-bit range
+    return Image.fromarray(gray)
+
+
+def _rgba(photo) -> Image.Image:
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rgba[:, : photo.shape[1] // 2, 3] = 0  # left half transparent: composited on white, as load_image does
+    return Image.fromarray(rgba)
+
+
+GOOD_IMAGES = {  # file name -> PIL image written with the name's format
+    "gray16.png": _gray16,
+    "transparent.png": _rgba,
+    "photo.tif": lambda photo: Image.fromarray(photo),
+    "cmyk.jpg": lambda photo: Image.fromarray(photo).convert("CMYK"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_IMAGES))
+def test_image_upload_gets_the_cli_caption(served, captioner, photo, tmp_path, name):
+    from gradio_client import handle_file
+
+    path = tmp_path / name
+    GOOD_IMAGES[name](photo).save(path)
+    caption, _, tags, *_ = served[1].predict(handle_file(str(path)), 3, 12, api_name="/caption_image")
+    assert caption == captioner.caption(path, beam_size=3, max_length=12).text
+    expected = captioner.top_tags(captioner.encode([load_image(path)]), k=5)[0]
+    assert [t["label"] for t in tags["confidences"]] == [t.label for t in expected]
+
+
+# -- batch zips and work files (issue #18.9) ----------------------------------------------
+@pytest.fixture
+def no_zip_read(monkeypatch):
+    """ZipFile.read loads a whole member into memory: the app must never call it."""
+    def read(self, *args, **kwargs):
+        raise AssertionError("ZipFile.read called")
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", read)
+
+
+def _lying_zip(path, *, declared: int, actual: int):
+    """A zip whose one image entry declares ``declared`` bytes but inflates to ``actual``."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", bytes(actual))
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.find(b"PK\x01\x02") + 24, declared)  # central directory
+    struct.pack_into("<I", data, data.find(b"PK\x03\x04") + 22, declared)  # local header
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_zip_with_too_many_entries_is_refused_before_unpacking(captioner, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in range(20_000):
+            z.writestr(f"img{i:05d}.png", b"")
+    handlers = app.Handlers(captioner, workdir=str(work))
+    with pytest.raises(gr.Error, match="20000 files: the UI takes at most 2000"):
+        handlers.caption_batch([str(archive)])
+    assert list(work.iterdir()) == []
+
+
+def test_zip_member_declaring_more_than_the_limit_is_refused_unread(captioner, tmp_path, no_zip_read):
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = tmp_path / "bomb.zip"  # the 700 MB member of the issue, scaled to a 1 MB limit
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.png", bytes(3 * 2**20))
+    assert archive.stat().st_size < 2**20 / 100
+    handlers = app.Handlers(captioner, max_upload_mb=1, workdir=str(work))
+    with pytest.raises(gr.Error) as e:
+        handlers.caption_batch([str(archive)])
+    assert e.value.message == "bomb.zip: zeros.png unpacks to 3 MB; the limit is 1 MB."
+    assert list(work.iterdir()) == []
+
+
+def test_zip_member_holding_more_than_it_declares_is_refused(captioner, tmp_path, no_zip_read):
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = _lying_zip(tmp_path / "lying.zip", declared=1000, actual=3 * 2**20)
+    handlers = app.Handlers(captioner, max_upload_mb=1, workdir=str(work))
+    with pytest.raises(gr.Error) as e:
+        handlers.caption_batch([str(archive)])
+    assert e.value.message == "lying.zip: cannot unpack (Bad CRC-32 for file 'big.png')."  # zipfile's own check
+    assert list(work.iterdir()) == []
+
+
+def test_unzipping_stops_at_the_declared_size_whatever_the_stream_holds(captioner, tmp_path, no_zip_read,
+                                                                         monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = _lying_zip(tmp_path / "lying.zip", declared=1000, actual=10)
+    read = [0]
+
+    class Endless(io.RawIOBase):  # a member stream that runs past its entry's size
+        def readinto(self, buffer):
+            buffer[:] = bytes(len(buffer))
+            read[0] += len(buffer)
+            return len(buffer)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, info, *args, **kwargs: Endless())
+    handlers = app.Handlers(captioner, max_upload_mb=1, workdir=str(work))
+    with pytest.raises(gr.Error) as e:
+        handlers.caption_batch([str(archive)])
+    assert e.value.message == "lying.zip: big.png holds more data than its entry declares."
+    assert read[0] == 1001  # one byte past the declared size, then it stopped
+    assert list(work.iterdir()) == []
+
+
+def test_batch_leaves_no_work_files(captioner, cat_path, tmp_path, monkeypatch):
+    cache = tmp_path / "gradio_cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))  # where Gradio serves (and cleans) files from
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(cat_path, "a/cat.jpg")
+        z.write(cat_path, "b/cat.jpg")
+    handlers = app.Handlers(captioner, workdir=str(work))
+    rows, csv_path, jsonl_path = handlers.caption_batch([cat_path, str(archive), str(archive)])
+    assert len(rows) == 5 and not any(r[3] for r in rows)
+    assert list(work.iterdir()) == []  # the unpacked members are gone with the request
+    for download in (csv_path, jsonl_path):  # the downloads are in Gradio's cache, for Gradio to serve and delete
+        assert download.startswith(str(cache)) and len(open(download).read().splitlines()) >= 5
+
+
+def test_downloads_are_served_and_deleted_by_gradio(served, cat_path, tmp_path):
+    from gradio.route_utils import delete_files_created_by_app
+    from gradio_client import handle_file
+
+    demo, client = served
+    archive = tmp_path / "one.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(cat_path, "cat.jpg")
+    table, csv_file, jsonl_file = client.predict([handle_file(str(archive))], 2, api_name="/caption_batch")
+    paths = [f["path"] for f in (csv_file, jsonl_file)]
+    for p in map(Path, paths):  # served from the folder the handler wrote, not from a copy
+        assert p.parent.parent == Path(demo.GRADIO_CACHE) and p.parent.name.startswith("captioning-")
+    delete_files_created_by_app(demo, age=None)  # what delete_cache runs on its schedule
+    assert not any(os.path.exists(p) for p in paths)
+
+
+def test_error_messages_name_no_server_paths(captioner, cat_path, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    handlers = app.Handlers(captioner, max_upload_mb=1, max_video_seconds=3, workdir=str(work),
+                            downloads=str(tmp_path / "downloads"))
+    (tmp_path / "fake.zip").write_bytes(b"not a zip")
+    (tmp_path / "fake.mp4").write_text("not a video")
+    (tmp_path / "fake.jpg").write_text("not an image")
+    (tmp_path / "big.bin").write_bytes(bytes(2 * 2**20))
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("empty.png", b"")
+        z.writestr("text.jpg", "text")
+        z.write(cat_path, "cat.jpg")
+    calls = [(handlers.caption_batch, [str(tmp_path / "fake.zip")]),
+             (handlers.caption_batch, [str(tmp_path / "big.bin")]),
+             (handlers.caption_batch, [str(_lying_zip(tmp_path / "lying.zip", declared=1000, actual=5000))]),
+             (handlers.tag_video, str(tmp_path / "fake.mp4")),
+             (handlers.tag_video, str(no_duration_clip(tmp_path / "raw.mkv", seconds=5))),
+             (handlers.caption_image, str(tmp_path / "fake.jpg"))]
+    messages = []
+    for handler, arg in calls:
+        with pytest.raises(gr.Error) as e:
+            handler(arg)
+        messages.append(e.value.message)
+    rows, _, _ = handlers.caption_batch([str(broken), str(tmp_path / "fake.jpg")])
+    messages += [row[3] for row in rows if row[3]]
+    assert len(messages) == 6 + 3
+    for message in messages:
+        assert "/tmp" not in message and str(work) not in message and str(tmp_path) not in message, message
+        assert "\n" not in message

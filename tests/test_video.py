@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from pipelines.video import _parser, main, tag_video
-from pipelines.video_io import VideoError
+from pipelines.video import VideoTooLong, _parser, main, tag_video
+from pipelines.video_io import FALLBACK_FPS, VideoError, VideoReader
 from pipelines.video_tags import VideoTags
 from test_video_clips import CUTS, SHOTS, make_clip, truncate
 
@@ -133,6 +136,34 @@ def test_unreadable_videos_raise_video_error(tmp_path, captioner):
     for name in ("text.mp4", "zero.mp4", "missing.mp4"):
         with pytest.raises(VideoError, match=name):
             tag_video(tmp_path / name, captioner)
+
+
+def no_duration_clip(path: Path, seconds: float) -> Path:
+    """Raw MJPEG frames (no container, so no duration; read at FALLBACK_FPS) saved as ``path``."""
+    raw = path.with_suffix(".mjpeg")  # the extension picks FFmpeg's raw MJPEG muxer
+    writer = cv2.VideoWriter(str(raw), cv2.VideoWriter_fourcc(*"MJPG"), FALLBACK_FPS, (64, 48))
+    for i in range(int(seconds * FALLBACK_FPS)):
+        writer.write(np.full((48, 64, 3), (i * 7) % 256, np.uint8))
+    writer.release()
+    return raw.rename(path)
+
+
+def test_max_seconds_stops_a_video_without_a_duration(tmp_path, captioner, monkeypatch):
+    clip = no_duration_clip(tmp_path / "raw.mkv", seconds=40)
+    with VideoReader(clip) as reader:
+        assert reader.info.duration == 0.0
+    grabs, grab = [0], VideoReader._grab
+
+    def counting_grab(self):
+        grabs[0] += 1
+        return grab(self)
+
+    monkeypatch.setattr(VideoReader, "_grab", counting_grab)
+    tagged = []
+    with pytest.raises(VideoTooLong, match=r"raw\.mkv: longer than 5 s$"):
+        tag_video(clip, captioner, fps=1.0, batch_size=2, max_seconds=5, progress=lambda n, s: tagged.append(s))
+    assert sum(tagged) == pytest.approx(5.0)  # the samples at 0..5 s, then it stopped
+    assert grabs[0] <= 6 * FALLBACK_FPS + 1  # decoding stopped at the first sample past the limit
 
 
 @pytest.mark.parametrize("kw", [dict(tags=0), dict(batch_size=0), dict(shot_threshold=0.0),
