@@ -88,10 +88,22 @@ class ShotTracker:
         return self._close() if self._n > self._first else None
 
     def _close(self) -> RawSegment:
-        key = max(self._stored, key=lambda p: (float(self._stored[p][0] @ self._sum), -p))
+        key = most_central(sorted(self._stored), lambda p: float(self._stored[p][0] @ self._sum))
         segment = RawSegment(self._first, self._n, key, self._stored[key][1])
         self._first, self._sum, self._stored, self._stride = self._n, None, {}, 1
         return segment
+
+
+CENTRAL_TOLERANCE = 1e-4  # relative: similarities this close are a tie (float noise, e.g. other thread counts)
+
+
+def most_central(candidates: list[int], similarity: Callable[[int], float]) -> int:
+    """The first of ``candidates`` (in their order) whose similarity to a centre is within
+    CENTRAL_TOLERANCE of the best one's, so near-identical frames do not let the float noise
+    of one machine or thread count pick the keyframe."""
+    scores = [similarity(c) for c in candidates]
+    best = max(scores)
+    return next(c for c, score in zip(candidates, scores) if score >= best - CENTRAL_TOLERANCE * abs(best))
 
 
 def frame_spans(times: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +178,7 @@ def build_shots(raw: list[RawSegment], groups: list[list[int]], *, vectors: np.n
     for n, g in enumerate(groups):
         first, stop = raw[g[0]].first, raw[g[-1]].stop
         centre = vectors[first:stop].mean(0)
-        best = max(g, key=lambda r: float(vectors[raw[r].keyframe] @ centre))
+        best = most_central(g, lambda r: float(vectors[raw[r].keyframe] @ centre))
         key = raw[best].keyframe
         tags = _top_labels(probs[first:stop].mean(0), [list(f.tags) for f in frames[first:stop]], k)
         captioned = frame_captions[first:stop] if frame_captions is not None else [raw_captions[best]]
