@@ -375,3 +375,27 @@ def test_error_messages_name_no_server_paths(captioner, cat_path, tmp_path):
     for message in messages:
         assert "/tmp" not in message and str(work) not in message and str(tmp_path) not in message, message
         assert "\n" not in message
+
+
+def test_caption_image_reads_no_file_outside_the_uploads(served, cat_path, monkeypatch):
+    """The caption event takes its payload unprocessed: a request naming a server file instead
+    of uploading one must still be refused before the handler opens anything. Raw HTTP, since
+    gradio_client would upload a local file it is given."""
+    import httpx
+
+    demo, client = served
+    opened = []
+    real = app.load_image
+    monkeypatch.setattr(app, "load_image", lambda src: opened.append(str(src)) or real(src))
+    fn = next(i for i, d in enumerate(demo.config["dependencies"]) if d.get("api_name") == "caption_image")
+    for n, path in enumerate((cat_path, "/etc/passwd")):  # files the server can read, never uploaded
+        session = f"outside{n}"
+        payload = {"path": path, "meta": {"_type": "gradio.FileData"}}
+        joined = httpx.post(f"{client.src}gradio_api/queue/join", json={
+            "data": [payload, 3, 12], "fn_index": fn, "session_hash": session, "event_data": None})
+        assert joined.status_code == 200
+        with httpx.stream("GET", f"{client.src}gradio_api/queue/data?session_hash={session}", timeout=60) as events:
+            done = next(m for m in (json.loads(line[5:]) for line in events.iter_lines() if line.startswith("data:"))
+                        if m.get("msg") == "process_completed")
+        assert done["success"] is False
+    assert opened == []
