@@ -80,21 +80,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(folder: Path, *, also_legacy_ending: str | None = None) -> list[str]:
-    """Delete this tool's temp files in ``folder`` left by a killed run (a process no longer
-    alive); ``also_legacy_ending`` also matches the older ``.<name>.<pid>.tmp`` names of
-    sidecars ending so. Returns the names deleted."""
-    pattern = re.compile(rf"^\.(?P<name>.+)\.(?:{TEMP_TAG}-)?(?P<pid>\d+)\.tmp$")
-    removed = []
+def clean_stale_temps(folder: Path, *, legacy_ending: str | None = None) -> list[str]:
+    """Delete this tool's temp files in ``folder`` that a killed run left (their process is
+    gone); ``legacy_ending`` also matches the older names ``.<name><legacy_ending>.<pid>.tmp``
+    of sidecar temp files. Returns the names deleted."""
+    patterns = [re.compile(rf"^\..+\.{TEMP_TAG}-(\d+)\.tmp$")]
+    if legacy_ending:
+        patterns.append(re.compile(rf"^\..+{re.escape(legacy_ending)}\.(\d+)\.tmp$"))
     try:
         names = os.listdir(folder)
     except OSError:
-        return removed
+        return []
+    removed = []
     for name in names:
-        m = pattern.match(name)
-        if not m or (f".{TEMP_TAG}-" not in name and not (also_legacy_ending and m["name"].endswith(also_legacy_ending))):
-            continue
-        if int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+        m = next((m for m in (p.match(name) for p in patterns) if m), None)
+        if m and not _alive(int(m[1])):
             try:
                 (folder / name).unlink()
                 removed.append(name)
@@ -292,23 +292,29 @@ class CsvOutput(_AppendedFile):
             raise OutputError(f"{self.path}: not a caption-images CSV (header {(header or [])[:4]}...); choose "
                               "another --out or start over with --overwrite")
         rows, done_lines = [], reader.line_num
+
+        def bad(why: str) -> OutputError:
+            return OutputError(f"{self.path}: the record on line {done_lines + 1} {why}; fix it or start over "
+                               "with --overwrite")
+
         while True:
             try:
                 row = next(reader)
             except StopIteration:
                 break
-            except csv.Error:  # an open quote at the end of the file: a record cut inside a quoted field
-                return rows, ends[done_lines]
-            if len(row) != len(FIELDS) or not data[ends[reader.line_num] - 1:ends[reader.line_num]] == b"\n":
+            except csv.Error as e:  # at the end of the file: a record cut inside a quoted field (an open quote)
                 if reader.line_num < len(lines):
-                    raise OutputError(f"{self.path}: the record on line {done_lines + 1} has {len(row)} columns, "
-                                      f"expected {len(FIELDS)}; fix it or start over with --overwrite")
+                    raise bad(f"is not valid CSV ({e})") from None
                 return rows, ends[done_lines]
+            if len(row) != len(FIELDS) or data[ends[reader.line_num] - 1:ends[reader.line_num]] != b"\n":
+                if reader.line_num < len(lines):
+                    raise bad(f"has {len(row)} columns, expected {len(FIELDS)}")
+                return rows, ends[done_lines]  # the last record, cut by a kill
             record = dict(zip(FIELDS, row))
             settings = {k: record[k] or None for k in SETTINGS}
             try:
                 settings["options"] = json.loads(record["options"]) if record["options"] else None
-            except ValueError:
+            except ValueError:  # kept as text: it matches no run's options
                 pass
             rows.append(_Row(path_key(record["real_path"] or record["path"]), ends[done_lines],
                              ends[reader.line_num], done_lines + 1, record["error"] == "", settings))
@@ -403,7 +409,7 @@ class Sidecars:
             target = self.path_for(r["path"])
             if str(target.parent) not in self._cleaned:
                 self._cleaned.add(str(target.parent))
-                clean_stale_temps(target.parent, also_legacy_ending=self.extension)
+                clean_stale_temps(target.parent, legacy_ending=self.extension)
             text = f"{self.prefix}{r['caption']}{self.suffix}\n"
             state = _existing(target, text) if os.path.lexists(target) else "ours"
             if state == "foreign":

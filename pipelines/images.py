@@ -152,8 +152,8 @@ def _engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Any]]:
     """The chosen engine (model or Ray bundle check), loaded up front so that a bad bundle, a
     missing device or an unreachable cluster fails before any work, and the SETTINGS of the
     records it makes. Raises BundleError / RuntimeError."""
-    options = dict(batch_size=args.batch_size, beam_size=args.beam_size, max_length=args.max_length,
-                   n_best=args.n_best, tags=args.tags, workers=args.workers)
+    caption = dict(beam_size=args.beam_size, max_length=args.max_length, n_best=args.n_best, tags=args.tags)
+    options = dict(batch_size=args.batch_size, workers=args.workers, **caption)
     if args.engine == "ray":
         from .images_ray import RayEngine
 
@@ -161,9 +161,8 @@ def _engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Any]]:
                            cpus_per_actor=args.cpus_per_actor, device=args.device, **options)
         return engine, engine.settings
     captioner = Captioner.load(args.weights, device=args.device)
-    settings = run_settings(captioner.bundle, CaptionOptions(beam_size=args.beam_size, max_length=args.max_length,
-                                                             n_best=args.n_best, tags=args.tags))
-    return (lambda todo: caption_images(todo, captioner, **options)), settings
+    return (lambda todo: caption_images(todo, captioner, **options)), run_settings(captioner.bundle,
+                                                                                   CaptionOptions(**caption))
 
 
 def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | Sidecars], *,
@@ -235,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _caption_found(args: argparse.Namespace, paths: list[str], output: RecordOutput | None,
                    sidecars: Sidecars | None) -> int:
+    """Caption what ``output`` (or the sidecars) does not hold yet; returns the exit status."""
     keys = {p: path_key(p) for p in paths}
     if not args.skip_existing or args.overwrite:
         done: set[str] = set()
@@ -246,10 +246,11 @@ def _caption_found(args: argparse.Namespace, paths: list[str], output: RecordOut
     skipped = len(paths) - len(todo)
 
     start, tally, status = time.perf_counter(), Counter[str](), 0
+    checked = output is not None and skipped > 0  # what is kept as done must be what this run would write
     try:
-        engine, settings = _engine(args)
-        if output is not None and skipped:
-            output.check(settings, done & set(keys.values()))  # what is kept as done is what this run would write
+        engine, settings = _engine(args) if todo or checked else (None, {})
+        if checked:
+            output.check(settings, done & set(keys.values()))
     except (BundleError, RuntimeError) as e:  # no/bad bundle, no CUDA, Ray missing or cluster unreachable
         print(f"{PROG}: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

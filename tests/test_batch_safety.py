@@ -301,3 +301,17 @@ def test_csv_cut_after_a_newline_inside_a_quoted_path_is_repaired(tmp_path, tiny
     assert _cli(tmp_path / "plain.png", "--out", out, "--overwrite", weights=tiny_bundle_dir) == 0
     with open(out, newline="") as f:
         assert [r["path"] for r in csv.DictReader(f)] == [str(tmp_path / "plain.png")]  # header and one row
+
+
+def test_a_bad_csv_record_before_the_last_is_refused_untouched(tmp_path, tiny_bundle_dir, capsys):
+    photos = [_photo(tmp_path / f"{w}.png", w) for w in ("cat", "coffee", "rocket")]
+    out = tmp_path / "captions.csv"
+    assert _cli(*photos, "--out", out, weights=tiny_bundle_dir) == 0
+    lines = out.read_text().splitlines(keepends=True)
+    lines[2] = '"2"x' + lines[2]  # damaged by hand: not something a kill does
+    out.write_text("".join(lines))
+    damaged = out.read_bytes()
+    capsys.readouterr()
+    assert _cli(*photos, "--out", out, weights=tiny_bundle_dir) == 2
+    assert "the record on line 3 is not valid CSV" in capsys.readouterr().err
+    assert out.read_bytes() == damaged
