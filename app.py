@@ -25,9 +25,8 @@ from typing import IO, Any, Iterator
 import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder
-from PIL import Image
 
-from captioning import BundleError, Captioner, ImageError, load_image
+from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.visualize import attention_overlay
 from pipelines._batch_inputs import IMAGE_EXTENSIONS
 from pipelines.video_io import VIDEO_EXTENSIONS
@@ -39,24 +38,6 @@ MAX_BATCH_FILES = 2000
 UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
 CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
 COPY_CHUNK = 1 << 20  # bytes per read when unpacking a zip member
-EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket")  # skimage.data photos (permissive licences)
-
-
-def _example_images() -> list[str]:
-    """Write a few skimage.data photos to a temp folder so the UI can offer them as examples."""
-    try:
-        import skimage.data
-    except ImportError:  # examples are a nicety; the app works without scikit-image
-        return []
-    folder = Path(tempfile.gettempdir()) / "captioning-examples"
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for name in EXAMPLES:
-        path = folder / f"{name}.jpg"
-        if not path.exists():
-            Image.fromarray(getattr(skimage.data, name)()).convert("RGB").save(path, quality=92)
-        paths.append(str(path))
-    return paths
 
 
 class Handlers:
@@ -324,9 +305,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                         max_len = gr.Slider(5, 40, value=captioner.decoding.max_length, step=1,
                                             label="Max words")
                     run = gr.Button("Caption", variant="primary")
-                    examples = _example_images()
-                    if examples:
-                        gr.Examples(examples=examples, inputs=image, label="Try an example")
+                    gr.Examples(examples=[str(p) for p in examples.photos()], inputs=image, label="Try an example")
                 with gr.Column(scale=1):
                     caption = gr.Textbox(label="Caption", elem_id="caption", interactive=False)
                     tags = gr.Label(label="ImageNet tags", num_top_classes=5)
@@ -352,6 +331,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                         fps = gr.Slider(0.25, 5, value=1.0, step=0.25, label="Frames per second sampled")
                         threshold = gr.Slider(0.05, 0.6, value=DEFAULT_THRESHOLD, step=0.01, label="Shot threshold")
                     tag = gr.Button("Tag video", variant="primary")
+                    gr.Examples(examples=[str(examples.CLIP)], inputs=video, label="Try an example")
                 with gr.Column(scale=1):
                     top_tags = gr.Label(label="Top tags of the video", num_top_classes=8)
                     downloads = gr.File(label="Downloads (JSON, SRT, WebVTT)", file_count="multiple")
