@@ -28,9 +28,8 @@ from gradio.utils import get_upload_folder
 
 from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.visualize import attention_overlay
-from pipelines._batch_inputs import IMAGE_EXTENSIONS
-from pipelines.video_io import VIDEO_EXTENSIONS
-from pipelines.video_shots import DEFAULT_THRESHOLD
+from pipelines.files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from pipelines.video.shots import DEFAULT_THRESHOLD
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
@@ -117,8 +116,8 @@ class Handlers:
                   progress: gr.Progress = gr.Progress()):
         """-> shots table, keyframe gallery, top tags {label: p}, JSON/SRT/VTT paths, result state."""
         from pipelines.video import VideoTooLong, tag_video
-        from pipelines.video_export import write_outputs
-        from pipelines.video_io import VideoError, VideoReader
+        from pipelines.video.export import write_outputs
+        from pipelines.video.io import VideoError, VideoReader
 
         if not video_path:
             raise gr.Error("Upload a video first.")
@@ -162,7 +161,7 @@ class Handlers:
 
     def search_video(self, query: str, result: dict | None):
         """Segments of the tagged video that match a tag query."""
-        from pipelines.video_tags import VideoTags
+        from pipelines.video import VideoTags
 
         if not result:
             raise gr.Error("Tag a video first.")

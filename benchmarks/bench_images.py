@@ -3,7 +3,7 @@
     python benchmarks/bench_images.py [--folder ../shared/data/flickr8k/images] [-n 500]
                                       [--weights W | --random-weights] [--batch-size 32] [--workers 2]
 
-Runs the CLI code itself (``pipelines.images.main``: discovery, threaded decoding, encoder,
+Runs the CLI code itself (``pipelines.images.cli.main``: discovery, threaded decoding, encoder,
 batched beam search, JSONL writing with fsync) on the first N photos of the folder with
 beam 3, and prints images/s for the whole run, model loading included. ``--random-weights``
 builds a bundle with the real encoder and a random decoder of the default (production) size,
@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines._batch_inputs import discover
-from pipelines.images import main as caption_images_main
+from pipelines.images.inputs import discover
+from pipelines.images.cli import main as caption_images_main
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDER = PROJECT.parent / "shared" / "data" / "flickr8k" / "images"

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from captioning import Captioner, NoDefaultBundleError
     from pipelines.video import tag_video
-    from pipelines.video_io import VideoReader
+    from pipelines.video.io import VideoReader
 
     if args.threads:
         torch.set_num_threads(args.threads)

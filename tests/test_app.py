@@ -18,8 +18,8 @@ from PIL import Image
 
 import app
 from captioning import ImageError, load_image
-from pipelines.video_io import FALLBACK_FPS, VideoReader
-from pipelines.video_shots import DEFAULT_THRESHOLD
+from pipelines.video.io import FALLBACK_FPS, VideoReader
+from pipelines.video.shots import DEFAULT_THRESHOLD
 from test_video import no_duration_clip
 from test_video_clips import make_clip
 

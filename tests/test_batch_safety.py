@@ -19,10 +19,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines._batch_inputs import discover
-from pipelines._batch_outputs import JsonlOutput
-from pipelines.images import main
-from pipelines.video_io import find_videos
+from pipelines.images.cli import main
+from pipelines.images.inputs import discover
+from pipelines.images.outputs import JsonlOutput
+from pipelines.video.io import find_videos
 
 PROJECT = Path(__file__).resolve().parent.parent
 PHOTOS = {"cat": skimage.data.chelsea()[::3, ::3], "coffee": skimage.data.coffee()[::3, ::3],

@@ -16,9 +16,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines._batch_inputs import discover
-from pipelines._batch_records import FIELDS, prepare_image
-from pipelines.images import caption_images, main, write_records
+from pipelines.images.inputs import discover
+from pipelines.images.records import FIELDS, prepare_image
+from pipelines.images import caption_images, write_records
+from pipelines.images.cli import main
 
 GOOD = ["a.png", "b.JPG", "sub/c.webp", "sub/deeper/d.bmp", "sub/e.gif", "f.tiff"]
 BAD = {"bad/empty.jpg": "empty", "bad/truncated.jpg": "truncated", "bad/text.jpg": "not an image",

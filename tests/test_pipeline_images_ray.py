@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines.images import main
+from pipelines.images.cli import main
 
 pytestmark = pytest.mark.slow  # starting Ray and its actors: ~20 s on 2 idle cores, minutes when busy
 

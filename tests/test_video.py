@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.video import VideoTooLong, _parser, main, tag_video
-from pipelines.video_io import FALLBACK_FPS, VideoError, VideoReader
-from pipelines.video_tags import VideoTags
+from pipelines.video import VideoTooLong, tag_video
+from pipelines.video.cli import _parser, main
+from pipelines.video.io import FALLBACK_FPS, VideoError, VideoReader
+from pipelines.video.results import VideoTags
 from test_video_clips import CUTS, SHOTS, make_clip, truncate
 
 DURATION = sum(s for _, s in SHOTS)
@@ -243,7 +244,7 @@ def test_runs_as_a_module():
 
 
 def test_importing_loads_neither_a_model_nor_ray():
-    code = ("import sys, pipelines.video, pipelines.video_io, pipelines.video_export, pipelines.video_ray; "
+    code = ("import sys, pipelines.video.cli, pipelines.video.export, pipelines.video.ray; "
             "print('ray' in sys.modules, 'cv2' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "False"], result.stderr

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from captioning.api import Tag
-from pipelines.video_export import timestamp, to_srt, to_vtt, write_outputs
-from pipelines.video_tags import FrameTags, Shot, ShotTag, Summary, VideoMeta, VideoTags
+from pipelines.video.export import timestamp, to_srt, to_vtt, write_outputs
+from pipelines.video.results import FrameTags, Shot, ShotTag, Summary, VideoMeta, VideoTags
 from test_video_clips import make_clip
 
 _SRT_TIME = r"(\d{2}):([0-5]\d):([0-5]\d),(\d{3})"

@@ -1,4 +1,4 @@
-"""pipelines.video_io: sampling, true timestamps, and every kind of broken input."""
+"""pipelines.video.io: sampling, true timestamps, and every kind of broken input."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.video_io import (MAX_FAILURES, VideoError, VideoReader, find_videos, read_frames)
+from pipelines.video.io import (MAX_FAILURES, VideoError, VideoReader, find_videos, read_frames)
 from test_video_clips import SHOTS, make_clip, truncate
 
 DURATION = sum(s for _, s in SHOTS)

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from pipelines.video import OutputOptions, TagOptions, main, tag_video
+from pipelines.video import OutputOptions, TagOptions, tag_video
+from pipelines.video.cli import main
 from test_video_clips import make_clip
 
 pytestmark = pytest.mark.slow  # starting Ray and two model actors takes well over 20 s
@@ -33,7 +34,7 @@ def _essentials(tags):
 
 
 def test_ray_engine_matches_local(ray_local, videos, tiny_bundle_dir, captioner, tmp_path):
-    from pipelines.video_ray import tag_videos_ray
+    from pipelines.video.ray import tag_videos_ray
 
     videos[2].write_text("not a video")
     options, output = TagOptions(batch_size=4), OutputOptions(str(tmp_path / "out"), ("json", "srt"))

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from captioning.api import CaptionResult, Tag
-from pipelines.video_shots import (CENTRAL_TOLERANCE, RawSegment, ShotTracker, build_index, caption_confidence,
+from pipelines.video.shots import (CENTRAL_TOLERANCE, RawSegment, ShotTracker, build_index, caption_confidence,
                                    frame_spans, group_segments)
-from pipelines.video_tags import (FORMAT_VERSION, FrameTags, Segment, Shot, ShotTag, Summary, VideoMeta,
+from pipelines.video.results import (FORMAT_VERSION, FrameTags, Segment, Shot, ShotTag, Summary, VideoMeta,
                                   VideoTags, merge_segments)
-from pipelines.video_words import caption_words, matches, singular
+from pipelines.video.words import caption_words, matches, singular
 
 
 def _unit(v):

@@ -11,10 +11,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .video_io import Strategy, VideoError, VideoReader
-from .video_shots import (DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD, ShotTracker, build_index, build_shots,
+from .io import Strategy, VideoError, VideoReader
+from .shots import (DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD, ShotTracker, build_index, build_shots,
                           frame_spans, group_segments, summarize)
-from .video_tags import FrameTags, VideoMeta, VideoTags
+from .results import FrameTags, VideoMeta, VideoTags
 
 
 class VideoTooLong(VideoError):

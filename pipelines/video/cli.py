@@ -11,8 +11,8 @@ which is captioned. Shot tags are the labels averaged over the shot plus the con
 words of the caption; a tag index (tag -> time segments) makes the video searchable
 (``--query``, :meth:`VideoTags.search`).
 
-Outputs: the JSON layout is documented in :mod:`pipelines.video_tags`, the CSV, SRT, WebVTT
-and thumbnail files in :mod:`pipelines.video_export`.
+Outputs: the JSON layout is documented in :mod:`pipelines.video.results`, the CSV, SRT, WebVTT
+and thumbnail files in :mod:`pipelines.video.export`.
 
 Python API::
 
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .video_io import Strategy, VideoError, VideoReader, find_videos
-from .video_shots import DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD
-from .video_tagger import TagOptions, Tagger, VideoTooLong
-from .video_tags import Segment, VideoTags
+from .io import Strategy, VideoError, VideoReader, find_videos
+from .shots import DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD
+from .tagger import TagOptions, Tagger, VideoTooLong
+from .results import Segment, VideoTags
 
 __all__ = ["OutputOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong", "main", "process_video",
            "tag_video"]
@@ -76,7 +76,7 @@ class OutputOptions:
 def process_video(path: str | os.PathLike, stem: str, captioner: Any, options: TagOptions, output: OutputOptions,
                   progress: Callable[[int, float], None] | None = None) -> VideoTags:
     """Tag one video and write its output files (shared by the local and the Ray engine)."""
-    from .video_export import write_outputs
+    from .export import write_outputs
 
     tags = tag_video(path, captioner, fps=options.fps, every_n_frames=options.every_n_frames,
                      shot_threshold=options.shot_threshold, min_shot_seconds=options.min_shot_seconds,
@@ -109,7 +109,7 @@ def unique_stems(paths: list[Path]) -> list[str]:
 
 
 def _format_segment(path: str, s: Segment) -> str:
-    from .video_export import timestamp
+    from .export import timestamp
 
     return (f"{path}\t{timestamp(s.start, sep='.')} --> {timestamp(s.end, sep='.')}\t"
             f"{s.confidence:.3f}\t{', '.join(s.labels)}")
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.engine == "ray":
-            from .video_ray import tag_videos_ray
+            from .ray import tag_videos_ray
 
             for path, tags, error in tag_videos_ray(jobs, bundle=bundle, device=args.device, options=options,
                                                     output=output, address=args.address, workers=args.workers):
@@ -251,6 +251,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tag-video: {failed} of {len(jobs)} videos failed", file=sys.stderr)
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

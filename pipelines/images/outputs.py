@@ -1,5 +1,5 @@
-"""Where records go: a JSONL or CSV file (appended, flushed and fsync'ed per batch, resumable),
-standard output, and/or sidecar caption files next to the images (written atomically).
+"""Where records go: a JSONL or CSV file (appended, flushed and fsync'ed per batch, resumable)
+or standard output. Sidecar caption files are :mod:`pipelines.images.sidecars`.
 
 An output file is locked (``fcntl.flock``, exclusive, not waiting) while a run writes it: a
 second run into the same file stops at once with a clear message instead of writing every
@@ -8,16 +8,10 @@ inside the last record (records are appended whole, a batch at a time), so a las
 that is not complete is removed before appending; a bad record anywhere else is not ours to
 guess about and stops the run with an error. Records of images that failed are dropped
 (the file is rewritten atomically) when the same images are tried again.
-
-Sidecars never replace a file this tool did not write: a sidecar it writes carries the
-sha256 of its text in an extended attribute (``user.caption-images.sha256``), and an
-existing file is replaced only when that attribute matches its content (or it already holds
-the new text). Where the filesystem has no extended attributes, existing files are kept.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -25,17 +19,15 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Iterable, Protocol
 
-from ._batch_inputs import IMAGE_EXTENSIONS, path_key, walk
-from ._batch_records import FIELDS, RECORD_FORMAT, SETTINGS
-from .video_io import VIDEO_EXTENSIONS
+from .inputs import path_key
+from .records import FIELDS, SETTINGS
 
 _LIST_FIELDS = ("n_best", "tags", "options")  # JSON-encoded inside a CSV cell
 _FORMAT1_FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model",
                    "model_version", "error")  # the CSV header before format_version existed
 TEMP_TAG = "caption-images"  # in the names of this tool's temp files: ".<name>.caption-images-<pid>.tmp"
-SIDECAR_XATTR = "user.caption-images.sha256"  # on each sidecar written: sha256 of its text
 
 
 class OutputError(RuntimeError):
@@ -66,7 +58,7 @@ class _Row:
     settings: dict[str, Any]  # the SETTINGS fields as recorded (missing ones: None)
 
 
-def _temp_path(path: Path) -> Path:
+def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{TEMP_TAG}-{os.getpid()}.tmp")  # hidden: never taken for an input
 
 
@@ -198,7 +190,7 @@ class _AppendedFile:
             keep.append(data[start:r.start])
             start = r.end
         keep.append(data[start:])
-        tmp = _temp_path(self.path)
+        tmp = temp_path(self.path)
         f: BinaryIO = open(tmp, "xb")
         try:
             _lock(f, tmp)
@@ -363,116 +355,10 @@ def open_output(out: str, *, overwrite: bool = False) -> RecordOutput:
     return JsonlOutput(out, overwrite=overwrite)
 
 
-# -- sidecars ---------------------------------------------------------------------------------
-MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | frozenset(VIDEO_EXTENSIONS)
-
-
-def check_sidecar_extension(extension: str) -> str:
-    """``extension`` with its leading dot; raises ValueError when a sidecar with it could be
-    taken for (or replace) a photo or video."""
-    ext = extension if extension.startswith(".") else "." + extension
-    if ext.strip(".") == "" or os.sep in ext or (os.altsep and os.altsep in ext):
-        raise ValueError(f"--sidecar needs an extension such as .txt (got {extension!r})")
-    if ext.lower() in MEDIA_EXTENSIONS:
-        raise ValueError(f"--sidecar {extension}: that is an image or video extension, so sidecars would replace "
-                         "photos; use a text extension such as .txt")
-    return ext
-
-
-class Sidecars:
-    """``photo.jpg`` -> ``photo.txt`` holding prefix + caption + suffix (failed images get none).
-
-    Where several photos or videos in one folder share a stem (``image.bmp``, ``image.webp``),
-    each gets its full name + extension instead (``image.bmp.txt``, ``image.webp.txt``), so no
-    two images ever write one sidecar. An existing file that this tool did not write is never
-    replaced (see the module docstring)."""
-
-    def __init__(self, extension: str, *, prefix: str = "", suffix: str = ""):
-        self.extension = check_sidecar_extension(extension)
-        self.prefix, self.suffix = prefix, suffix
-        self._names: dict[str, dict[str, str]] = {}  # folder -> image name -> sidecar name
-        self._cleaned: set[str] = set()  # folders whose stale temp files were removed
-
-    def path_for(self, image: str | os.PathLike) -> Path:
-        folder, name = os.path.split(os.fspath(image))
-        names = self._names.get(folder)
-        if names is None:
-            names = self._names[folder] = _sidecar_names(folder, self.extension)
-        return Path(folder, names.get(name) or os.path.splitext(name)[0] + self.extension)
-
-    def write(self, records: list[dict[str, Any]]) -> list[str]:
-        """Write the sidecars of the captioned records; returns one line per file left alone."""
-        kept = []
-        for r in records:
-            if r["error"] is not None:
-                continue
-            target = self.path_for(r["path"])
-            if str(target.parent) not in self._cleaned:
-                self._cleaned.add(str(target.parent))
-                clean_stale_temps(target.parent, legacy_ending=self.extension)
-            text = f"{self.prefix}{r['caption']}{self.suffix}\n"
-            state = _existing(target, text) if os.path.lexists(target) else "ours"
-            if state == "foreign":
-                kept.append(f"{target}: exists and was not written by caption-images; left as it is")
-            elif state == "ours":
-                _atomic_write(target, text)
-        return kept
-
-
-def _sidecar_names(folder: str, extension: str) -> dict[str, str]:
-    """Sidecar name of each photo/video in ``folder``: stem + extension, or the full name +
-    extension for those whose stem-named sidecar another one would also claim."""
+def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Write records to a fresh JSONL or CSV file (chosen by extension), as the CLI does."""
+    output = open_output(str(path), overwrite=True)
     try:
-        media = [n for n in next(walk(folder, recursive=False))[1] if os.path.splitext(n)[1].lower() in MEDIA_EXTENSIONS]
-    except StopIteration:
-        media = []
-    names = {n: os.path.splitext(n)[0] + extension for n in media}
-    while True:
-        claims: dict[str, list[str]] = {}
-        for n, s in names.items():
-            claims.setdefault(os.path.normcase(s).lower(), []).append(n)  # case-insensitive filesystems too
-        clashing = [n for group in claims.values() if len(group) > 1 for n in group]
-        if not clashing:
-            return names
-        for n in clashing:
-            names[n] = n + extension
-
-
-def _text_sha256(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest().encode()
-
-
-def _existing(path: Path, text: str) -> Literal["same", "ours", "foreign"]:
-    """An existing sidecar path: already holding ``text``; a sidecar this tool wrote that
-    nobody changed since (its extended attribute holds the sha256 of its content); or
-    anything else (a symlink, a folder, a file of the user's)."""
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 20:
-            return "foreign"
-        content = path.read_bytes()
-    except OSError:
-        return "foreign"
-    if content == text.encode("utf-8", errors="surrogateescape"):
-        return "same"
-    try:
-        tag = os.getxattr(path, SIDECAR_XATTR, follow_symlinks=False)
-    except (OSError, AttributeError):  # no such attribute, no xattr support, or not Linux
-        return "foreign"
-    return "ours" if tag == hashlib.sha256(content).hexdigest().encode() else "foreign"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write a temp file in the same folder, tag it as ours, then rename it over ``path``:
-    readers (and a resumed run) see the old file or the new one, never half of it."""
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(text)
-        try:
-            os.setxattr(tmp, SIDECAR_XATTR, _text_sha256(text))
-        except (OSError, AttributeError):  # no xattr here: such a sidecar is kept, never replaced, later
-            pass
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        output.write(list(records))
+    finally:
+        output.close()

@@ -48,7 +48,7 @@ from typing import Any
 
 from captioning.api import Tag
 
-from .video_words import matches
+from .words import matches
 
 FORMAT_VERSION = 1
 _DIGITS = 4  # decimals kept for floats in the JSON

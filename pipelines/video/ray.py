@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .video import OutputOptions, TagOptions
-from .video_tags import VideoTags
+from .cli import OutputOptions, TagOptions
+from .results import VideoTags
 
 
 class _Worker:
@@ -23,7 +23,7 @@ class _Worker:
 
     def run(self, path: str, stem: str, options: TagOptions, output: OutputOptions
             ) -> tuple[str, VideoTags | None, str | None]:
-        from .video import describe_error, process_video
+        from .cli import describe_error, process_video
 
         try:
             return path, process_video(path, stem, self.captioner, options, output), None

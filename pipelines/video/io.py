@@ -37,9 +37,8 @@ from typing import Any, Iterator, Literal, Protocol
 
 import numpy as np
 
-from ._batch_inputs import walk
+from ..files import VIDEO_EXTENSIONS, walk
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 FALLBACK_FPS = 25.0  # assumed frame rate when the container reports none and has no timestamps
 MAX_FAILURES = 50  # consecutive failed grabs/retrieves after which reading stops
 SEEK_BACKTRACK = 16  # frames before the target from which OpenCV's seek decodes forward
@@ -309,7 +308,7 @@ def read_frames(path: str | os.PathLike, indices: list[int]) -> dict[int, np.nda
 def find_videos(inputs: list[str | os.PathLike]) -> list[Path]:
     """Video files among ``inputs``: files as given (any extension), folders scanned
     recursively for :data:`VIDEO_EXTENSIONS` (case-insensitive), sorted; deep trees and
-    symlink loops are safe (:func:`pipelines._batch_inputs.walk`)."""
+    symlink loops are safe (:func:`pipelines.files.walk`)."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)

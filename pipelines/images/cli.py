@@ -1,10 +1,8 @@
-"""Batch captioning of image files and folders: the Python API and the ``caption-images`` CLI.
+"""The ``caption-images`` command: find the images, skip the ones already done, caption the
+rest with the local or the Ray engine, and write records and sidecars as they come.
 
     caption-images PHOTOS/ --recursive --out captions.jsonl        # re-run to resume
     caption-images 'shots/*.png' --sidecar .txt --prefix "photo, "   # dataset-style sidecars
-
-Images are read and preprocessed in a thread pool while the model runs on the previous
-batch; every image gets one record (failed ones with ``error`` set), in input order.
 """
 from __future__ import annotations
 
@@ -12,76 +10,20 @@ import argparse
 import os
 import sys
 import time
-from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from collections import Counter
+from typing import Any, Callable, Iterator
 
 from captioning import BundleError, Captioner
-from captioning.encoder import imagenet_categories
 
-from ._batch_inputs import discover, path_key, read_list
-from ._batch_outputs import OutputError, RecordOutput, Sidecars, check_sidecar_extension, open_output
-from ._batch_records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
-                             run_settings)
+from .inputs import discover, path_key, read_list
+from .local import caption_images
+from .outputs import OutputError, RecordOutput, open_output
+from .records import CaptionOptions, run_settings
+from .sidecars import Sidecars, check_sidecar_extension
 
 PROG = "caption-images"
-PREFETCH_BATCHES = 2  # batches being read and decoded ahead of the one in the model
 
 
-def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, *, batch_size: int = 32,
-                   beam_size: int | None = None, max_length: int | None = None, n_best: int = 0, tags: int = 5,
-                   workers: int = 2) -> Iterator[dict[str, Any]]:
-    """Caption image files; yields one record per path, in input order.
-
-    A record has ``path, caption, score, n_best, tags, width, height, sha256, model,
-    model_version, error``. ``n_best`` is a list of ``{text, score}`` when ``n_best > 0``
-    (else None); ``tags`` a list of ``{label, probability}`` (top ``tags`` ImageNet classes).
-    A file that cannot be read or decoded gets ``error`` (one line naming it) and no caption.
-    ``workers`` threads read and decode images ahead of the model (``PREFETCH_BATCHES``).
-    """
-    if batch_size < 1 or workers < 1:
-        raise ValueError("batch_size and workers must be >= 1")
-    options = CaptionOptions(beam_size=beam_size, max_length=max_length, n_best=n_best, tags=tags)
-    guard_decompression_bombs()
-    chunks = _batched(paths, batch_size)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caption-images-decode")
-    pending: deque[list[Future[Prepared]]] = deque()
-
-    def submit_next() -> None:
-        chunk = next(chunks, None)
-        if chunk:
-            pending.append([pool.submit(prepare_image, p, captioner.preprocessing) for p in chunk])
-
-    try:
-        if tags:  # the label names come from a slow torchvision import: do it while the first batch decodes
-            pool.submit(imagenet_categories)
-        for _ in range(1 + PREFETCH_BATCHES):
-            submit_next()
-        while pending:
-            batch = [f.result() for f in pending.popleft()]
-            submit_next()  # keep the decoders busy while this batch is in the model
-            yield from caption_prepared(captioner, batch, options)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Write records to a fresh JSONL or CSV file (chosen by extension), as the CLI does."""
-    output = open_output(str(path), overwrite=True)
-    try:
-        output.write(list(records))
-    finally:
-        output.close()
-
-
-def _batched(paths: Iterable[str | os.PathLike], n: int) -> Iterator[list[str]]:
-    it = iter(paths)
-    while chunk := [str(p) for p in islice(it, n)]:
-        yield chunk
-
-
-# -- CLI ------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Caption folders of images, resumably, on this machine "
                                 "or a Ray cluster. Writes one record per image (JSONL or CSV) and/or sidecar files.")
@@ -155,7 +97,7 @@ def _engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Any]]:
     caption = dict(beam_size=args.beam_size, max_length=args.max_length, n_best=args.n_best, tags=args.tags)
     options = dict(batch_size=args.batch_size, workers=args.workers, **caption)
     if args.engine == "ray":
-        from .images_ray import RayEngine
+        from .ray import RayEngine
 
         engine = RayEngine(args.weights, address=args.address, actors=args.actors,
                            cpus_per_actor=args.cpus_per_actor, device=args.device, **options)
@@ -276,6 +218,3 @@ def _caption_found(args: argparse.Namespace, paths: list[str], output: RecordOut
         return status
     return 1 if args.strict and failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,8 +33,8 @@ import numpy as np
 from captioning.api import CaptionResult, Tag
 from captioning.encoder import imagenet_categories
 
-from .video_tags import FrameTags, Segment, Shot, ShotTag, Summary, merge_segments
-from .video_words import caption_words
+from .results import FrameTags, Segment, Shot, ShotTag, Summary, merge_segments
+from .words import caption_words
 
 DEFAULT_THRESHOLD = 0.3  # cosine distance between consecutive sampled frames that makes a cut
 DEFAULT_MIN_SHOT_SECONDS = 1.0  # shorter shots are merged into a neighbour

@@ -17,11 +17,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-
-OnError = Callable[[OSError], None]
+from ..files import IMAGE_EXTENSIONS, OnError, child, identity, is_hidden, walk
 
 
 @dataclass(frozen=True)
@@ -41,65 +39,14 @@ def path_key(path: str | os.PathLike) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
 def _has_magic(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
-
-
-def _join(folder: str, name: str) -> str:
-    return os.path.join(folder, name) if folder else name
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path or ".")
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def walk(top: str, *, recursive: bool = True, follow_links: bool = False, skip_hidden: bool = True,
-         onerror: OnError | None = None) -> Iterator[tuple[str, list[str]]]:
-    """``(folder, names)`` for ``top`` and (with ``recursive``) the folders below it, depth
-    first in name order like ``os.walk``; ``names`` are the sorted non-folder entries. Hidden
-    folders are skipped unless ``skip_hidden`` is off; each real folder is entered once (loops
-    cannot repeat or hang it); no recursion, so depth is unlimited."""
-    seen: set[tuple[int, int]] = set()
-    stack = [top]
-    while stack:
-        folder = stack.pop()
-        identity = _identity(folder)
-        if identity is None or identity in seen:
-            continue
-        seen.add(identity)
-        try:
-            with os.scandir(folder or ".") as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            if onerror is not None:
-                onerror(e)
-            continue
-        names, subfolders = [], []
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                names.append(entry.name)
-            elif recursive and not (skip_hidden and _hidden(entry.name)) and (follow_links or not entry.is_symlink()):
-                subfolders.append(_join(folder, entry.name))
-        yield folder, names
-        stack.extend(reversed(subfolders))  # popped in name order
 
 
 def _folder(folder: str, recursive: bool, onerror: OnError) -> Iterator[str]:
     """Image files of a folder (by name; with ``recursive``, each subfolder after the files)."""
     for root, names in walk(folder, recursive=recursive, onerror=onerror):
-        yield from (_join(root, n) for n in names if not _hidden(n) and is_image_name(n))
+        yield from (child(root, n) for n in names if not is_hidden(n) and is_image_name(n))
 
 
 def glob_paths(pattern: str, onerror: OnError | None = None) -> list[str]:
@@ -122,16 +69,16 @@ def glob_paths(pattern: str, onerror: OnError | None = None) -> list[str]:
                 for root, names in walk(folder, follow_links=True, onerror=onerror):
                     found.append(root)
                     if last:
-                        found += [_join(root, n) for n in names if not _hidden(n)]
+                        found += [child(root, n) for n in names if not is_hidden(n)]
             elif _has_magic(part):
                 try:
                     with os.scandir(folder or ".") as it:
                         names = sorted(e.name for e in it if (last or e.is_dir())
-                                       and (part.startswith(".") or not _hidden(e.name)))
+                                       and (part.startswith(".") or not is_hidden(e.name)))
                 except OSError:
                     continue
-                found += [_join(folder, n) for n in names if fnmatch.fnmatchcase(n, part)]
-            elif os.path.lexists(path := _join(folder, part)) and (last or os.path.isdir(path)):
+                found += [child(folder, n) for n in names if fnmatch.fnmatchcase(n, part)]
+            elif os.path.lexists(path := child(folder, part)) and (last or os.path.isdir(path)):
                 found.append(path)
         if last:
             matches = [p for p in found if p]  # "**" yields the base folder itself as ""
@@ -145,9 +92,9 @@ def _unique_folders(folders: list[str]) -> list[str]:
     seen: set[tuple[int, int]] = set()
     unique = []
     for folder in folders:
-        identity = _identity(folder)
-        if identity is not None and identity not in seen:
-            seen.add(identity)
+        found = identity(folder)
+        if found is not None and found not in seen:
+            seen.add(found)
             unique.append(folder)
     return unique
 
@@ -165,7 +112,7 @@ def _expand(source: str, recursive: bool, warnings: list[str]) -> Iterator[str]:
         for match in matches:
             if os.path.isdir(match):
                 yield from _folder(match, recursive, onerror)
-            elif not _hidden(os.path.basename(match)) and is_image_name(match):
+            elif not is_hidden(os.path.basename(match)) and is_image_name(match):
                 yield match
     elif os.path.lexists(source):
         yield source  # named explicitly: taken as it is

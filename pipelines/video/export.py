@@ -2,7 +2,7 @@
 
 For a video written under stem ``S`` in ``--out DIR``:
 
-- ``S.json``: :meth:`VideoTags.to_json` (schema in :mod:`pipelines.video_tags`);
+- ``S.json``: :meth:`VideoTags.to_json` (schema in :mod:`pipelines.video.results`);
 - ``S.csv``: one row per sampled frame: ``frame,time,shot,caption,tag_1,probability_1,...``;
 - ``S.srt`` / ``S.vtt``: one cue per shot from its start to its end with the shot caption
   (and, with ``cue_tags``, a second line ``tags: a, b, c``), e.g. for a player's subtitle track;
@@ -14,8 +14,8 @@ import csv
 import os
 from pathlib import Path
 
-from .video_io import read_frames
-from .video_tags import Shot, VideoTags
+from .io import read_frames
+from .results import Shot, VideoTags
 
 CUE_TAGS = 3  # ImageNet labels shown per cue with cue_tags
 

@@ -22,7 +22,7 @@ import numpy as np
 from captioning import Captioner, Preprocessing, load_bundle
 from captioning.bundle import resolve_bundle
 
-from ._batch_records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
+from .records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
                              run_settings)
 
 

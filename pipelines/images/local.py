@@ -1,0 +1,60 @@
+"""The local engine of ``caption-images``: images read and preprocessed in a thread pool
+while the model runs on the previous batch; every image gets one record (failed ones with
+``error`` set), in input order."""
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
+from typing import Any, Iterable, Iterator
+
+from captioning import Captioner
+from captioning.encoder import imagenet_categories
+
+from .records import CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image
+
+PREFETCH_BATCHES = 2  # batches being read and decoded ahead of the one in the model
+
+
+def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, *, batch_size: int = 32,
+                   beam_size: int | None = None, max_length: int | None = None, n_best: int = 0, tags: int = 5,
+                   workers: int = 2) -> Iterator[dict[str, Any]]:
+    """Caption image files; yields one record per path, in input order.
+
+    A record has ``path, caption, score, n_best, tags, width, height, sha256, model,
+    model_version, error``. ``n_best`` is a list of ``{text, score}`` when ``n_best > 0``
+    (else None); ``tags`` a list of ``{label, probability}`` (top ``tags`` ImageNet classes).
+    A file that cannot be read or decoded gets ``error`` (one line naming it) and no caption.
+    ``workers`` threads read and decode images ahead of the model (``PREFETCH_BATCHES``).
+    """
+    if batch_size < 1 or workers < 1:
+        raise ValueError("batch_size and workers must be >= 1")
+    options = CaptionOptions(beam_size=beam_size, max_length=max_length, n_best=n_best, tags=tags)
+    guard_decompression_bombs()
+    chunks = _batched(paths, batch_size)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caption-images-decode")
+    pending: deque[list[Future[Prepared]]] = deque()
+
+    def submit_next() -> None:
+        chunk = next(chunks, None)
+        if chunk:
+            pending.append([pool.submit(prepare_image, p, captioner.preprocessing) for p in chunk])
+
+    try:
+        if tags:  # the label names come from a slow torchvision import: do it while the first batch decodes
+            pool.submit(imagenet_categories)
+        for _ in range(1 + PREFETCH_BATCHES):
+            submit_next()
+        while pending:
+            batch = [f.result() for f in pending.popleft()]
+            submit_next()  # keep the decoders busy while this batch is in the model
+            yield from caption_prepared(captioner, batch, options)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _batched(paths: Iterable[str | os.PathLike], n: int) -> Iterator[list[str]]:
+    it = iter(paths)
+    while chunk := [str(p) for p in islice(it, n)]:
+        yield chunk

@@ -1,0 +1,4 @@
+"""``python -m pipelines.video``: the ``tag-video`` command."""
+from .cli import main
+
+raise SystemExit(main())
