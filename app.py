@@ -29,6 +29,10 @@ from gradio.utils import get_upload_folder
 from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.visualize import attention_overlay
 from pipelines.files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from pipelines.images import caption_images, write_records
+from pipelines.video import VideoError, VideoTags, VideoTooLong, tag_video
+from pipelines.video.export import write_outputs
+from pipelines.video.io import VideoReader
 from pipelines.video.shots import DEFAULT_THRESHOLD
 
 DEFAULT_MAX_UPLOAD_MB = 200
@@ -115,10 +119,6 @@ class Handlers:
     def tag_video(self, video_path: str | None, fps: float = 1.0, shot_threshold: float = DEFAULT_THRESHOLD,
                   progress: gr.Progress = gr.Progress()):
         """-> shots table, keyframe gallery, top tags {label: p}, JSON/SRT/VTT paths, result state."""
-        from pipelines.video import VideoTooLong, tag_video
-        from pipelines.video.export import write_outputs
-        from pipelines.video.io import VideoError, VideoReader
-
         if not video_path:
             raise gr.Error("Upload a video first.")
         self._check_size(video_path)
@@ -161,8 +161,6 @@ class Handlers:
 
     def search_video(self, query: str, result: dict | None):
         """Segments of the tagged video that match a tag query."""
-        from pipelines.video import VideoTags
-
         if not result:
             raise gr.Error("Tag a video first.")
         if not query or not query.strip():
@@ -173,8 +171,6 @@ class Handlers:
     # -- batch tab -----------------------------------------------------------------------
     def caption_batch(self, files: list[str] | None, beam_size: int = 3):
         """-> results table rows, CSV path, JSONL path."""
-        from pipelines.images import caption_images, write_records
-
         if not files:
             raise gr.Error("Upload some images (or a .zip of images) first.")
         for f in files:

@@ -13,11 +13,14 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterator
 
+from tqdm import tqdm
+
 from captioning import BundleError, Captioner
 
 from .inputs import discover, path_key, read_list
 from .local import caption_images
 from .outputs import OutputError, RecordOutput, open_output
+from .ray import RayEngine
 from .records import CaptionOptions, run_settings
 from .sidecars import Sidecars, check_sidecar_extension
 
@@ -97,8 +100,6 @@ def _engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Any]]:
     caption = dict(beam_size=args.beam_size, max_length=args.max_length, n_best=args.n_best, tags=args.tags)
     options = dict(batch_size=args.batch_size, workers=args.workers, **caption)
     if args.engine == "ray":
-        from .ray import RayEngine
-
         engine = RayEngine(args.weights, address=args.address, actors=args.actors,
                            cpus_per_actor=args.cpus_per_actor, device=args.device, **options)
         return engine, engine.settings
@@ -111,8 +112,6 @@ def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutp
          batch_size: int, tally: Counter[str]) -> None:
     """Write records batch by batch as they come (sidecars first, the resumable file last),
     counting "captioned" and "failed" in ``tally`` once written (kept when interrupted)."""
-    from tqdm import tqdm
-
     buffer: list[dict[str, Any]] = []
 
     with tqdm(total=total, unit="img", desc=PROG, dynamic_ncols=True, file=sys.stderr) as bar:

@@ -2,24 +2,7 @@
 
     tag-video clip.mp4 videos/ --out tags/ --formats json,srt,vtt --query dog
 
-Frames are sampled (``--fps``, default 1, or ``--every-n-frames``) with their true
-timestamps and encoded in batches: one encoder pass gives each frame its top-k ImageNet
-labels and its semantic vector. The same vectors detect shots (cosine distance between
-consecutive samples above ``--shot-threshold``, shots shorter than ``--min-shot-seconds``
-merged) and pick each shot's keyframe (the frame closest to the shot's mean vector),
-which is captioned. Shot tags are the labels averaged over the shot plus the content
-words of the caption; a tag index (tag -> time segments) makes the video searchable
-(``--query``, :meth:`VideoTags.search`).
-
-Outputs: the JSON layout is documented in :mod:`pipelines.video.results`, the CSV, SRT, WebVTT
-and thumbnail files in :mod:`pipelines.video.export`.
-
-Python API::
-
-    from captioning import Captioner
-    from pipelines import tag_video
-    tags = tag_video("clip.mp4", Captioner.load(), fps=1.0)
-    tags.shots[0].caption, tags.search("dog"), tags.to_json()
+How a video is tagged: :mod:`pipelines.video`; the flags: ``tag-video --help``.
 """
 from __future__ import annotations
 
@@ -27,73 +10,21 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from .io import Strategy, VideoError, VideoReader, find_videos
-from .shots import DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD
-from .tagger import TagOptions, Tagger, VideoTooLong
+from tqdm import tqdm
+
+from captioning import BundleError, Captioner
+from captioning.bundle import resolve_bundle
+
+from .export import FORMATS, OutputOptions, timestamp
+from .io import find_videos
+from .job import describe_error, process_video
+from .ray import tag_videos_ray
 from .results import Segment, VideoTags
-
-__all__ = ["OutputOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong", "main", "process_video",
-           "tag_video"]
-
-FORMATS = ("json", "csv", "srt", "vtt")
-
-
-def tag_video(path: str | os.PathLike, captioner: Any, *, fps: float | None = 1.0,
-              every_n_frames: int | None = None, shot_threshold: float = DEFAULT_THRESHOLD,
-              min_shot_seconds: float = DEFAULT_MIN_SHOT_SECONDS, tags: int = 5, batch_size: int = 16,
-              beam_size: int | None = None, caption_every_frame: bool = False, strategy: Strategy = "auto",
-              progress: Callable[[int, float], None] | None = None,
-              max_seconds: float | None = None) -> VideoTags:
-    """Tag one video with a :class:`captioning.Captioner` (see the module docstring).
-
-    ``progress(frames, seconds)`` is called after each batch with the number of frames just
-    tagged and the video time they advanced. ``max_seconds`` caps the work on one video
-    (None: no cap): reading stops with :class:`VideoTooLong` at the first sampled frame past
-    it, whatever duration the container announces (it may announce none, or a wrong one).
-    Raises :class:`VideoError` when the file cannot be read at all; a video that breaks off
-    part-way gives results with ``partial=True``.
-    """
-    if tags < 1 or batch_size < 1 or min_shot_seconds < 0 or not 0 < shot_threshold <= 2:
-        raise ValueError("tags and batch_size must be >= 1, min_shot_seconds >= 0, 0 < shot_threshold <= 2")
-    options = TagOptions(fps, every_n_frames, shot_threshold, min_shot_seconds, tags, batch_size, beam_size,
-                         caption_every_frame, strategy)
-    with VideoReader(path) as reader:
-        return Tagger(captioner, options).run(reader, progress, max_seconds)
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    out_dir: str | None = None  # folder for the files (None: write nothing)
-    formats: tuple[str, ...] = ("json",)  # any of json, csv, srt, vtt
-    thumbnails: bool = False  # also write keyframe JPEGs
-    cue_tags: bool = False  # add a "tags: ..." line to each subtitle cue
-
-
-def process_video(path: str | os.PathLike, stem: str, captioner: Any, options: TagOptions, output: OutputOptions,
-                  progress: Callable[[int, float], None] | None = None) -> VideoTags:
-    """Tag one video and write its output files (shared by the local and the Ray engine)."""
-    from .export import write_outputs
-
-    tags = tag_video(path, captioner, fps=options.fps, every_n_frames=options.every_n_frames,
-                     shot_threshold=options.shot_threshold, min_shot_seconds=options.min_shot_seconds,
-                     tags=options.tags, batch_size=options.batch_size, beam_size=options.beam_size,
-                     caption_every_frame=options.caption_every_frame, strategy=options.strategy, progress=progress)
-    if output.out_dir is not None:
-        write_outputs(tags, output.out_dir, stem, formats=output.formats, thumbnails=output.thumbnails,
-                      cue_tags=output.cue_tags)
-    return tags
-
-
-def describe_error(path: str | os.PathLike, error: BaseException) -> str:
-    """One line naming the file (VideoError messages already start with it)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, VideoError):
-        return text
-    return f"{path}: {type(error).__name__}: {text}"
+from .shots import DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD
+from .tagger import TagOptions
 
 
 def unique_stems(paths: list[Path]) -> list[str]:
@@ -109,8 +40,6 @@ def unique_stems(paths: list[Path]) -> list[str]:
 
 
 def _format_segment(path: str, s: Segment) -> str:
-    from .export import timestamp
-
     return (f"{path}\t{timestamp(s.start, sep='.')} --> {timestamp(s.end, sep='.')}\t"
             f"{s.confidence:.3f}\t{', '.join(s.labels)}")
 
@@ -192,12 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         print("tag-video: no video files found in " + " ".join(args.inputs), file=sys.stderr)
         return 1
     jobs = list(zip(map(str, videos), unique_stems(videos)))
-
-    from tqdm import tqdm
-
-    from captioning import BundleError, Captioner
-    from captioning.bundle import resolve_bundle
-
     try:  # the model (local) or the bundle folder every Ray worker loads (ray)
         if args.engine == "ray":
             bundle = str(resolve_bundle(args.weights).resolve())
@@ -230,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.engine == "ray":
-            from .ray import tag_videos_ray
-
             for path, tags, error in tag_videos_ray(jobs, bundle=bundle, device=args.device, options=options,
                                                     output=output, address=args.address, workers=args.workers):
                 if tags is not None:

@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .io import read_frames
 from .results import Shot, VideoTags
 
+FORMATS = ("json", "csv", "srt", "vtt")
 CUE_TAGS = 3  # ImageNet labels shown per cue with cue_tags
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    out_dir: str | None = None  # folder for the files (None: write nothing)
+    formats: tuple[str, ...] = ("json",)  # any of FORMATS
+    thumbnails: bool = False  # also write keyframe JPEGs
+    cue_tags: bool = False  # add a "tags: ..." line to each subtitle cue
 
 
 def timestamp(seconds: float, *, sep: str = ",") -> str:
@@ -119,7 +129,7 @@ def write_outputs(tags: VideoTags, out_dir: str | os.PathLike, stem: str, *, for
         elif fmt == "vtt":
             _write_text(path, to_vtt(tags, cue_tags=cue_tags))
         else:
-            raise ValueError(f"unknown format {fmt!r} (json, csv, srt, vtt)")
+            raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
         written.append(path)
     if thumbnails:
         written += write_thumbnails(tags, out / f"{stem}_keyframes")

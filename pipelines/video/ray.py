@@ -1,7 +1,7 @@
 """``tag-video --engine ray``: videos spread over Ray actors, each loading the model once.
 
 Each actor holds a :class:`captioning.Captioner` loaded from the bundle folder and runs
-the same :func:`pipelines.video.process_video` as the local engine (tagging and writing
+the same :func:`pipelines.video.job.process_video` as the local engine (tagging and writing
 the output files), so results are identical; on a cluster the videos, the bundle and
 ``--out`` must be on a file system every node sees. Ray is imported only here.
 """
@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .cli import OutputOptions, TagOptions
+from captioning import Captioner
+
+from .export import OutputOptions
+from .job import describe_error, process_video
 from .results import VideoTags
+from .tagger import TagOptions
 
 
 class _Worker:
     """One Ray actor: a Captioner loaded once, then any number of videos."""
 
     def __init__(self, bundle: str, device: str):
-        from captioning import Captioner
-
         self.captioner = Captioner.load(bundle, device=device)
 
     def run(self, path: str, stem: str, options: TagOptions, output: OutputOptions
             ) -> tuple[str, VideoTags | None, str | None]:
-        from .cli import describe_error, process_video
-
         try:
             return path, process_video(path, stem, self.captioner, options, output), None
         except Exception as e:  # reported by the driver; the actor goes on with the next video

@@ -1,8 +1,9 @@
-"""The tagging engine behind :func:`pipelines.video.tag_video`: sampled frames stream from a
-decoding thread into batched encoder passes; shot keyframes are captioned in batches as
-their shots close, so memory stays bounded however long the video is."""
+""":func:`tag_video` and the engine behind it: sampled frames stream from a decoding thread
+into batched encoder passes; shot keyframes are captioned in batches as their shots close,
+so memory stays bounded however long the video is."""
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -10,15 +11,19 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+import torch
+from PIL import Image
+
+from captioning.api import Encoded
 
 from .io import Strategy, VideoError, VideoReader
-from .shots import (DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD, ShotTracker, build_index, build_shots,
-                          frame_spans, group_segments, summarize)
 from .results import FrameTags, VideoMeta, VideoTags
+from .shots import (DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD, ShotTracker, build_index, build_shots, frame_spans,
+                    group_segments, summarize)
 
 
 class VideoTooLong(VideoError):
-    """A video that runs past the ``max_seconds`` given to :func:`pipelines.video.tag_video`."""
+    """A video that runs past the ``max_seconds`` given to :func:`tag_video`."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,31 @@ class TagOptions:
     strategy: Strategy = "auto"  # frame access: "grab" every frame, "seek" to samples, or "auto"
 
 
+def tag_video(path: str | os.PathLike, captioner: Any, *, fps: float | None = 1.0,
+              every_n_frames: int | None = None, shot_threshold: float = DEFAULT_THRESHOLD,
+              min_shot_seconds: float = DEFAULT_MIN_SHOT_SECONDS, tags: int = 5, batch_size: int = 16,
+              beam_size: int | None = None, caption_every_frame: bool = False, strategy: Strategy = "auto",
+              progress: Callable[[int, float], None] | None = None,
+              max_seconds: float | None = None) -> VideoTags:
+    """Tag one video with a :class:`captioning.Captioner` (see :mod:`pipelines.video`).
+
+    ``progress(frames, seconds)`` is called after each batch with the number of frames just
+    tagged and the video time they advanced. ``max_seconds`` caps the work on one video
+    (None: no cap): reading stops with :class:`VideoTooLong` at the first sampled frame past
+    it, whatever duration the container announces (it may announce none, or a wrong one).
+    Raises :class:`VideoError` when the file cannot be read at all; a video that breaks off
+    part-way gives results with ``partial=True``.
+    """
+    if tags < 1 or batch_size < 1 or min_shot_seconds < 0 or not 0 < shot_threshold <= 2:
+        raise ValueError("tags and batch_size must be >= 1, min_shot_seconds >= 0, 0 < shot_threshold <= 2")
+    options = TagOptions(fps, every_n_frames, shot_threshold, min_shot_seconds, tags, batch_size, beam_size,
+                         caption_every_frame, strategy)
+    with VideoReader(path) as reader:
+        return Tagger(captioner, options).run(reader, progress, max_seconds)
+
+
 class Tagger:
-    """Streams one video through the encoder; see :func:`pipelines.video.tag_video`."""
+    """Streams one video through the encoder; see :func:`tag_video`."""
 
     def __init__(self, captioner: Any, options: TagOptions):
         self.cap, self.opt = captioner, options
@@ -53,8 +81,6 @@ class Tagger:
 
     def run(self, reader: VideoReader, progress: Callable[[int, float], None] | None,
             max_seconds: float | None) -> VideoTags:
-        import torch
-
         start = time.perf_counter()
         tracker = ShotTracker(threshold=self.opt.shot_threshold)
         last_time = 0.0
@@ -90,7 +116,6 @@ class Tagger:
         """Sampled frames with their encoder-ready RGB arrays (runs in the prefetch thread); raises
         :class:`VideoTooLong` at the first sample past ``max_seconds``, so decoding stops there."""
         import cv2
-        from PIL import Image
 
         frames = reader.sample(fps=self.opt.fps, every_n=self.opt.every_n_frames, strategy=self.opt.strategy)
         while True:
@@ -121,10 +146,6 @@ class Tagger:
             self.pending.append(len(self.raw) - 1)
 
     def _caption_pending(self) -> None:
-        import torch
-
-        from captioning.api import Encoded
-
         for i in range(0, len(self.pending), self.opt.batch_size):
             chunk = self.pending[i:i + self.opt.batch_size]
             rows = [self.raw[r].payload for r in chunk]
