@@ -149,9 +149,10 @@ def available_bundles(weights_dir: Path | None = None) -> list[str]:
 
 
 def resolve_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir: Path | None = None) -> Path:
-    """Folder of a bundle from a path, a full name, an arch prefix, or ``None`` (the default).
+    """Folder of a bundle from a path, a full name ``<arch>.<tag>``, an arch, a leading ``_``-part
+    of an arch (``lite0`` of ``lite0_sat`` and ``lite0_sat_x3``), or ``None`` (the default).
 
-    An arch prefix must match exactly one bundle; several matches fail instead of guessing.
+    An exact arch wins over leading parts; several matches fail as ambiguous instead of guessing.
     """
     root = Path(weights_dir or WEIGHTS_DIR)
     if name_or_path is None:
@@ -167,10 +168,12 @@ def resolve_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir
     name = str(name_or_path)
     if (root / name).is_dir():
         return root / name
-    matches = [b for b in available_bundles(root) if b.split(".")[0] == name or b.startswith(name + ".")]
+    bundles = available_bundles(root)
+    matches = ([b for b in bundles if b.split(".")[0] == name or b.startswith(name + ".")]
+               or [b for b in bundles if b.split(".")[0].startswith(name + "_")])
     if len(matches) == 1:
         return root / matches[0]
-    known = ", ".join(available_bundles(root)) or "none"
+    known = ", ".join(bundles) or "none"
     if len(matches) > 1:
         raise BundleError(f"bundle name {name!r} is ambiguous: matches {', '.join(matches)}")
     raise BundleError(f"no bundle {name!r}: not a folder and not in {root} (available: {known})")

@@ -109,6 +109,20 @@ def test_name_resolution(bundle_copy):
     assert resolve_bundle(None, weights_dir=root) == root / "tiny_sat.other"
 
 
+def test_a_leading_part_of_several_archs_is_ambiguous(bundle_copy):
+    """``lite0`` leads both ``lite0_sat`` and ``lite0_sat_x3``: ambiguous, not "no bundle";
+    the exact arch ``lite0_sat`` still picks its bundle."""
+    root = bundle_copy.parent
+    for name in ("lite0_sat.flickr8k", "lite0_sat_x3.flickr8k"):
+        shutil.copytree(bundle_copy, root / name)
+    with pytest.raises(BundleError, match="'lite0' is ambiguous: matches lite0_sat.flickr8k, lite0_sat_x3.flickr8k"):
+        resolve_bundle("lite0", weights_dir=root)
+    assert resolve_bundle("lite0_sat", weights_dir=root) == root / "lite0_sat.flickr8k"
+    assert resolve_bundle("lite0_sat_x3", weights_dir=root) == root / "lite0_sat_x3.flickr8k"
+    with pytest.raises(BundleError, match="no bundle 'lite'"):  # a leading part is whole "_"-parts
+        resolve_bundle("lite", weights_dir=root)
+
+
 def test_no_default_bundle_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr("captioning.bundle.WEIGHTS_DIR", tmp_path)
     with pytest.raises(NoDefaultBundleError, match="no default model bundle"):
