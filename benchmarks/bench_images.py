@@ -26,19 +26,12 @@ DEFAULT_FOLDER = PROJECT.parent / "shared" / "data" / "flickr8k" / "images"
 
 
 def _random_bundle(directory: Path) -> Path:
-    """Real EfficientNet-Lite0 encoder + a random default-size decoder (vocabulary of 2538 words)."""
-    from captioning import save_bundle
+    """Real EfficientNet-Lite0 encoder + a random default-size decoder (the shipped vocabulary's size)."""
     from captioning.bundle import BundleInfo
-    from captioning.decoder import DecoderConfig
-    from captioning.encoder import load_pretrained_encoder
-    from captioning.model import CaptionModel, ModelConfig
-    from captioning.vocab import SPECIALS, Vocabulary
+    from captioning.testing import PRODUCTION_VOCAB, placeholder_vocabulary, save_random_bundle
 
-    vocab = Vocabulary(list(SPECIALS) + [f"w{i}" for i in range(2538 - len(SPECIALS))])
-    model = CaptionModel(ModelConfig(decoder=DecoderConfig(vocab_size=len(vocab))))
-    model.encoder.load_state_dict(load_pretrained_encoder().state_dict())
     info = BundleInfo(name="random_sat.bench", version="0.0.0", decoding={"beam_size": 3})
-    return save_bundle(directory / "random_sat.bench", model.eval(), vocab, info)
+    return save_random_bundle(directory / "random_sat.bench", placeholder_vocabulary(PRODUCTION_VOCAB), info)
 
 
 def main(argv: list[str] | None = None) -> int:

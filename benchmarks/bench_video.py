@@ -24,9 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-BENCH_VOCAB = 2538
-
-
 def make_clip(path: Path, *, images: str | None, seconds: int = 60, fps: int = 30, size=(1280, 720),
               shot_seconds: float = 5.0) -> Path:
     import cv2
@@ -54,18 +51,11 @@ def make_clip(path: Path, *, images: str | None, seconds: int = 60, fps: int = 3
 
 
 def make_bundle(path: Path) -> Path:
-    from captioning import save_bundle
     from captioning.bundle import BundleInfo
-    from captioning.decoder import DecoderConfig
-    from captioning.encoder import load_pretrained_encoder
-    from captioning.model import CaptionModel, ModelConfig
-    from captioning.vocab import SPECIALS, Vocabulary
+    from captioning.testing import PRODUCTION_VOCAB, placeholder_vocabulary, save_random_bundle
 
-    vocab = Vocabulary([*SPECIALS, *(f"w{i:04d}" for i in range(BENCH_VOCAB - len(SPECIALS)))])
-    model = CaptionModel(ModelConfig(decoder=DecoderConfig(vocab_size=BENCH_VOCAB)))
-    model.encoder.load_state_dict(load_pretrained_encoder().state_dict())
     info = BundleInfo(name="bench_random.video", version="0.0.0", metrics={"note": "random decoder weights"})
-    return save_bundle(path, model.eval(), vocab, info)
+    return save_random_bundle(path, placeholder_vocabulary(PRODUCTION_VOCAB), info)
 
 
 def _timed(fn):

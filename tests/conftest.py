@@ -3,28 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from captioning import Captioner, load_bundle, save_bundle
+from captioning import Captioner, load_bundle
 from captioning.bundle import BundleInfo
-from captioning.decoder import DecoderConfig
-from captioning.encoder import load_pretrained_encoder
-from captioning.model import CaptionModel, ModelConfig
+from captioning.testing import TINY, TINY_CAPTIONS, save_random_bundle
+from captioning.testing import tiny_model as make_tiny_model
 from captioning.vocab import Vocabulary
 
-TINY_CAPTIONS = ["a dog runs on the grass", "a cat sits on a red sofa", "two people walk on the beach",
-                 "a man rides a bike", "a child plays in the water", "a black dog jumps over a fence"]
-
-
-def make_tiny_model(vocab: Vocabulary, seed: int = 0, *, layers: int = 1) -> CaptionModel:
-    torch.manual_seed(seed)
-    config = ModelConfig(decoder=DecoderConfig(vocab_size=len(vocab), embed_dim=16, hidden_dim=32, context_dim=24,
-                                               attention_dim=8, dropout=0.1, layers=layers), max_length=12)
-    model = CaptionModel(config)
-    model.encoder.load_state_dict(load_pretrained_encoder().state_dict())
-    with torch.no_grad():  # random weights would often end at once: make captions a few words long
-        model.decoder.out.bias[vocab.end_id] -= 0.6
-    return model.eval()
+__all__ = ["TINY_CAPTIONS", "make_tiny_model"]  # the tests import these from here
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +23,7 @@ def tiny_bundle_dir(tmp_path_factory, tiny_vocab):
     path = tmp_path_factory.mktemp("weights") / "tiny_sat.test"
     info = BundleInfo(name="tiny_sat.test", version="0.0.1", metrics={"note": "random weights"},
                       decoding={"beam_size": 3})
-    return save_bundle(path, make_tiny_model(tiny_vocab), tiny_vocab, info)
+    return save_random_bundle(path, tiny_vocab, info, **TINY)
 
 
 @pytest.fixture(scope="session")
