@@ -11,7 +11,7 @@ import torch
 
 from .bundle import Bundle, load_bundle
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
-from .encoder import GRID_SIZE, imagenet_categories
+from .encoder import imagenet_categories
 from .images import ImageInput, load_image
 
 Method = Literal["beam", "greedy", "sample"]
@@ -31,8 +31,8 @@ class CaptionResult:
     score: float  # length-normalised log-probability used for ranking
     logprob: float  # total log-probability of the words and <end>
     alternatives: list[Alternative] = field(default_factory=list)  # the n-best list, best first (incl. this one)
-    attention: np.ndarray = field(default_factory=lambda: np.zeros((0, GRID_SIZE, GRID_SIZE), np.float32))
-    #           (len(tokens), 7, 7) at 224x224 input, 9x9 at 288: where the decoder looked for each word
+    attention: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
+    #           (len(tokens), S, S), S = the input size / 32: where the decoder looked for each word
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Tag:
 class Encoded:
     """Encoder output of a batch: computed once, then decoded, tagged and embedded."""
 
-    grid: torch.Tensor  # (B, 49, 1280)
+    grid: torch.Tensor  # (B, S*S, 1280) spatial features
     pooled: torch.Tensor  # (B, 1280) semantic vectors
     logits: torch.Tensor  # (B, 1000) ImageNet logits
 
@@ -53,7 +53,8 @@ class Encoded:
         return self.grid.shape[0]
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
+    """``auto`` = CUDA when available, else the CPU; a CUDA device without CUDA fails here."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -64,13 +65,14 @@ def _resolve_device(device: str) -> torch.device:
 class Captioner:
     """Caption, tag and embed images with a model bundle.
 
+    >>> from captioning import examples
     >>> cap = Captioner.load()               # the default bundle (weights/DEFAULT)
-    >>> cap.caption("dog.jpg", beam_size=3).text
+    >>> cap.caption(examples.photo("cat")).text
     """
 
     def __init__(self, bundle: Bundle, *, device: str = "auto", compile: bool = False):
         self.bundle = bundle
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = bundle.model.to(self.device).eval()
         self.encoder = self.model.encoder.to(memory_format=torch.channels_last)
         self._encode = self.encoder
@@ -107,7 +109,7 @@ class Captioner:
 
     # -- building blocks -------------------------------------------------------------
     def pixels(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Load and preprocess images -> (B, 3, S, S) on the device (S: preprocessing.size). uint8 arrays
+        """Load and preprocess images -> (B, 3, size, size) on the device (size: preprocessing.size). uint8 arrays
         already resized by ``preprocessing.to_array`` pass straight through."""
         loaded = [im if isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self._array_shape
                   else load_image(im) for im in images]
@@ -155,8 +157,8 @@ class Captioner:
         alts = [Alternative(" ".join(self.vocab.decode(h.tokens)), h.score, h.logprob) for h in nbest]
         best = nbest[0]
         words = [self.vocab.itos[i] for i in best.tokens]
-        side = math.isqrt(best.attention.shape[-1])  # 7 for 224x224 input
-        attention = best.attention.reshape(len(words), side, side).numpy()  # (T, 7, 7)
+        side = math.isqrt(best.attention.shape[-1])  # S, the grid side
+        attention = best.attention.reshape(len(words), side, side).numpy()  # (T, S*S) -> (T, S, S)
         return CaptionResult(alts[0].text, words, best.score, best.logprob, alts, attention)
 
     def top_tags(self, encoded: Encoded, *, k: int = 5) -> list[list[Tag]]:

@@ -8,17 +8,17 @@ from dataclasses import asdict
 
 from .api import Captioner
 from .bundle import BundleError
-from .evaluate import add_decoding_arguments, decoding_from_args
 from .images import ImageError
+from .options import add_decoding_flags, add_device_flag, decoding_from_args
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption", description="Caption images with a model bundle.")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    add_device_flag(p)
     p.add_argument("--method", default="beam", choices=["beam", "greedy", "sample"], help="decoding method (default: %(default)s)")
-    add_decoding_arguments(p, default="the bundle's")
+    add_decoding_flags(p, default="the bundle's")
     p.add_argument("--n-best", type=int, default=1, help="print this many alternatives (default: %(default)s)")
     p.add_argument("--tags", type=int, default=0, metavar="K", help="also print the top-K ImageNet labels (default: %(default)s = none)")
     p.add_argument("--seed", type=int, default=None, help="seed for --method sample (default: random)")
@@ -41,9 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"caption: {e}", file=sys.stderr)
             failed += 1
             continue
-        d = decoding_from_args(args, cap.decoding)
-        r = cap.decode(enc, method=args.method, seed=args.seed,
-                       **d.replace(beam_size=max(d.beam_size, args.n_best)).asdict())[0]
+        decoding = decoding_from_args(args, cap.decoding).for_n_best(args.n_best)
+        r = cap.decode(enc, method=args.method, seed=args.seed, **decoding.asdict())[0]
         tags = cap.top_tags(enc, k=args.tags)[0] if args.tags else []
         if args.json:
             print(json.dumps({"path": path, "caption": r.text, "score": round(r.score, 4),

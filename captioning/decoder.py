@@ -1,5 +1,6 @@
 """The RNN that writes the caption: an LSTM seeded by the semantic vector (Show and Tell)
-with soft additive attention over the 49 grid cells at every step (Show, Attend and Tell).
+with soft additive attention over the S*S grid cells at every step (Show, Attend and Tell);
+S is the encoder's grid side, the input size / 32 (9 for the default 288x288 input).
 
 With ``layers=2`` it is the two-LSTM decoder of Up-Down (Anderson et al. 2018): an attention
 LSTM reads the previous word, the mean projected grid and the language LSTM's last state, its
@@ -7,10 +8,18 @@ output is the attention query, and a language LSTM turns the attended context in
 
 The grid is projected once per image (values and attention keys), so a decoding step only
 costs the LSTM cell(s), one query projection and the output layer.
+
+:class:`EnsembleDecoder`: several decoders trained on the same vocabulary write one caption
+together. At every step each member predicts the next word from its own state; the ensemble's
+next-word distribution is the mean of the members' distributions (the log of the mean
+probability is returned as the logits, so greedy, beam search and sampling work unchanged).
+Attention maps are the members' mean.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -36,8 +45,8 @@ class DecoderConfig:
 class DecoderState:
     h: torch.Tensor  # (N, layers * hidden) LSTM hidden states, layer by layer
     c: torch.Tensor  # (N, layers * hidden) LSTM cell states
-    values: torch.Tensor  # (N, 49, context) projected grid, fixed per image
-    keys: torch.Tensor  # (N, 49, attention) attention keys, fixed per image
+    values: torch.Tensor  # (N, S*S, context) projected grid, fixed per image
+    keys: torch.Tensor  # (N, S*S, attention) attention keys, fixed per image
 
     def reorder(self, index: torch.Tensor) -> "DecoderState":
         """Pick rows of h and c (beam reordering within the same image: values/keys stay)."""
@@ -72,22 +81,22 @@ class AttentionLSTMDecoder(nn.Module):
         self.out = nn.Linear(cfg.hidden_dim + cfg.context_dim, cfg.vocab_size)
 
     def init_state(self, grid: torch.Tensor, pooled: torch.Tensor) -> DecoderState:
-        """grid (N, 49, feature), pooled (N, feature) -> initial state seeded by the semantic vector."""
-        values = self.grid_dropout(F.relu(self.project_grid(grid)))  # (N, 49, context)
-        keys = self.att_key(values)  # (N, 49, attention)
+        """grid (N, S*S, feature), pooled (N, feature) -> initial state seeded by the semantic vector."""
+        values = self.grid_dropout(F.relu(self.project_grid(grid)))  # (N, S*S, context)
+        keys = self.att_key(values)  # (N, S*S, attention)
         h = torch.tanh(self.init_h(pooled))  # (N, layers * hidden)
         c = torch.tanh(self.init_c(pooled))  # (N, layers * hidden)
         return DecoderState(h, c, values, keys)
 
     def _attend(self, query_state: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, torch.Tensor]:
         query = self.att_query(query_state).unsqueeze(1)  # (N, 1, attention)
-        scores = self.att_score(torch.tanh(state.keys + query)).squeeze(-1)  # (N, 49)
-        alpha = scores.softmax(dim=-1)  # (N, 49)
+        scores = self.att_score(torch.tanh(state.keys + query)).squeeze(-1)  # (N, S*S)
+        alpha = scores.softmax(dim=-1)  # (N, S*S)
         context = torch.bmm(alpha.unsqueeze(1), state.values).squeeze(1)  # (N, context)
         return torch.sigmoid(self.gate(query_state)) * context, alpha
 
     def _cell(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        """One step: tokens (N,) -> output features (N, hidden + context), next state, attention (N, 49)."""
+        """One step: tokens (N,) -> output features (N, hidden + context), next state, attention (N, S*S)."""
         if self.config.layers == 1:
             context, alpha = self._attend(state.h, state)
             h, c = self.lstm(torch.cat([self.embed(tokens), context], dim=-1), (state.h, state.c))
@@ -102,13 +111,13 @@ class AttentionLSTMDecoder(nn.Module):
         return torch.cat([h_lang, context], dim=-1), state, alpha
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        """One word: tokens (N,) -> logits (N, V), next state, attention weights (N, 49)."""
+        """One word: tokens (N,) -> logits (N, V), next state, attention weights (N, S*S)."""
         features, state, alpha = self._cell(tokens, state)
         return self.out(self.out_dropout(features)), state, alpha
 
     def forward(self, grid: torch.Tensor, pooled: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing. tokens (N, T) starts with <start>; returns logits (N, T, V) and
-        attention (N, T, 49) predicting tokens shifted by one."""
+        attention (N, T, S*S) predicting tokens shifted by one."""
         state = self.init_state(grid, pooled)
         features, alphas = [], []
         for t in range(tokens.shape[1]):
@@ -116,17 +125,17 @@ class AttentionLSTMDecoder(nn.Module):
             features.append(step_features)
             alphas.append(alpha)
         features = torch.stack(features, dim=1)  # (N, T, hidden + context)
-        return self.out(self.out_dropout(features)), torch.stack(alphas, dim=1)  # (N, T, V), (N, T, 49)
+        return self.out(self.out_dropout(features)), torch.stack(alphas, dim=1)  # (N, T, V), (N, T, S*S)
 
     def forward_packed(self, grid: torch.Tensor, pooled: torch.Tensor, row_image: torch.Tensor,
                        tokens: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing for training, several captions per image, no work on padding.
 
-        grid (I, 49, feature) and pooled (I, feature) are computed once per image;
+        grid (I, S*S, feature) and pooled (I, feature) are computed once per image;
         row_image (N,) maps each caption row to its image; tokens (N, T) start with <start>;
         rows are sorted by ``lengths`` (descending), so at step t only the first rows that
         are still alive are computed. Returns logits (sum(lengths), V) in the time-major
-        packed order of ``pack_padded_sequence`` and attention (N, T, 49), zero past the end.
+        packed order of ``pack_padded_sequence`` and attention (N, T, S*S), zero past the end.
         """
         state = self.init_state(grid, pooled)
         state = DecoderState(state.h[row_image], state.c[row_image], state.values[row_image], state.keys[row_image])
@@ -141,3 +150,38 @@ class AttentionLSTMDecoder(nn.Module):
             alphas[:k, t] = alpha
         packed = torch.cat(features, dim=0)  # (sum(lengths), hidden + context)
         return self.out(self.out_dropout(packed)), alphas
+
+
+@dataclass
+class EnsembleState:
+    members: list[DecoderState]  # one state per member, rows aligned
+
+    def reorder(self, index: torch.Tensor) -> "EnsembleState":
+        return EnsembleState([s.reorder(index) for s in self.members])
+
+    def repeat(self, k: int) -> "EnsembleState":
+        return EnsembleState([s.repeat(k) for s in self.members])
+
+
+class EnsembleDecoder(nn.Module):
+    """Decoders of one configuration voting at every step (the interface of AttentionLSTMDecoder)."""
+
+    def __init__(self, members: Sequence[AttentionLSTMDecoder]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        if len({m.config for m in members}) != 1:
+            raise ValueError("ensemble members must share one decoder configuration")
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def init_state(self, grid: torch.Tensor, pooled: torch.Tensor) -> EnsembleState:
+        return EnsembleState([m.init_state(grid, pooled) for m in self.members])
+
+    def step(self, tokens: torch.Tensor, state: EnsembleState) -> tuple[torch.Tensor, EnsembleState, torch.Tensor]:
+        """tokens (N,) -> log of the members' mean next-word probability (N, V), state, mean attention (N, S*S)."""
+        outs = [m.step(tokens, s) for m, s in zip(self.members, state.members)]
+        logprobs = torch.stack([logits.float().log_softmax(dim=-1) for logits, _, _ in outs])  # (M, N, V)
+        mean = logprobs.logsumexp(dim=0) - math.log(len(outs))  # (N, V)
+        alpha = torch.stack([a for _, _, a in outs]).mean(dim=0)  # (N, S*S)
+        return mean, EnsembleState([s for _, s, _ in outs]), alpha

@@ -45,6 +45,10 @@ class Decoding:
         """A copy with the given options changed; ``None`` keeps the current value."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def for_n_best(self, n: int) -> "Decoding":
+        """The decoding that yields ``n`` alternatives: the beam widened to at least ``n``."""
+        return self.replace(beam_size=max(self.beam_size, n))
+
     @property
     def is_greedy(self) -> bool:
         """Beam 1 without blocks: the same captions as :func:`greedy`, which is faster."""
@@ -61,7 +65,7 @@ class Hypothesis:
     tokens: list[int]  # word ids without <start>/<end>
     logprob: float  # sum of log-probabilities incl. the <end> token when present
     score: float  # ranking score: logprob / length ** length_penalty
-    attention: torch.Tensor  # (len(tokens), 49) attention weights of each emitted word
+    attention: torch.Tensor  # (len(tokens), S*S) attention weights of each emitted word
 
 
 def _length(n_words: int, ended: bool) -> int:
@@ -78,7 +82,7 @@ def _finalize(seq: list[int], step_logprobs: list[float], alphas: torch.Tensor, 
 
 
 def greedy(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
-           max_length: int = 20, min_length: int = 0) -> list[Hypothesis]:
+           max_length: int = Decoding.max_length, min_length: int = Decoding.min_length) -> list[Hypothesis]:
     """Most likely word at each step, for the whole batch at once."""
     n = grid.shape[0]
     state = decoder.init_state(grid, pooled)
@@ -147,9 +151,11 @@ def _block_dangling_end(logprobs: torch.Tensor, seqs: torch.Tensor, dangling: to
 
 
 def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
-                beam_size: int = 3, max_length: int = 20, min_length: int = 0, length_penalty: float = 0.0,
-                no_repeat_ngram_size: int = 0, no_repeat_words: bool = False,
-                no_dangling_end: bool = False) -> list[list[Hypothesis]]:
+                beam_size: int = Decoding.beam_size, max_length: int = Decoding.max_length,
+                min_length: int = Decoding.min_length, length_penalty: float = Decoding.length_penalty,
+                no_repeat_ngram_size: int = Decoding.no_repeat_ngram_size,
+                no_repeat_words: bool = Decoding.no_repeat_words,
+                no_dangling_end: bool = Decoding.no_dangling_end) -> list[list[Hypothesis]]:
     """Batched beam search: all images x beams advance together in one (B*K)-row batch.
 
     Finished beams are carried along with frozen scores (they can only extend with <pad>
@@ -157,7 +163,7 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
     hypotheses sorted best first by ``logprob / length ** length_penalty``. ``no_repeat_words``:
     no word outside :data:`~captioning.vocab.REPEATABLE_WORDS` twice in a caption;
     ``no_dangling_end``: no <end> right after :data:`~captioning.vocab.DANGLING_WORDS` (but at
-    ``max_length`` <end> is forced). The options are the fields of :class:`Decoding`.
+    ``max_length`` <end> is forced). The options and their defaults are :class:`Decoding`'s.
     """
     b, k = grid.shape[0], beam_size
     dev = grid.device
@@ -176,11 +182,12 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
         logits, state, alpha = decoder.step(tokens, state)
         logprobs = logits.float().log_softmax(dim=-1)  # (B*K, V)
         _restrict(logprobs, t, vocab, min_length=min_length, max_length=max_length)
-        _block_repeated_ngrams(logprobs, seqs.view(b * k, -1), no_repeat_ngram_size)
+        words = seqs.view(b * k, -1)  # (B*K, t) each row's words so far
+        _block_repeated_ngrams(logprobs, words, no_repeat_ngram_size)
         if once is not None:
-            _block_repeated_words(logprobs, seqs.view(b * k, -1), once)
+            _block_repeated_words(logprobs, words, once)
         if dangling is not None and t < max_length:
-            _block_dangling_end(logprobs, seqs.view(b * k, -1), dangling, vocab.end_id)
+            _block_dangling_end(logprobs, words, dangling, vocab.end_id)
         logprobs = logprobs.view(b, k, -1)  # (B, K, V)
         logprobs[finished] = NEG_INF
         logprobs[..., vocab.pad_id].masked_fill_(finished, 0.0)
@@ -189,15 +196,18 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
         scores, flat = candidates.topk(k, dim=-1)  # (B, K)
         beam, word = flat // vocab_size, flat % vocab_size  # (B, K) parent beam and new word
         word_logp = logprobs.view(b, k * vocab_size).gather(1, flat)  # (B, K)
+        # (B, K, t+1): the parent's words and the new one
         seqs = torch.cat([seqs.gather(1, beam.unsqueeze(-1).expand_as(seqs)), word.unsqueeze(-1)], dim=-1)
         step_logps = torch.cat([step_logps.gather(1, beam.unsqueeze(-1).expand_as(step_logps)),
                                 word_logp.unsqueeze(-1)], dim=-1)
+        # (B*K, S*S) -> (B, K, 1, S*S): the step's attention of each new beam's parent, appended to
+        # the parent's history -> (B, K, t+1, S*S)
         alpha = alpha.view(b, k, 1, -1).gather(1, beam.view(b, k, 1, 1).expand(b, k, 1, alpha.shape[-1]))
         alphas = torch.cat([alphas.gather(1, beam.view(b, k, 1, 1).expand_as(alphas)), alpha], dim=2)
         finished = finished.gather(1, beam) | (word == vocab.end_id)
         rows = (offsets + beam).view(-1)  # (B*K,) parent row of each new beam
         state = state.reorder(rows)
-        tokens = word.view(-1)
+        tokens = word.view(-1)  # (B*K,)
         if finished.all():
             break
     out = []
@@ -213,11 +223,11 @@ class Samples:
     tokens: torch.Tensor  # (N, T) sampled word ids, <pad> after <end>
     logprobs: torch.Tensor  # (N, T) log-probability of each sampled word under the sampling policy (0 on padding)
     mask: torch.Tensor  # (N, T) True for real words and the <end> token
-    attention: torch.Tensor  # (N, T, 49) attention weights at each step
+    attention: torch.Tensor  # (N, T, S*S) attention weights at each step
 
 
 def sample(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tensor, *, vocab: Vocabulary,
-           max_length: int = 20, temperature: float = 1.0, top_p: float = 1.0,
+           max_length: int = Decoding.max_length, temperature: float = 1.0, top_p: float = 1.0,
            generator: torch.Generator | None = None) -> Samples:
     """Draw one caption per row (ancestral sampling with temperature and nucleus top-p).
 

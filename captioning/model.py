@@ -6,9 +6,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from .decoder import AttentionLSTMDecoder, DecoderConfig
+from .decoder import AttentionLSTMDecoder, DecoderConfig, EnsembleDecoder
 from .encoder import EfficientNetLite0, EncoderOutput
-from .ensemble import EnsembleDecoder
 
 ENCODER_ARCHS = ("efficientnet_lite0",)
 
@@ -18,7 +17,7 @@ class ModelConfig:
     decoder: DecoderConfig  # sizes of the LSTM decoder
     encoder: str = "efficientnet_lite0"  # encoder architecture name
     max_length: int = 20  # default caption length limit in words (decoding may override)
-    members: int = 1  # decoders averaged at every step (an ensemble, see captioning.ensemble); 1 = one decoder
+    members: int = 1  # decoders averaged at every step (an ensemble: decoder.EnsembleDecoder); 1 = one decoder
     encoder_tuned_blocks: int = 0  # last encoder blocks fine-tuned on captions (their ImageNet copies feed the tags)
 
     def to_dict(self) -> dict:
@@ -45,5 +44,5 @@ class CaptionModel(nn.Module):
             EnsembleDecoder([AttentionLSTMDecoder(config.decoder) for _ in range(config.members)])
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
-        """pixels (B, 3, 224, 224), normalised -> grid, semantic vector, ImageNet logits."""
+        """pixels (B, 3, H, W), normalised -> grid, semantic vector, ImageNet logits."""
         return self.encoder(pixels)

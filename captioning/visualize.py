@@ -15,9 +15,9 @@ def _colormap(x: np.ndarray) -> np.ndarray:
 
 
 def attention_overlay(image: Image.Image, attention: np.ndarray, *, alpha: float = 0.55) -> Image.Image:
-    """Blend a (7, 7) attention map, smoothly upsampled, over the image (RGB, same size)."""
+    """Blend an (S, S) attention map, smoothly upsampled, over the image (RGB, same size)."""
     att = np.asarray(attention, dtype=np.float32)
-    att = (att - att.min()) / max(float(att.max() - att.min()), 1e-8)  # (7, 7) in 0..1
+    att = (att - att.min()) / max(float(att.max() - att.min()), 1e-8)  # (S, S) in 0..1
     heat = Image.fromarray((att * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BICUBIC)
     colours = Image.fromarray(_colormap(np.asarray(heat, np.float32) / 255.0))
     return Image.blend(image.convert("RGB"), colours, alpha)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from captioning.data import CaptionedImage, DatasetError, read_dataset
+from captioning.training.data import CaptionedImage, DatasetError, read_dataset
 
 TRICKY = 'A dog, "Rex", runs on the grass .'  # comma and quotes: must survive CSV quoting
 

@@ -12,7 +12,8 @@ import torch
 from captioning import Captioner, load_bundle, save_bundle
 from captioning.bundle import BundleInfo
 from captioning.decoding import beam_search, greedy
-from captioning.ensemble import EnsembleDecoder, main
+from captioning.decoder import EnsembleDecoder
+from captioning.training.ensembling import main
 from captioning.model import CaptionModel
 from captioning.vocab import Vocabulary
 

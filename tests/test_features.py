@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from captioning.encoder import load_pretrained_encoder
-from captioning.features import FeatureCache, encoder_fingerprint
+from captioning.training.features import FeatureCache, encoder_fingerprint
 from captioning.images import Preprocessing
 
 

@@ -7,7 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from captioning.metrics import CiderD, coco_scores
+from captioning.training.metrics import CiderD, coco_scores
 from captioning.vocab import tokenize
 
 REFERENCES = {
@@ -120,7 +120,7 @@ def test_coco_scores_rejects_key_mismatch():
 
 
 def test_coco_scores_meteor_skipped_without_java(monkeypatch):
-    monkeypatch.setattr("captioning.metrics.shutil.which", lambda name: None)
+    monkeypatch.setattr("captioning.training.metrics.shutil.which", lambda name: None)
     with pytest.warns(UserWarning, match="METEOR skipped"):
         scores = coco_scores(CANDIDATES, REFERENCES, meteor=True)
     assert "METEOR" not in scores and "CIDEr-D" in scores

@@ -61,7 +61,7 @@ def test_captions_real_photos(shipped, image, words):
 @pytest.mark.skipif(not (FLICKR8K / "captions.csv").exists(), reason="needs ../shared/data/flickr8k (present in CI)")
 def test_dev_scores_match_the_manifest(shipped, tmp_path):
     """caption-eval from scratch (fresh feature cache) reproduces the manifest's dev scores."""
-    from captioning.evaluate import main
+    from captioning.training.evaluate import main
 
     out = tmp_path / "eval.json"
     assert main(["--data", str(FLICKR8K / "captions.csv"), "--split", "dev", "--cache", str(tmp_path / "cache"),

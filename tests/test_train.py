@@ -69,7 +69,7 @@ def _run(args: list[str], *, torchrun: int = 0, **kw) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "plain"
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     assert main(_args(dataset, out, dataset / "cache")) == 0
     return out
@@ -91,7 +91,7 @@ def test_loss_goes_down_and_bundle_loads(trained, dataset):
 
 
 def test_scst_stage_runs_and_rewards(dataset, tmp_path):
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     out = tmp_path / "scst"
     assert main(_args(dataset, out, dataset / "cache", epochs=2, **{"scst-epochs": 1, "scst-lr": 1e-3})) == 0
@@ -103,7 +103,7 @@ def test_scst_stage_runs_and_rewards(dataset, tmp_path):
 def test_two_layer_decoder_trains_and_loads(dataset, tmp_path):
     """--decoder-layers 2 (Up-Down: attention LSTM + language LSTM) trains through both stages
     and writes a bundle that is built as a two-layer decoder and captions."""
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     out = tmp_path / "updown"
     assert main(_args(dataset, out, dataset / "cache", **{"decoder-layers": 2, "scst-epochs": 1})) == 0
@@ -119,7 +119,7 @@ def test_two_layer_decoder_trains_and_loads(dataset, tmp_path):
                                  {"scst-baseline": "mean", "scst-samples": 1}, {"hflip": 1.5},
                                  {"finetune-blocks": 6}, {"decoder-layers": 3}])
 def test_bad_options_fail_before_training(dataset, tmp_path, bad):
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     with pytest.raises(SystemExit, match="--" + next(iter(bad)).split("-")[0]):
         main(_args(dataset, tmp_path / "bad", dataset / "cache", epochs=1, **{"scst-epochs": 1, **bad}))
@@ -130,8 +130,9 @@ def test_every_flag_is_documented_by_its_config_comment(capsys):
     """caption-train --help shows each TrainConfig field's source comment, continuation lines included."""
     import dataclasses
 
-    from captioning._cli_help import field_comments
-    from captioning.train import TrainConfig, main
+    from captioning.options import field_comments
+    from captioning.training.config import TrainConfig
+    from captioning.training.trainer import main
 
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -146,7 +147,7 @@ def test_every_flag_is_documented_by_its_config_comment(capsys):
 
 
 def test_mirror_swaps_left_and_right():
-    from captioning.objectives import mirror_caption as _mirror
+    from captioning.training.objectives import mirror_caption as _mirror
 
     assert _mirror("A dog on the LEFT, a cat to the right.") == "a dog on the right a cat to the left"
 
@@ -154,7 +155,7 @@ def test_mirror_swaps_left_and_right():
 def test_mirrored_training_uses_the_mirrored_view(dataset, tmp_path):
     """--hflip 1 trains every step on grids of mirrored photos (filled into their own cache
     folder), in both stages; the result differs from the same run on the plain photos."""
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     cache = tmp_path / "cache"
     runs = {}
@@ -173,7 +174,7 @@ def test_finetuning_the_last_encoder_blocks(dataset, tmp_path):
     """--finetune-blocks 2 trains blocks 14-15 and the head conv from cached block-14 inputs, in
     both stages; BatchNorm statistics and everything before block 14 stay ImageNet's."""
     from captioning.encoder import load_pretrained_encoder
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     out = tmp_path / "ft"
     assert main(_args(dataset, out, tmp_path / "cache", epochs=2, **{
@@ -202,7 +203,7 @@ def test_finetuning_the_last_encoder_blocks(dataset, tmp_path):
 def test_image_size_sets_the_grid(trained, dataset, tmp_path):
     """--image-size 96 continues a 224 bundle on 3x3 grids (fine-tuning from cached 3x3 activations):
     the bundle records the size, and its captions' attention maps are 3x3."""
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     out = tmp_path / "small"
     assert main(_args(dataset, out, tmp_path / "cache", epochs=1, **{
@@ -217,8 +218,8 @@ def test_image_size_sets_the_grid(trained, dataset, tmp_path):
 def test_more_decoders_on_a_fine_tuned_encoder_form_an_ensemble(dataset, tmp_path):
     """--encoder-from trains a fresh decoder on another bundle's (fine-tuned) encoder, frozen:
     the result carries that exact encoder, so caption-ensemble accepts the two together."""
-    from captioning.ensemble import main as ensemble
-    from captioning.train import main
+    from captioning.training.ensembling import main as ensemble
+    from captioning.training.trainer import main
 
     cache = tmp_path / "cache"
     assert main(_args(dataset, tmp_path / "ft", cache, epochs=1, **{"finetune-blocks": 2, "finetune-lr-scale": 1.0})) == 0
@@ -239,7 +240,7 @@ def test_more_decoders_on_a_fine_tuned_encoder_form_an_ensemble(dataset, tmp_pat
 def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
     """SCST-only run from a finished bundle: same vocabulary and sizes, the start scored as
     epoch 0 and kept if no later epoch beats it, provenance and decoding in the manifest."""
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     out = tmp_path / "continued"
     args = _args(dataset, out, dataset / "cache", epochs=0, **{
@@ -302,7 +303,7 @@ def test_ddp_two_processes_agree_with_one(dataset, trained, tmp_path):
 
 def test_ddp_fine_tuning_agrees_with_one_process(dataset, tmp_path):
     """The fine-tuned encoder blocks are inside the DDP module: their gradients are averaged too."""
-    from captioning.train import main
+    from captioning.training.trainer import main
 
     opts = {"epochs": 2, "finetune-blocks": 1, "finetune-lr-scale": 1.0}
     assert main(_args(dataset, tmp_path / "one", tmp_path / "cache", **opts)) == 0
@@ -320,7 +321,7 @@ def test_ddp_fine_tuning_agrees_with_one_process(dataset, tmp_path):
 
 
 def test_caption_eval_cli(trained, dataset, tmp_path, capsys):
-    from captioning.evaluate import main
+    from captioning.training.evaluate import main
 
     out = tmp_path / "eval.json"
     assert main(["--weights", str(trained / "bundle"), "--data", str(dataset / "captions.csv"), "--split", "dev",
@@ -336,7 +337,7 @@ def test_caption_eval_cli(trained, dataset, tmp_path, capsys):
 def test_caption_eval_records_scores_and_decoding(trained, dataset, tmp_path):
     import shutil
 
-    from captioning.evaluate import main
+    from captioning.training.evaluate import main
 
     bundle = shutil.copytree(trained / "bundle", tmp_path / "tiny_sat.shapes")
     assert main(["--weights", str(bundle), "--data", str(dataset / "captions.csv"), "--split", "dev",
@@ -352,8 +353,8 @@ def test_caption_eval_records_scores_and_decoding(trained, dataset, tmp_path):
 def test_keep_epochs_and_caption_average(dataset, tmp_path, capsys):
     """--keep-epochs 1 writes each epoch's weights; caption-average turns their mean into a bundle
     scored on dev that records what it averaged; a file that is not a checkpoint is one clear error."""
-    from captioning.average import main as average
-    from captioning.train import main
+    from captioning.training.averaging import main as average
+    from captioning.training.trainer import main
 
     out = tmp_path / "kept"
     assert main(_args(dataset, out, dataset / "cache", epochs=2, **{"keep-epochs": 1})) == 0

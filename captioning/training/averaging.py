@@ -22,7 +22,11 @@ from pathlib import Path
 
 import torch
 
-from .evaluate import add_decoding_arguments
+from ..api import resolve_device
+from ..bundle import BundleError, BundleInfo, load_bundle, save_bundle
+from ..options import decoding_from_args
+from .data import DatasetError, read_dataset
+from .evaluate import add_scoring_flags, manifest_metrics, print_scores, score_model
 
 
 def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -51,20 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="dev", help="split to score the average on (default: %(default)s)")
     p.add_argument("--out", required=True, help="bundle folder to write (required)")
     p.add_argument("--version", default=None, help="bundle version (default: the base's)")
-    p.add_argument("--cache", default="cache/features", help="feature cache folder (default: %(default)s)")
-    add_decoding_arguments(p, default="the base's")
-    p.add_argument("--device", default="cpu", help="cpu (default: %(default)s)")
+    add_scoring_flags(p, decoding_default="the base's")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .bundle import BundleError, BundleInfo, load_bundle, save_bundle
-    from .data import DatasetError, read_dataset
-    from .evaluate import decoding_from_args, format_table, manifest_metrics, score_split
-    from .features import FeatureCache
-
     args = _parser().parse_args(argv)
     try:
+        device = resolve_device(args.device)
         base = load_bundle(args.base)
         decoding = decoding_from_args(args, base.default_decoding)
         items = read_dataset(args.data, split=args.split)
@@ -76,16 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, DatasetError, OSError, ValueError, RuntimeError) as e:
         print(f"caption-average: {e}", file=sys.stderr)
         return 2
-    model.eval()
-    grids = FeatureCache(args.cache, model.encoder, base.preprocessing).grids([it.image for it in items])
-    scores, _ = score_split(model.decoder, grids, items, vocab=base.vocab, decoding=decoding)
-    print(f"average of {len(states)} checkpoints on {args.split} ({len(items)} images, {decoding.asdict()}):")
-    print(format_table(scores))
+    scores, _ = score_model(model.to(device), items, vocab=base.vocab, preprocessing=base.preprocessing,
+                            decoding=decoding, cache=args.cache)
+    print_scores(f"average of {len(states)} checkpoints", scores, split=args.split, images=len(items),
+                 decoding=decoding)
     training = {**base.manifest.get("training", {}), "averaged": [str(Path(p)) for p in args.checkpoints],
                 "average_command": " ".join(["caption-average", *(argv if argv is not None else sys.argv[1:])])}
     info = BundleInfo(name=base.name, version=args.version or base.version, training=training,
-                      metrics=manifest_metrics(scores, split=args.split, images=len(items),
-                                               beam_size=decoding.beam_size),
+                      metrics=manifest_metrics(scores, split=args.split, images=len(items), decoding=decoding),
                       decoding=decoding.asdict(), encoder_source=base.manifest.get("encoder_source", {}))
     path = save_bundle(args.out, model, base.vocab, info, preprocessing=base.preprocessing)
     print(f"wrote {path}")

@@ -1,9 +1,9 @@
 """Feature cache: run the encoder once per image, keep the grids as memory-mapped float16.
 
 Layout of a cache folder ``<root>/<encoder fingerprint>/``:
-- ``grids.f16``: rows of (49, 1280) float16, appended (or, with ``stop=k``, of the
-  activations entering encoder block k, e.g. (192, 7, 7) for k = 15: what training
-  caches when it fine-tunes the blocks from k on);
+- ``grids.f16``: rows of (S*S, 1280) float16, S = the input size / 32, appended (or, with
+  ``stop=k``, of the activations entering encoder block k, e.g. (192, S, S) for k = 15: what
+  training caches when it fine-tunes the blocks from k on);
 - ``index.json``: image sha256 -> row, rewritten atomically after the rows are flushed.
 
 The folder is keyed by a fingerprint of the encoder weights, the preprocessing, the view
@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .encoder import EfficientNetLite0
-from .images import Preprocessing, load_image
+from ..encoder import EfficientNetLite0
+from ..images import Preprocessing, load_image
+
+CACHE_DIR = "cache/features"  # the tools' default cache folder (relative to the working directory)
 
 
 def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing, *, hflip: bool = False,
@@ -51,11 +53,12 @@ class FeatureCache:
     def __init__(self, root: str | os.PathLike, encoder: EfficientNetLite0, preprocessing: Preprocessing, *,
                  hflip: bool = False, stop: int | None = None):
         self.encoder, self.preprocessing, self.hflip, self.stop = encoder.eval(), preprocessing, hflip, stop
+        self.device = next(encoder.parameters()).device  # images are encoded there, rows kept on the CPU
         self.dir = Path(root) / encoder_fingerprint(encoder, preprocessing, hflip=hflip, stop=stop)
-        with torch.inference_mode():  # the row shape follows the input size: 224 -> a 7x7 grid, 288 -> 9x9
-            x = torch.zeros(1, 3, preprocessing.size, preprocessing.size)
+        with torch.inference_mode():  # the row shape follows the input size (S = size / 32, rounded up)
+            x = torch.zeros(1, 3, preprocessing.size, preprocessing.size, device=self.device)
             probe = encoder(x).grid if stop is None else encoder.trunk(x, stop=stop)
-        self.row_shape: tuple[int, ...] = tuple(probe.shape[1:])  # (49, 1280) grid, or (C, H, W) activations
+        self.row_shape: tuple[int, ...] = tuple(probe.shape[1:])  # (S*S, 1280) grid, or (C, H, W) activations
         self._row_bytes = int(np.prod(self.row_shape)) * 2
         self.dir.mkdir(parents=True, exist_ok=True)
         self._data, self._index_path = self.dir / "grids.f16", self.dir / "index.json"
@@ -65,7 +68,7 @@ class FeatureCache:
 
     def grids(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, workers: int = 2,
               progress: bool = True) -> np.ndarray:
-        """(N, 49, 1280) float16 memory-mapped grids for ``paths`` (or (N, C, H, W) activations
+        """(N, S*S, 1280) float16 memory-mapped grids for ``paths`` (or (N, C, H, W) activations
         with ``stop``), encoding only the misses."""
         with ThreadPoolExecutor(workers) as pool:
             shas = list(pool.map(file_sha256, paths))
@@ -83,16 +86,16 @@ class FeatureCache:
         bar = tqdm(total=len(items), desc="encoding images", unit="img", disable=not progress)
 
         def prepare(path):
-            array = self.preprocessing.to_array(load_image(path))  # (H, W, 3) uint8
+            array = self.preprocessing.to_array(load_image(path))  # (size, size, 3) uint8
             return np.ascontiguousarray(array[:, ::-1]) if self.hflip else array
 
         with ThreadPoolExecutor(workers) as pool, open(self._data, "ab") as f:
             for i in range(0, len(items), batch_size):
                 chunk = items[i:i + batch_size]
                 arrays = list(pool.map(prepare, [p for _, p in chunk]))
-                pixels = self.preprocessing.to_tensor(arrays).contiguous(memory_format=torch.channels_last)
+                pixels = self.preprocessing.to_tensor(arrays).to(self.device, memory_format=torch.channels_last)
                 out = encoder(pixels).grid if self.stop is None else encoder.trunk(pixels, stop=self.stop)
-                f.write(out.to(torch.float16).contiguous().numpy().tobytes())  # (B, 49, 1280) or (B, C, H, W)
+                f.write(out.to(torch.float16).cpu().contiguous().numpy().tobytes())  # (B, S*S, 1280) or (B, C, H, W)
                 f.flush()
                 os.fsync(f.fileno())
                 for sha, _ in chunk:

@@ -30,12 +30,12 @@ class RunLog:
         self._plot(rows)
 
     def _plot(self, rows: list[dict]) -> None:
-        try:
+        try:  # optional (pip install .[train]) and slow to import: only the plot needs it
             import matplotlib
 
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
-        except ImportError:  # plotting is optional (pip install .[train])
+        except ImportError:
             return
         epochs = [r["epoch"] for r in rows]
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))

@@ -10,19 +10,14 @@ call goes from cached features to the loss (what DistributedDataParallel needs).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .decoding import greedy, sample
+from ..decoding import greedy, sample
+from ..vocab import Vocabulary, tokenize
+from .config import TrainConfig
 from .metrics import CiderD
-from .vocab import Vocabulary, tokenize
-
-if TYPE_CHECKING:
-    from .train import TrainConfig
-
 
 _MIRRORED = {"left": "right", "right": "left"}  # words whose meaning a horizontal flip swaps
 
@@ -39,8 +34,8 @@ def caption_targets(items, vocab: Vocabulary, max_length: int, *, mirror: bool =
              for c in it.captions] for it in items]
 
 
-def xe_batch(decoder, grid, captions, cfg: "TrainConfig", device) -> tuple[torch.Tensor, float]:
-    """Cross-entropy + attention regulariser for a batch of images (I, 49, 1280) with all their
+def xe_batch(decoder, grid, captions, cfg: TrainConfig, device) -> tuple[torch.Tensor, float]:
+    """Cross-entropy + attention regulariser for a batch of images (I, S*S, 1280) with all their
     captions. The loss is a mean over captions of per-caption means, so DDP halves average exactly."""
     rows = sorted(((len(c) - 1, i, c) for i, image_captions in enumerate(captions) for c in image_captions),
                   reverse=True)
@@ -49,7 +44,7 @@ def xe_batch(decoder, grid, captions, cfg: "TrainConfig", device) -> tuple[torch
     for r, (_, _, c) in enumerate(rows):
         tokens[r, :len(c)] = torch.tensor(c)
     row_image = torch.tensor([i for _, i, _ in rows], device=device)
-    grid = grid.to(device).float()  # (I, 49, 1280)
+    grid = grid.to(device).float()  # (I, S*S, 1280)
     tokens = tokens.to(device)
     logits, alphas = decoder.forward_packed(grid, grid.mean(1), row_image, tokens, lengths)
     targets = pack_padded_sequence(tokens[:, 1:], lengths, batch_first=True)
@@ -63,10 +58,10 @@ def xe_batch(decoder, grid, captions, cfg: "TrainConfig", device) -> tuple[torch
     return loss, float(per_caption.detach().mean())
 
 
-def scst_batch(decoder, grid, batch_refs, cfg: "TrainConfig", cider: CiderD, vocab, device, gen):
+def scst_batch(decoder, grid, batch_refs, cfg: TrainConfig, cider: CiderD, vocab, device, gen):
     """REINFORCE with the CIDEr-D of captions sampled from the nucleus-truncated policy as reward,
     minus a baseline: the greedy caption's reward or the mean of the image's other samples."""
-    grid = grid.to(device).float()  # (I, 49, 1280)
+    grid = grid.to(device).float()  # (I, S*S, 1280)
     pooled = grid.mean(1)
     k = cfg.scst_samples
     if cfg.scst_baseline == "greedy":
@@ -99,8 +94,8 @@ class Objective(torch.nn.Module):
         self.decoder, self.encoder, self.start = decoder, encoder, start
 
     def grid(self, features: torch.Tensor) -> torch.Tensor:
-        """Cached rows -> (I, 49, 1280) grids: as they are, or through the encoder blocks from ``start``."""
-        features = features.float()  # (I, 49, 1280), or (I, C, 7, 7) activations entering block start
+        """Cached rows -> (I, S*S, 1280) grids: as they are, or through the encoder blocks from ``start``."""
+        features = features.float()  # (I, S*S, 1280), or (I, C, H, W) activations entering block start
         return features if self.start is None else self.encoder.tail(features, start=self.start).grid
 
     def forward(self, loss_fn, features, *args):

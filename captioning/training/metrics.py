@@ -13,7 +13,7 @@ from typing import Hashable, Mapping, Sequence, TypeVar, Union
 
 import numpy as np
 
-from .vocab import tokenize
+from ..vocab import tokenize
 
 K = TypeVar("K", bound=Hashable)
 Caption = Union[str, Sequence[str]]  # raw caption string or pre-tokenised words
@@ -32,6 +32,7 @@ def coco_scores(candidates: Mapping[K, str], references: Mapping[K, Sequence[str
     (pycocoevalcap's ``Cider``, unscaled) and ``METEOR`` only when ``meteor=True`` and ``java`` is on
     PATH (omitted with a warning if the Java scorer fails).
     """
+    # pycocoevalcap is an optional dependency (pip install .[train]): only these scores need it
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
@@ -64,7 +65,7 @@ def _meteor(gts: dict, res: dict) -> float | None:
         return None
     scorer = None
     try:
-        from pycocoevalcap.meteor.meteor import Meteor
+        from pycocoevalcap.meteor.meteor import Meteor  # optional, as in coco_scores
 
         scorer = Meteor()
         return float(scorer.compute_score(gts, res)[0])
@@ -184,7 +185,7 @@ class CiderD:
         e_order = np.asarray(order)[e_rank] if n > 1 else np.zeros(len(keys), dtype=np.int64)
 
         norms = np.sqrt(np.bincount(e_sent * n + e_order, weights=(tf * weight) ** 2,
-                                    minlength=len(sents) * n)).reshape(len(sents), n)
+                                    minlength=len(sents) * n)).reshape(len(sents), n)  # (sentences, n)
         lengths = np.maximum(np.array([len(s) for s in sents]) - 1, 0) if n >= 2 else np.zeros(len(sents))
 
         # (candidate, reference) pairs; each pair looks up its candidate's n-grams in its reference
@@ -200,7 +201,7 @@ class CiderD:
         tf_ref = np.where(keys[hit] == ref_key, tf[hit], 0)
         clipped = np.minimum(tf[entry], tf_ref) * tf_ref * weight[entry] ** 2  # min(h, r) * r
         dot = np.bincount(pair * n + e_order[entry], weights=clipped,
-                          minlength=len(pair_cand) * n).reshape(-1, n).astype(np.float64)
+                          minlength=len(pair_cand) * n).reshape(-1, n).astype(np.float64)  # (pairs, n)
 
         denom = norms[pair_cand] * norms[pair_ref]  # where 0, dot is 0 too (pycocoevalcap skips dividing)
         sim = np.divide(dot, denom, out=np.zeros_like(dot), where=denom != 0)
