@@ -124,12 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # the same work stage by stage, in CPU seconds (what the machine does without other load)
     from PIL import Image
-    import cv2
 
     def decode():
         with VideoReader(video) as reader:
-            return [captioner.preprocessing.to_array(Image.fromarray(cv2.cvtColor(f.image, cv2.COLOR_BGR2RGB)))
-                    for f in reader.sample(fps=args.fps)]
+            return [captioner.preprocessing.to_array(Image.fromarray(f.image)) for f in reader.sample(fps=args.fps)]
     arrays, _, cpu_decode = _timed(decode)
     encs, _, cpu_encode = _timed(lambda: [captioner.encode(arrays[i:i + args.batch_size])
                                           for i in range(0, len(arrays), args.batch_size)])

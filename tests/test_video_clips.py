@@ -52,6 +52,15 @@ def truncate(src: Path, dst: Path, fraction: float = 0.5) -> Path:
     return dst
 
 
+def red_clip(path, frames=10):
+    """A clip of pure red frames (written BGR, as OpenCV takes them)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for _ in range(frames):
+        writer.write(np.full((48, 64, 3), (0, 0, 255), np.uint8))
+    writer.release()
+    return path
+
+
 @pytest.mark.parametrize("fourcc,suffix,fps", [("MJPG", ".avi", 12.0), ("mp4v", ".mp4", 25.0)])
 def test_generated_clips_have_the_planned_frames(tmp_path, fourcc, suffix, fps):
     path = make_clip(tmp_path / f"clip{suffix}", fps=fps, fourcc=fourcc)
@@ -62,3 +71,4 @@ def test_generated_clips_have_the_planned_frames(tmp_path, fourcc, suffix, fps):
     while cap.grab():
         n += 1
     assert n == sum(round(s * fps) for _, s in SHOTS)
+

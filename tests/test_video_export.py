@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from captioning.api import Tag
-from pipelines.video.export import timestamp, to_srt, to_vtt, write_outputs
+from pipelines.video.export import timestamp, to_srt, to_vtt, write_outputs, write_thumbnails
 from pipelines.video.results import FrameTags, Shot, ShotTag, Summary, VideoMeta, VideoTags
-from test_video_clips import make_clip
+from test_video_clips import make_clip, red_clip
 
 _SRT_TIME = r"(\d{2}):([0-5]\d):([0-5]\d),(\d{3})"
 _VTT_TIME = r"(\d{2,}):([0-5]\d):([0-5]\d)\.(\d{3})"
@@ -133,6 +133,17 @@ def test_write_outputs_all_formats_and_thumbnails(tmp_path):
     assert first.shape == (240, 320, 3)
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 20  # cat vs coffee
     assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_thumbnails_keep_the_colours(tmp_path):
+    video = red_clip(tmp_path / "red.avi")
+    tags = _tags(shot_times=((0.0, 1.0),), captions=("red",))
+    tags = VideoTags(VideoMeta(str(video), 1.0, 10.0, 10, 64, 48, 1.0, 1), tags.frames[:1],
+                     tuple(Shot(s.index, s.start, s.end, 1, 0, 0.0, s.caption, 0.5, s.tags) for s in tags.shots),
+                     tags.summary, {})
+    write_thumbnails(tags, tmp_path / "thumbs")
+    b, g, r = cv2.imread(str(tmp_path / "thumbs/shot_000.jpg")).reshape(-1, 3).mean(0)  # imread gives BGR
+    assert r > 200 and g < 40 and b < 40
 
 
 def test_unknown_format_is_refused(tmp_path):

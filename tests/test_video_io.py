@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.video.io import (MAX_FAILURES, VideoError, VideoReader, find_videos, read_frames)
-from test_video_clips import SHOTS, make_clip, truncate
+from test_video_clips import SHOTS, make_clip, red_clip, truncate
 
 DURATION = sum(s for _, s in SHOTS)
 
@@ -66,6 +66,15 @@ def test_read_frames_returns_the_requested_frames(clips):
         every = {f.index: f.image for f in reader.sample(every_n=20)}
     np.testing.assert_array_equal(images[60], every[60])
     np.testing.assert_array_equal(images[100], every[100])
+
+
+def test_frames_are_rgb(tmp_path):
+    clip = red_clip(tmp_path / "red.avi")
+    with VideoReader(clip) as reader:
+        sampled = [f.image for f in reader.sample(every_n=5)]
+    for image in [*sampled, *read_frames(clip, [0, 5]).values()]:
+        r, g, b = image.reshape(-1, 3).mean(0)
+        assert image.dtype == np.uint8 and r > 200 and g < 40 and b < 40
 
 
 # -- broken files on disk ------------------------------------------------------------

@@ -100,7 +100,8 @@ def write_thumbnails(tags: VideoTags, directory: Path) -> list[Path]:
     for shot in tags.shots:
         if shot.keyframe_index in images:
             path = directory / f"shot_{shot.index:03d}.jpg"
-            if not cv2.imwrite(str(path), images[shot.keyframe_index], [cv2.IMWRITE_JPEG_QUALITY, 90]):
+            bgr = cv2.cvtColor(images[shot.keyframe_index], cv2.COLOR_RGB2BGR)  # the channel order imwrite takes
+            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]):
                 raise OSError(f"{path}: could not write the keyframe image")
             written.append(path)
     return written

@@ -4,7 +4,8 @@
 rate (``fps``) or every N frames, each with its true presentation time:
 
 - Skipped frames are ``grab()``-ed (demuxed and decoded by FFmpeg, but never converted to
-  BGR); only sampled frames are ``retrieve()``-d.
+  an image); only sampled frames are ``retrieve()``-d, and handed out as RGB (OpenCV decodes
+  to BGR; this module converts, so no caller sees BGR).
 - Times come from ``CAP_PROP_POS_MSEC`` of the grabbed frame, so variable frame rate
   videos are sampled by time, not by frame count. When the container has no timestamps
   (the property is 0 or does not increase) the time falls back to the previous time + one
@@ -17,14 +18,14 @@ rate (``fps``) or every N frames, each with its true presentation time:
 
 Strategy: at 1 fps from 30 fps, grabbing decodes all 30 frames of each second. OpenCV's
 seek (``CAP_PROP_POS_FRAMES``) jumps to the key frame before ``target - 16`` and decodes
-forward: about 16 + GOP/2 frames per sample. On the benchmark clip (60 s 1280x720 30 fps
-MPEG-4 from cv2.VideoWriter, a key frame every 12 frames) sampling 1 fps cost 2.2-2.7 s
-CPU by grabbing and 1.75-2.2 s by seeking; with the 1-10 s GOPs of camera and phone
-H.264 files seeking would decode more than grabbing, and it relies on the container's
+forward: about 16 + GOP/2 frames per sample. Seeking pays on short GOPs (a key frame
+every 12 frames, as cv2.VideoWriter's MPEG-4 writes); with the 1-10 s GOPs of camera and
+phone H.264 files it would decode more than grabbing, and it relies on the container's
 frame numbers being times. So ``strategy="auto"`` demuxes (without decoding) the first
 :data:`PROBE_PACKETS` packets to measure the GOP and check that timestamps are regular
-(about 3 ms), and seeks only when that saves decoding (:func:`seek_pays`); a seek that
-lands on the wrong frame or time switches to grabbing for the rest of the video.
+(cheap: no frame is decoded), and seeks only when that saves decoding (:func:`seek_pays`);
+a seek that lands on the wrong frame or time switches to grabbing for the rest of the
+video. ``benchmarks/bench_video.py`` measures both on this machine.
 """
 from __future__ import annotations
 
@@ -78,10 +79,11 @@ class VideoInfo:
 class Frame:
     index: int  # 0-based position of the frame in the decoded stream
     time: float  # presentation time in seconds from the start of the video
-    image: np.ndarray  # (H, W, 3) uint8 BGR, as OpenCV decodes it
+    image: np.ndarray  # (H, W, 3) uint8 RGB
 
 
 def _cv2():
+    """OpenCV, imported on first use: importing pipelines must not load it."""
     import cv2
 
     return cv2
@@ -175,11 +177,13 @@ class VideoReader:
         return False
 
     def _retrieve(self) -> np.ndarray | None:
+        """The grabbed frame as (H, W, 3) uint8 RGB; None (and an error noted) when it does not decode."""
         ok, image = self._cap.retrieve()
         if not ok or image is None or getattr(image, "ndim", 0) != 3 or image.size == 0:
             self.errors.append(f"frame {self._index} at {self._time:.3f} s could not be decoded")
             return None
-        return image
+        cv2 = _cv2()
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def _finish(self) -> None:
         if self.frames_read == 0:
@@ -292,7 +296,7 @@ def seek_pays(path: str, info: VideoInfo, step: float) -> bool:
 
 
 def read_frames(path: str | os.PathLike, indices: list[int]) -> dict[int, np.ndarray]:
-    """BGR images of the frames at ``indices`` (one sequential pass; for keyframe thumbnails).
+    """RGB images of the frames at ``indices`` (one sequential pass; for keyframe thumbnails).
     Frames that cannot be read are missing from the result."""
     wanted = set(indices)
     found: dict[int, np.ndarray] = {}

@@ -115,8 +115,6 @@ class Tagger:
     def _frames(self, reader: VideoReader, max_seconds: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
         """Sampled frames with their encoder-ready RGB arrays (runs in the prefetch thread); raises
         :class:`VideoTooLong` at the first sample past ``max_seconds``, so decoding stops there."""
-        import cv2
-
         frames = reader.sample(fps=self.opt.fps, every_n=self.opt.every_n_frames, strategy=self.opt.strategy)
         while True:
             t = time.perf_counter()
@@ -126,7 +124,7 @@ class Tagger:
                 return
             if max_seconds is not None and frame.time > max_seconds:
                 raise VideoTooLong(f"{reader.path}: longer than {max_seconds:g} s")
-            array = self.cap.preprocessing.to_array(Image.fromarray(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)))
+            array = self.cap.preprocessing.to_array(Image.fromarray(frame.image))
             self.timings["decode"] += time.perf_counter() - t
             yield frame.index, frame.time, array
 
