@@ -30,16 +30,16 @@ from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.visualize import attention_overlay
 from pipelines.files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
-from pipelines.video import VideoError, VideoTags, VideoTooLong, tag_video
+from pipelines.video import TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
 from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
-from pipelines.video.shots import DEFAULT_THRESHOLD
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
 MAX_BATCH_FILES = 2000
 UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
 CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
+VIDEO = TagOptions()  # the video tab's defaults: tag-video's
 COPY_CHUNK = 1 << 20  # bytes per read when unpacking a zip member
 
 
@@ -79,7 +79,7 @@ class Handlers:
             raise
 
     # -- image tab -----------------------------------------------------------------------
-    def caption_image(self, image: str | dict | None, beam_size: int = 3, max_length: int = 20):
+    def caption_image(self, image: str | dict | None, beam_size: int | None = None, max_length: int | None = None):
         """-> caption, n-best table, tags {label: p}, word choices, heatmap, attention state.
 
         ``image`` is a path, or gr.Image's upload payload as the event passes it unprocessed
@@ -95,7 +95,7 @@ class Handlers:
             raise gr.Error(f"Cannot read this image: {_reason(e, image_path)}") from None
         cap = self.captioner
         enc = cap.encode([image])
-        result = cap.decode(enc, beam_size=int(beam_size), max_length=int(max_length))[0]
+        result = cap.decode(enc, beam_size=_whole(beam_size), max_length=_whole(max_length))[0]
         tags = {t.label: t.probability for t in cap.top_tags(enc, k=5)[0]}
         nbest = [[a.text, round(a.score, 3)] for a in result.alternatives]
         words = [f"{i + 1}. {w}" for i, w in enumerate(result.tokens)]
@@ -116,7 +116,7 @@ class Handlers:
         return attention_overlay(image, np.asarray(state["attention"][index]))
 
     # -- video tab -----------------------------------------------------------------------
-    def tag_video(self, video_path: str | None, fps: float = 1.0, shot_threshold: float = DEFAULT_THRESHOLD,
+    def tag_video(self, video_path: str | None, fps: float = VIDEO.fps, shot_threshold: float = VIDEO.shot_threshold,
                   progress: gr.Progress = gr.Progress()):
         """-> shots table, keyframe gallery, top tags {label: p}, JSON/SRT/VTT paths, result state."""
         if not video_path:
@@ -169,7 +169,7 @@ class Handlers:
         return [[_clock(s.start), _clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
 
     # -- batch tab -----------------------------------------------------------------------
-    def caption_batch(self, files: list[str] | None, beam_size: int = 3):
+    def caption_batch(self, files: list[str] | None, beam_size: int | None = None):
         """-> results table rows, CSV path, JSONL path."""
         if not files:
             raise gr.Error("Upload some images (or a .zip of images) first.")
@@ -189,7 +189,7 @@ class Handlers:
             paths = []
             for n, f in enumerate(files):
                 paths += self._unzip(f, members[f], Path(scratch, str(n))) if f in members else [f]
-            captioned = caption_images(paths, self.captioner, beam_size=int(beam_size), tags=3)
+            captioned = caption_images(paths, self.captioner, beam_size=_whole(beam_size), tags=3)
             records = [_public(r) for r in gr.Progress(track_tqdm=False).tqdm(captioned, total=len(paths),
                                                                               desc="captioning")]
         with self._new_downloads() as out:
@@ -272,6 +272,11 @@ def _reason(error: BaseException, path: str) -> str:
     return str(error).removeprefix(f"{path}: ").replace(str(path), Path(path).name)
 
 
+def _whole(value: float | None) -> int | None:
+    """A slider's number as the int the model takes; None (the bundle's value) stays None."""
+    return None if value is None else int(value)
+
+
 def _mb(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.0f}"
 
@@ -323,8 +328,9 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                     video = gr.File(label="Video (mp4, avi, mkv, webm, mov)", type="filepath", height=120,
                                     file_types=list(VIDEO_EXTENSIONS))
                     with gr.Row():
-                        fps = gr.Slider(0.25, 5, value=1.0, step=0.25, label="Frames per second sampled")
-                        threshold = gr.Slider(0.05, 0.6, value=DEFAULT_THRESHOLD, step=0.01, label="Shot threshold")
+                        fps = gr.Slider(0.25, 5, value=VIDEO.fps, step=0.25, label="Frames per second sampled")
+                        threshold = gr.Slider(0.05, 0.6, value=VIDEO.shot_threshold, step=0.01,
+                                              label="Shot threshold")
                     tag = gr.Button("Tag video", variant="primary")
                     gr.Examples(examples=[str(examples.CLIP)], inputs=video, label="Try an example")
                 with gr.Column(scale=1):

@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.images.inputs import discover
 from pipelines.images.cli import main as caption_images_main
+from pipelines.images.inputs import discover
+from pipelines.images.local import BATCH_SIZE, WORKERS
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDER = PROJECT.parent / "shared" / "data" / "flickr8k" / "images"
@@ -41,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
     p.add_argument("--random-weights", action="store_true", help="use a random default-size decoder (default: off)")
     p.add_argument("--beam-size", type=int, default=3, help="beam width (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="decoding threads (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per batch (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=WORKERS, help="decoding threads (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     args = p.parse_args(argv)
 

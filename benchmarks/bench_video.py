@@ -24,6 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.video import TagOptions, tag_video
+from pipelines.video.io import VideoReader
+
+
 def make_clip(path: Path, *, images: str | None, seconds: int = 60, fps: int = 30, size=(1280, 720),
               shot_seconds: float = 5.0) -> Path:
     import cv2
@@ -65,6 +69,7 @@ def _timed(fn):
 
 
 def main(argv: list[str] | None = None) -> int:
+    tagging = TagOptions()  # tag-video's defaults
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--video", default=None, help="clip to tag (default: generate one in --work)")
     p.add_argument("--images", default="/work/shared/data/flickr8k/images",
@@ -73,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder for the generated clip and bundle (default: %(default)s)")
     p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT, else a "
                    "random-weights bundle of realistic size built in --work)")
-    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16, help="frames per encoder pass (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=tagging.fps, help="frames sampled per second (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=tagging.batch_size,
+                   help="frames per encoder pass (default: %(default)s)")
     p.add_argument("--beam-size", type=int, default=3, help="caption beam width (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
@@ -83,8 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from captioning import Captioner, NoDefaultBundleError
-    from pipelines.video import tag_video
-    from pipelines.video.io import VideoReader
 
     if args.threads:
         torch.set_num_threads(args.threads)

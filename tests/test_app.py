@@ -19,7 +19,6 @@ from PIL import Image
 import app
 from captioning import ImageError, load_image
 from pipelines.video.io import FALLBACK_FPS, VideoReader
-from pipelines.video.shots import DEFAULT_THRESHOLD
 from test_video import no_duration_clip
 from test_video_clips import make_clip
 
@@ -104,7 +103,7 @@ def test_video_without_a_duration_stops_at_the_limit(captioner, tmp_path, monkey
     handlers = app.Handlers(captioner, max_video_seconds=3, workdir=str(tmp_path))
     grabs = _counting_grabs(monkeypatch)
     with pytest.raises(gr.Error) as e:
-        handlers.tag_video(str(clip), 1.0, DEFAULT_THRESHOLD)
+        handlers.tag_video(str(clip))
     assert e.value.message == ("The video is longer than 3 s; this server takes up to 3 s "
                                "(use tag-video for longer ones).")
     assert grabs[0] <= 4 * FALLBACK_FPS + 1  # stopped at the sample at 4 s, not at the end of the file
@@ -115,7 +114,7 @@ def test_video_announcing_its_duration_is_refused_before_decoding(captioner, tmp
     handlers = app.Handlers(captioner, max_video_seconds=3, workdir=str(tmp_path))
     grabs = _counting_grabs(monkeypatch)
     with pytest.raises(gr.Error) as e:
-        handlers.tag_video(str(clip), 1.0, DEFAULT_THRESHOLD)
+        handlers.tag_video(str(clip))
     assert e.value.message == "The video is 5 s long; this server takes up to 3 s (use tag-video for longer ones)."
     assert grabs[0] == 0
 

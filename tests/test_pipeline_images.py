@@ -16,10 +16,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines.images.inputs import discover
-from pipelines.images.records import FIELDS, prepare_image
 from pipelines.images import caption_images, write_records
 from pipelines.images.cli import main
+from pipelines.images.inputs import discover
+from pipelines.images.records import FIELDS, CaptionOptions, prepare_image
 
 GOOD = ["a.png", "b.JPG", "sub/c.webp", "sub/deeper/d.bmp", "sub/e.gif", "f.tiff"]
 BAD = {"bad/empty.jpg": "empty", "bad/truncated.jpg": "truncated", "bad/text.jpg": "not an image",
@@ -144,6 +144,8 @@ def test_unreadable_file_is_an_error_record(library, monkeypatch, captioner):
 
 def test_write_records_jsonl_and_csv(library, tmp_path, captioner):
     records = list(caption_images([library / "a.png", library / "bad/text.jpg"], captioner, n_best=2))
+    assert records == list(caption_images([library / "a.png", library / "bad/text.jpg"], captioner,
+                                          CaptionOptions(n_best=2)))
     write_records(iter(records), tmp_path / "r.jsonl")
     write_records(records, tmp_path / "r.csv")
     assert _lines(tmp_path / "r.jsonl") == records
@@ -243,6 +245,10 @@ def test_cli_stdout_and_usage_errors(library, tmp_path, tiny_bundle_dir, capsys)
     with pytest.raises(SystemExit) as e:
         main([])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main([str(library / "a.png"), "--n-best", "-1", "--beam-size", "0"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("error: --beam-size must be >= 1; --n-best must be >= 0")
     bad = tmp_path / "foreign.jsonl"
     bad.write_text('{"path": "x.jpg"}\nnot json\n{"path": "y.jpg"}\n')
     assert _cli(library / "a.png", "--out", bad, weights=tiny_bundle_dir) == 2

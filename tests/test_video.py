@@ -2,6 +2,7 @@
 (tiny random decoder: captions are gibberish, ImageNet tags are real)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.video import VideoTooLong, tag_video
+from captioning.options import field_comments
+from pipelines.video import TagOptions, VideoTooLong, tag_video
 from pipelines.video.cli import _parser, main
 from pipelines.video.io import FALLBACK_FPS, VideoError, VideoReader
 from pipelines.video.results import VideoTags
@@ -168,10 +170,20 @@ def test_max_seconds_stops_a_video_without_a_duration(tmp_path, captioner, monke
 
 
 @pytest.mark.parametrize("kw", [dict(tags=0), dict(batch_size=0), dict(shot_threshold=0.0),
-                                dict(min_shot_seconds=-1)])
+                                dict(min_shot_seconds=-1), dict(fps=0), dict(fps=None), dict(every_n_frames=0),
+                                dict(beam_size=0), dict(strategy="jump")])
 def test_invalid_options(clip, captioner, kw):
     with pytest.raises(ValueError):
         tag_video(clip, captioner, **kw)
+
+
+def test_options_object_and_keyword_changes_are_one_thing(clip, captioner):
+    options = TagOptions(fps=0.5, batch_size=4)
+    assert tag_video(clip, captioner, options).to_dict()["options"] == \
+        tag_video(clip, captioner, fps=0.5, batch_size=4).to_dict()["options"] == \
+        tag_video(clip, captioner, TagOptions(fps=2.0), fps=0.5, batch_size=4).to_dict()["options"]
+    with pytest.raises(TypeError):
+        tag_video(clip, captioner, frames_per_second=2.0)
 
 
 # -- the CLI -------------------------------------------------------------------------
@@ -226,6 +238,25 @@ def test_cli_rejects_bad_options(video_dir, argv, capsys):
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("argv,message", [(["--fps", "0"], "--fps must be > 0"),
+                                          (["--every-n-frames", "0", "--beam-size", "0"],
+                                           "--every-n-frames must be >= 1; --beam-size must be >= 1")])
+def test_cli_names_the_flag_of_a_bad_option(video_dir, argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main([str(video_dir / "Short.AVI"), *argv])
+    assert capsys.readouterr().err.strip().endswith(f"tag-video: error: {message}")
+
+
+def test_cli_flags_are_the_tag_options():
+    flags = {a.dest: a for a in _parser()._actions if a.option_strings}
+    comments = field_comments(TagOptions)
+    for f in dataclasses.fields(TagOptions):
+        if f.name != "strategy":  # not a flag: "auto" picks the access per video
+            comment = comments[f.name].split(" (None: ")[0]  # "(None: X)" reads "(default: X)" on the command line
+            assert flags[f.name].default == f.default and flags[f.name].help.startswith(comment), f.name
+    assert flags["beam_size"].help.endswith("(default: the bundle's)") and flags["fps"].type is float
+
+
 def test_cli_no_videos(tmp_path, capsys):
     assert main([str(tmp_path)]) == 1
     assert "no video files found" in capsys.readouterr().err
@@ -244,7 +275,8 @@ def test_runs_as_a_module():
 
 
 def test_importing_loads_neither_a_model_nor_ray():
-    code = ("import sys, pipelines.video.cli, pipelines.video.export, pipelines.video.ray; "
+    code = ("import sys, pipelines, pipelines.images.cli, pipelines.images.ray, pipelines.video.cli, "
+            "pipelines.video.export, pipelines.video.ray; "
             "print('ray' in sys.modules, 'cv2' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "False"], result.stderr

@@ -101,7 +101,7 @@ def test_corrupt_bytes_mid_stream_are_survived(clips, tmp_path):
 def test_truncated_mp4_is_a_clear_error(clips, tmp_path):
     cut = truncate(clips["mp4"], tmp_path / "cut.mp4")  # the MP4 index (moov) is at the end: gone
     with pytest.raises(VideoError, match=r"cut\.mp4: cannot open as a video"):
-        _sample(cut)
+        _sample(cut, fps=1.0)
 
 
 @pytest.mark.parametrize("name,content,message", [
@@ -114,7 +114,7 @@ def test_bad_files_are_clear_errors(tmp_path, name, content, message):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(VideoError, match=f"{name}: {message}"):
-        _sample(path)
+        _sample(path, fps=1.0)
 
 
 def test_video_without_frames_is_a_clear_error(tmp_path):
@@ -122,7 +122,7 @@ def test_video_without_frames_is_a_clear_error(tmp_path):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
     writer.release()  # a valid AVI header, no frames
     with pytest.raises(VideoError, match="empty.avi: no frames could be decoded"):
-        _sample(path)
+        _sample(path, fps=1.0)
 
 
 def test_directory_is_not_a_video(tmp_path):

@@ -16,9 +16,11 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from captioning import BundleError, Captioner
+from captioning.options import add_device_flag
 
+from ..flags import add_option_flags, options_from_args
 from .inputs import discover, path_key, read_list
-from .local import caption_images
+from .local import BATCH_SIZE, WORKERS, caption_images
 from .outputs import OutputError, RecordOutput, open_output
 from .ray import RayEngine
 from .records import CaptionOptions, run_settings
@@ -46,17 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start over: empty --out and rewrite sidecars "
                    "(default: off)")
     p.add_argument("--weights", metavar="W", default=None, help="bundle name or folder (default: weights/DEFAULT)")
-    p.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default: %(default)s)")
-    p.add_argument("--beam-size", metavar="N", type=int, default=None, help="beam width (default: the bundle's)")
-    p.add_argument("--max-length", metavar="N", type=int, default=None,
-                   help="max caption words (default: the bundle's)")
-    p.add_argument("--n-best", metavar="N", type=int, default=0,
-                   help="also record this many alternatives per image (default: %(default)s)")
-    p.add_argument("--tags", metavar="K", type=int, default=5,
-                   help="record the top-K ImageNet labels (default: %(default)s)")
-    p.add_argument("--batch-size", metavar="N", type=int, default=32,
+    add_device_flag(p)
+    add_option_flags(p, CaptionOptions)
+    p.add_argument("--batch-size", metavar="N", type=int, default=BATCH_SIZE,
                    help="images per model batch (default: %(default)s)")
-    p.add_argument("--workers", metavar="N", type=int, default=2, help="threads (local) or parallel tasks (ray) "
+    p.add_argument("--workers", metavar="N", type=int, default=WORKERS, help="threads (local) or parallel tasks (ray) "
                    "reading and decoding images while the model runs (default: %(default)s)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any image failed (default: off)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -70,17 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptions:
+    """The caption options the flags give; exits through ``p.error`` on a bad flag."""
     if not args.inputs and not args.from_list:
         p.error("give image files, folders or glob patterns, or --from-list FILE")
     for name in ("batch_size", "workers", "actors"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("beam_size", "max_length"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.n_best < 0 or args.tags < 0:
-        p.error("--n-best and --tags must be >= 0")
     if args.cpus_per_actor <= 0:
         p.error("--cpus-per-actor must be > 0")
     if args.sidecar is not None:
@@ -88,24 +80,24 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             check_sidecar_extension(args.sidecar)
         except ValueError as e:
             p.error(str(e))
+    return options_from_args(p, CaptionOptions, args)
 
 
 Engine = Callable[[list[str]], Iterator[dict[str, Any]]]
 
 
-def _engine(args: argparse.Namespace) -> tuple[Engine, dict[str, Any]]:
+def _engine(args: argparse.Namespace, options: CaptionOptions) -> tuple[Engine, dict[str, Any]]:
     """The chosen engine (model or Ray bundle check), loaded up front so that a bad bundle, a
     missing device or an unreachable cluster fails before any work, and the SETTINGS of the
     records it makes. Raises BundleError / RuntimeError."""
-    caption = dict(beam_size=args.beam_size, max_length=args.max_length, n_best=args.n_best, tags=args.tags)
-    options = dict(batch_size=args.batch_size, workers=args.workers, **caption)
     if args.engine == "ray":
-        engine = RayEngine(args.weights, address=args.address, actors=args.actors,
-                           cpus_per_actor=args.cpus_per_actor, device=args.device, **options)
+        engine = RayEngine(args.weights, options=options, batch_size=args.batch_size, workers=args.workers,
+                           actors=args.actors, cpus_per_actor=args.cpus_per_actor, device=args.device,
+                           address=args.address)
         return engine, engine.settings
     captioner = Captioner.load(args.weights, device=args.device)
-    return (lambda todo: caption_images(todo, captioner, **options)), run_settings(captioner.bundle,
-                                                                                   CaptionOptions(**caption))
+    return (lambda todo: caption_images(todo, captioner, options, batch_size=args.batch_size, workers=args.workers),
+            run_settings(captioner.bundle, options))
 
 
 def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | Sidecars], *,
@@ -144,7 +136,7 @@ def _self_sidecars(paths: list[str], sidecars: Sidecars) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _check(parser, args)
+    options = _check(parser, args)
     listed = read_list(args.from_list) if args.from_list else []
     found = discover(args.inputs, listed=listed, recursive=args.recursive)
     for warning in found.warnings:
@@ -167,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     for note in output.notes if output else []:
         print(f"{PROG}: {note}", file=sys.stderr)
     try:
-        return _caption_found(args, found.paths, output, sidecars)
+        return _caption_found(args, options, found.paths, output, sidecars)
     finally:
         if output is not None:
             output.close()
 
 
-def _caption_found(args: argparse.Namespace, paths: list[str], output: RecordOutput | None,
+def _caption_found(args: argparse.Namespace, options: CaptionOptions, paths: list[str], output: RecordOutput | None,
                    sidecars: Sidecars | None) -> int:
     """Caption what ``output`` (or the sidecars) does not hold yet; returns the exit status."""
     keys = {p: path_key(p) for p in paths}
@@ -189,7 +181,7 @@ def _caption_found(args: argparse.Namespace, paths: list[str], output: RecordOut
     start, tally, status = time.perf_counter(), Counter[str](), 0
     checked = output is not None and skipped > 0  # what is kept as done must be what this run would write
     try:
-        engine, settings = _engine(args) if todo or checked else (None, {})
+        engine, settings = _engine(args, options) if todo or checked else (None, {})
         if checked:
             output.check(settings, done & set(keys.values()))
     except (BundleError, RuntimeError) as e:  # no/bad bundle, no CUDA, Ray missing or cluster unreachable

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
@@ -14,23 +15,25 @@ from captioning.encoder import imagenet_categories
 
 from .records import CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image
 
+BATCH_SIZE = 32  # images per model batch
+WORKERS = 2  # threads reading and decoding images while the model runs
 PREFETCH_BATCHES = 2  # batches being read and decoded ahead of the one in the model
 
 
-def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, *, batch_size: int = 32,
-                   beam_size: int | None = None, max_length: int | None = None, n_best: int = 0, tags: int = 5,
-                   workers: int = 2) -> Iterator[dict[str, Any]]:
+def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, options: CaptionOptions = CaptionOptions(),
+                   *, batch_size: int = BATCH_SIZE, workers: int = WORKERS, **changes: Any) -> Iterator[dict[str, Any]]:
     """Caption image files; yields one record per path, in input order.
 
-    A record has ``path, caption, score, n_best, tags, width, height, sha256, model,
-    model_version, error``. ``n_best`` is a list of ``{text, score}`` when ``n_best > 0``
-    (else None); ``tags`` a list of ``{label, probability}`` (top ``tags`` ImageNet classes).
-    A file that cannot be read or decoded gets ``error`` (one line naming it) and no caption.
-    ``workers`` threads read and decode images ahead of the model (``PREFETCH_BATCHES``).
+    ``changes`` replace fields of ``options`` by name: ``caption_images(paths, captioner, n_best=3)``.
+    A record has the fields :data:`~pipelines.images.records.FIELDS`: ``n_best`` is a list of
+    ``{text, score}`` when ``n_best > 0`` (else None); ``tags`` a list of ``{label, probability}``
+    (top ``tags`` ImageNet classes). A file that cannot be read or decoded gets ``error`` (one
+    line naming it) and no caption. ``workers`` threads read and decode images ahead of the
+    model (``PREFETCH_BATCHES`` batches).
     """
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be >= 1")
-    options = CaptionOptions(beam_size=beam_size, max_length=max_length, n_best=n_best, tags=tags)
+    options = replace(options, **changes) if changes else options
     guard_decompression_bombs()
     chunks = _batched(paths, batch_size)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caption-images-decode")
@@ -42,7 +45,7 @@ def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, *, 
             pending.append([pool.submit(prepare_image, p, captioner.preprocessing) for p in chunk])
 
     try:
-        if tags:  # the label names come from a slow torchvision import: do it while the first batch decodes
+        if options.tags:  # the label names come from a slow torchvision import: do it while the first batch decodes
             pool.submit(imagenet_categories)
         for _ in range(1 + PREFETCH_BATCHES):
             submit_next()

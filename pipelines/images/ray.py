@@ -55,10 +55,8 @@ class RayEngine:
     """Callable ``engine(paths) -> records in input order``; checks the bundle and connects
     to Ray when built, so problems surface before any work (as RuntimeError / BundleError)."""
 
-    def __init__(self, weights: str | os.PathLike | None, *, address: str | None = None, actors: int = 1,
-                 cpus_per_actor: float = 1.0, device: str = "auto", batch_size: int = 32,
-                 beam_size: int | None = None, max_length: int | None = None, n_best: int = 0, tags: int = 5,
-                 workers: int = 2):
+    def __init__(self, weights: str | os.PathLike | None, *, options: CaptionOptions, batch_size: int, workers: int,
+                 actors: int, cpus_per_actor: float, device: str, address: str | None):
         try:
             import ray
         except ImportError:
@@ -66,7 +64,7 @@ class RayEngine:
         self.bundle = str(Path(resolve_bundle(weights)).resolve())  # actors load it by path
         bundle = load_bundle(self.bundle)  # verified here, so a damaged bundle fails before Ray starts
         self.preprocessing = bundle.preprocessing
-        self.options = CaptionOptions(beam_size=beam_size, max_length=max_length, n_best=n_best, tags=tags)
+        self.options = options
         self.settings = run_settings(bundle, self.options)  # the SETTINGS fields of the records made
         self.device, self.batch_size, self.workers = device, batch_size, workers
         self.actors, self.cpus_per_actor = actors, cpus_per_actor

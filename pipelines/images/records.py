@@ -27,16 +27,19 @@ SETTINGS = ("model", "model_version", "options")  # what made a record: a resume
 
 @dataclass(frozen=True)
 class CaptionOptions:
-    beam_size: int | None = None  # beam width (None: the bundle's recommended one)
+    """How images are captioned and what each record holds: :func:`caption_images`' options and
+    ``caption-images``' flags (made from these fields and their comments)."""
+    beam_size: int | None = None  # beam width (None: the bundle's)
     max_length: int | None = None  # max caption words (None: the bundle's)
-    n_best: int = 0  # alternatives per image in the record (0: no n_best list)
-    tags: int = 5  # top-K ImageNet labels per image (0: none)
+    n_best: int = 0  # also record this many alternatives per image
+    tags: int = 5  # record the top-K ImageNet labels (0: none)
 
     def __post_init__(self) -> None:
-        if self.n_best < 0 or self.tags < 0:
-            raise ValueError("n_best and tags must be >= 0")
-        if (self.beam_size is not None and self.beam_size < 1) or (self.max_length is not None and self.max_length < 1):
-            raise ValueError("beam_size and max_length must be >= 1")
+        lowest = {"beam_size": 1, "max_length": 1, "n_best": 0, "tags": 0}
+        problems = [f"{name} must be >= {low}" for name, low in lowest.items()
+                    if getattr(self, name) is not None and getattr(self, name) < low]
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 def run_settings(bundle: Bundle, options: CaptionOptions) -> dict[str, Any]:

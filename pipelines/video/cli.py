@@ -17,13 +17,15 @@ from tqdm import tqdm
 
 from captioning import BundleError, Captioner
 from captioning.bundle import resolve_bundle
+from captioning.options import add_device_flag
 
+from ..files import VIDEO_EXTENSIONS
+from ..flags import add_option_flags, options_from_args
 from .export import FORMATS, OutputOptions, timestamp
 from .io import find_videos
 from .job import describe_error, process_video
 from .ray import tag_videos_ray
 from .results import Segment, VideoTags
-from .shots import DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD
 from .tagger import TagOptions
 
 
@@ -58,29 +60,15 @@ def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None]) -
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tag-video", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
-                   help="video files, or folders searched recursively for .mp4 .avi .mkv .webm .mov .m4v")
-    p.add_argument("--fps", type=float, default=1.0, metavar="RATE",
-                   help="frames sampled per second (default: %(default)s)")
-    p.add_argument("--every-n-frames", type=int, default=None, metavar="N",
-                   help="sample every N-th frame instead of --fps (default: off)")
-    p.add_argument("--shot-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="DIST",
-                   help="cosine distance between consecutive samples that starts a new shot (default: %(default)s)")
-    p.add_argument("--min-shot-seconds", type=float, default=DEFAULT_MIN_SHOT_SECONDS, metavar="S",
-                   help="shorter shots are merged into a neighbour (default: %(default)s)")
+                   help=f"video files, or folders searched recursively for {' '.join(VIDEO_EXTENSIONS)}")
+    add_option_flags(p, TagOptions, skip=("strategy",))
     p.add_argument("--out", default=None, metavar="DIR", help="folder for the output files (default: none, "
                    "print a summary)")
     p.add_argument("--formats", default=None, metavar="LIST",
-                   help="comma-separated: json, csv, srt, vtt (default: json)")
-    p.add_argument("--caption-every-frame", action="store_true",
-                   help="caption every sampled frame, not only one keyframe per shot (default: off)")
-    p.add_argument("--tags", type=int, default=5, metavar="K", help="ImageNet labels per frame (default: %(default)s)")
+                   help=f"comma-separated: {', '.join(FORMATS)} (default: json)")
     p.add_argument("--query", action="append", default=[], metavar="TAG",
                    help="print the segments where TAG is seen (path, start --> end, confidence, "
                    "matching tags; tab-separated) instead of a summary; repeatable (default: none)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="N",
-                   help="frames per encoder pass (default: %(default)s)")
-    p.add_argument("--beam-size", type=int, default=None, metavar="N",
-                   help="caption beam width (default: the bundle's)")
     p.add_argument("--thumbnails", action="store_true", help="write keyframe JPEGs under --out (default: off)")
     p.add_argument("--cue-tags", action="store_true", help="add the top tags to SRT/VTT cues (default: off)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -89,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="Ray cluster address for --engine ray (default: start a local Ray)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="Ray workers, each with its own model (default: one per CPU, at most one per video)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    add_device_flag(p)
     p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
     return p
 
@@ -100,15 +88,7 @@ def _options(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TagO
         p.error(f"--formats: choose from {', '.join(FORMATS)} (got {args.formats!r})")
     if (args.formats or args.thumbnails) and not args.out:
         p.error("--formats and --thumbnails need --out DIR")
-    if args.fps <= 0 or (args.every_n_frames is not None and args.every_n_frames < 1):
-        p.error("--fps must be > 0 and --every-n-frames >= 1")
-    if args.tags < 1 or args.batch_size < 1 or (args.beam_size is not None and args.beam_size < 1):
-        p.error("--tags, --batch-size and --beam-size must be >= 1")
-    if not 0 < args.shot_threshold <= 2 or args.min_shot_seconds < 0:
-        p.error("--shot-threshold must be in (0, 2] and --min-shot-seconds >= 0")
-    return (TagOptions(args.fps, args.every_n_frames, args.shot_threshold, args.min_shot_seconds, args.tags,
-                       args.batch_size, args.beam_size, args.caption_every_frame),
-            OutputOptions(args.out, formats, args.thumbnails, args.cue_tags))
+    return options_from_args(p, TagOptions, args), OutputOptions(args.out, formats, args.thumbnails, args.cue_tags)
 
 
 def main(argv: list[str] | None = None) -> int:

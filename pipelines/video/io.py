@@ -194,7 +194,7 @@ class VideoReader:
                                f"{expected:.3f} s ({self.info.frame_count} frames): file truncated?")
 
     # -- sampling --------------------------------------------------------------------
-    def sample(self, *, fps: float | None = 1.0, every_n: int | None = None,
+    def sample(self, *, fps: float | None = None, every_n: int | None = None,
                strategy: Strategy = "auto") -> Iterator[Frame]:
         """Frames at ``fps`` samples per second (the first frame at or after each multiple of
         1/fps) or, when ``every_n`` is given, frames 0, N, 2N...; always starts with the first frame.

@@ -15,10 +15,7 @@ from .tagger import TagOptions, tag_video
 def process_video(path: str | os.PathLike, stem: str, captioner: Any, options: TagOptions, output: OutputOptions,
                   progress: Callable[[int, float], None] | None = None) -> VideoTags:
     """Tag one video and write its output files (``stem``: their name without extension)."""
-    tags = tag_video(path, captioner, fps=options.fps, every_n_frames=options.every_n_frames,
-                     shot_threshold=options.shot_threshold, min_shot_seconds=options.min_shot_seconds,
-                     tags=options.tags, batch_size=options.batch_size, beam_size=options.beam_size,
-                     caption_every_frame=options.caption_every_frame, strategy=options.strategy, progress=progress)
+    tags = tag_video(path, captioner, options, progress=progress)
     if output.out_dir is not None:
         write_outputs(tags, output.out_dir, stem, formats=output.formats, thumbnails=output.thumbnails,
                       cue_tags=output.cue_tags)

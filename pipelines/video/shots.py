@@ -13,10 +13,10 @@ Measured with this encoder (pooled EfficientNet-Lite0 features) on 300 Flickr8k 
   0.71-0.89, within shots <= 0.05; 12 Flickr8k photos made into a 720p clip with fast
   pans and zooms: cuts 0.50-0.76, within shots 0.07-0.21.
 
-So :data:`DEFAULT_THRESHOLD` = 0.3 misses almost no cut between different scenes and
-tolerates fast camera motion. Shots shorter than ``min_seconds`` (flashes, dissolves)
-are merged into their most similar neighbour, and neighbouring shots whose mean vectors
-are closer than the threshold are joined again.
+So a threshold of 0.3 (the default :attr:`TagOptions.shot_threshold`) misses almost no cut
+between different scenes and tolerates fast camera motion. Shots shorter than
+``min_seconds`` (flashes, dissolves) are merged into their most similar neighbour, and
+neighbouring shots whose mean vectors are closer than the threshold are joined again.
 
 Each sampled frame stands for the stretch of time nearest to it (from half-way to the
 previous sample to half-way to the next), so shot boundaries fall half-way between the
@@ -36,8 +36,6 @@ from captioning.encoder import imagenet_categories
 from .results import FrameTags, Segment, Shot, ShotTag, Summary, merge_segments
 from .words import caption_words
 
-DEFAULT_THRESHOLD = 0.3  # cosine distance between consecutive sampled frames that makes a cut
-DEFAULT_MIN_SHOT_SECONDS = 1.0  # shorter shots are merged into a neighbour
 SUMMARY_TAGS = 10  # labels (and caption words) listed in the video summary
 MAX_STORED = 64  # keyframe candidates kept in memory for the open segment
 
@@ -59,7 +57,7 @@ class ShotTracker:
     keyframe's payload.
     """
 
-    def __init__(self, *, threshold: float = DEFAULT_THRESHOLD, max_stored: int = MAX_STORED):
+    def __init__(self, *, threshold: float, max_stored: int = MAX_STORED):
         self.threshold = threshold
         self.max_stored = max_stored
         self._n = 0  # frames seen

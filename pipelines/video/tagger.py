@@ -7,8 +7,8 @@ import os
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Iterable, Iterator, get_args
 
 import numpy as np
 import torch
@@ -18,8 +18,7 @@ from captioning.api import Encoded
 
 from .io import Strategy, VideoError, VideoReader
 from .results import FrameTags, VideoMeta, VideoTags
-from .shots import (DEFAULT_MIN_SHOT_SECONDS, DEFAULT_THRESHOLD, ShotTracker, build_index, build_shots, frame_spans,
-                    group_segments, summarize)
+from .shots import ShotTracker, build_index, build_shots, frame_spans, group_segments, summarize
 
 
 class VideoTooLong(VideoError):
@@ -28,36 +27,48 @@ class VideoTooLong(VideoError):
 
 @dataclass(frozen=True)
 class TagOptions:
-    fps: float | None = 1.0  # samples per second (ignored when every_n_frames is set)
-    every_n_frames: int | None = None  # sample frames 0, N, 2N... instead of by time
-    shot_threshold: float = DEFAULT_THRESHOLD  # cosine distance between consecutive samples that makes a cut
-    min_shot_seconds: float = DEFAULT_MIN_SHOT_SECONDS  # shorter shots are merged into a neighbour
+    """How a video is tagged: :func:`tag_video`'s options, ``tag-video``'s flags (made from these
+    fields and their comments) and the web UI's defaults."""
+    fps: float | None = 1.0  # frames sampled per second (unused when sampling every N frames)
+    every_n_frames: int | None = None  # sample frames 0, N, 2N... instead of by time (None: off)
+    shot_threshold: float = 0.3  # cosine distance between consecutive samples that starts a new shot
+    min_shot_seconds: float = 1.0  # shorter shots are merged into a neighbour
     tags: int = 5  # ImageNet labels kept per frame and per shot
     batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
-    beam_size: int | None = None  # caption beam width (None: the bundle's recommendation)
-    caption_every_frame: bool = False  # caption every sampled frame, not only shot keyframes
-    strategy: Strategy = "auto"  # frame access: "grab" every frame, "seek" to samples, or "auto"
+    beam_size: int | None = None  # caption beam width (None: the bundle's)
+    caption_every_frame: bool = False  # caption every sampled frame, not only one keyframe per shot
+    strategy: Strategy = "auto"  # frame access: "grab" every frame, "seek" to samples, or "auto" (pipelines.video.io)
+
+    def __post_init__(self) -> None:
+        problems = [why for bad, why in (
+            (self.fps is None and self.every_n_frames is None, "fps or every_n_frames must be given"),
+            (self.fps is not None and not self.fps > 0, "fps must be > 0"),
+            (self.every_n_frames is not None and self.every_n_frames < 1, "every_n_frames must be >= 1"),
+            (not 0 < self.shot_threshold <= 2, "shot_threshold must be in (0, 2]"),
+            (self.min_shot_seconds < 0, "min_shot_seconds must be >= 0"),
+            (self.tags < 1, "tags must be >= 1"),
+            (self.batch_size < 1, "batch_size must be >= 1"),
+            (self.beam_size is not None and self.beam_size < 1, "beam_size must be >= 1"),
+            (self.strategy not in get_args(Strategy), f"strategy must be one of {', '.join(get_args(Strategy))}"),
+        ) if bad]
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
-def tag_video(path: str | os.PathLike, captioner: Any, *, fps: float | None = 1.0,
-              every_n_frames: int | None = None, shot_threshold: float = DEFAULT_THRESHOLD,
-              min_shot_seconds: float = DEFAULT_MIN_SHOT_SECONDS, tags: int = 5, batch_size: int = 16,
-              beam_size: int | None = None, caption_every_frame: bool = False, strategy: Strategy = "auto",
-              progress: Callable[[int, float], None] | None = None,
-              max_seconds: float | None = None) -> VideoTags:
+def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = TagOptions(), *,
+              progress: Callable[[int, float], None] | None = None, max_seconds: float | None = None,
+              **changes: Any) -> VideoTags:
     """Tag one video with a :class:`captioning.Captioner` (see :mod:`pipelines.video`).
 
+    ``changes`` replace fields of ``options`` by name: ``tag_video(path, captioner, fps=2.0)``.
     ``progress(frames, seconds)`` is called after each batch with the number of frames just
     tagged and the video time they advanced. ``max_seconds`` caps the work on one video
     (None: no cap): reading stops with :class:`VideoTooLong` at the first sampled frame past
     it, whatever duration the container announces (it may announce none, or a wrong one).
     Raises :class:`VideoError` when the file cannot be read at all; a video that breaks off
-    part-way gives results with ``partial=True``.
+    part-way gives results with ``partial=True``; ValueError for invalid options.
     """
-    if tags < 1 or batch_size < 1 or min_shot_seconds < 0 or not 0 < shot_threshold <= 2:
-        raise ValueError("tags and batch_size must be >= 1, min_shot_seconds >= 0, 0 < shot_threshold <= 2")
-    options = TagOptions(fps, every_n_frames, shot_threshold, min_shot_seconds, tags, batch_size, beam_size,
-                         caption_every_frame, strategy)
+    options = replace(options, **changes) if changes else options
     with VideoReader(path) as reader:
         return Tagger(captioner, options).run(reader, progress, max_seconds)
 
