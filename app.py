@@ -7,7 +7,8 @@ makes the app without launching it, for tests; the model loads once, in ``main()
 
 Files: uploads and the files a request hands back (downloads, keyframes) live in Gradio's
 cache, which Gradio serves from and empties on the :data:`CACHE_CLEANUP` schedule; zip
-members are unpacked into a scratch folder that the request deletes when it ends.
+members are unpacked (:mod:`pipelines.images.archives`) into a scratch folder that the
+request deletes when it ends.
 """
 from __future__ import annotations
 
@@ -17,10 +18,8 @@ import os
 import shutil
 import sys
 import tempfile
-import zipfile
-import zlib
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import Any, Iterator
 
 import gradio as gr
 import numpy as np
@@ -28,8 +27,9 @@ from gradio.utils import get_upload_folder
 
 from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.visualize import attention_overlay
-from pipelines.files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
+from pipelines.images.archives import ArchiveError, image_entries, is_zip, unpack
 from pipelines.video import TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
 from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
@@ -40,7 +40,6 @@ MAX_BATCH_FILES = 2000
 UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
 CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
 VIDEO = TagOptions()  # the video tab's defaults: tag-video's
-COPY_CHUNK = 1 << 20  # bytes per read when unpacking a zip member
 
 
 class Handlers:
@@ -175,7 +174,8 @@ class Handlers:
             raise gr.Error("Upload some images (or a .zip of images) first.")
         for f in files:
             self._check_size(f)
-        members = {f: self._zip_images(f) for f in files if _is_zip(f)}  # checked before anything is unpacked
+        with _shown(ArchiveError):  # every zip checked before anything is unpacked
+            members = {f: image_entries(f, max_member_bytes=self.max_upload_bytes) for f in files if is_zip(f)}
         count = sum(len(members[f]) if f in members else 1 for f in files)
         if not count:
             raise gr.Error("No images found in the upload.")
@@ -185,10 +185,10 @@ class Handlers:
         if unzipped > self.max_unzipped_bytes:
             raise gr.Error(f"The zips unpack to {unzipped / 2**20:.0f} MB; the limit is "
                            f"{_mb(self.max_unzipped_bytes)} MB.")
-        with tempfile.TemporaryDirectory(dir=self.workdir) as scratch:
+        with tempfile.TemporaryDirectory(dir=self.workdir) as scratch, _shown(ArchiveError):
             paths = []
             for n, f in enumerate(files):
-                paths += self._unzip(f, members[f], Path(scratch, str(n))) if f in members else [f]
+                paths += unpack(f, members[f], Path(scratch, str(n))) if f in members else [f]
             captioned = caption_images(paths, self.captioner, beam_size=_whole(beam_size), tags=3)
             records = [_public(r) for r in gr.Progress(track_tqdm=False).tqdm(captioned, total=len(paths),
                                                                               desc="captioning")]
@@ -198,58 +198,6 @@ class Handlers:
         rows = [[r["path"], r["caption"] or "", ", ".join(t["label"] for t in r["tags"] or []), r["error"] or ""]
                 for r in records]
         return rows, str(out / "captions.csv"), str(out / "captions.jsonl")
-
-    def _zip_images(self, zip_path: str) -> list[zipfile.ZipInfo]:
-        """The image entries of a zip, from its central directory (nothing is unpacked); each
-        must declare at most the upload limit."""
-        try:
-            with zipfile.ZipFile(zip_path) as z:
-                infos = [info for info in z.infolist() if _is_image_entry(info)]
-        except zipfile.BadZipFile:
-            raise gr.Error(f"{Path(zip_path).name} is not a valid zip file.") from None
-        for info in infos:
-            if info.file_size > self.max_upload_bytes:
-                raise gr.Error(f"{Path(zip_path).name}: {Path(info.filename).name} unpacks to "
-                               f"{info.file_size / 2**20:.0f} MB; the limit is {_mb(self.max_upload_bytes)} MB.")
-        return infos
-
-    def _unzip(self, zip_path: str, infos: list[zipfile.ZipInfo], dest: Path) -> list[str]:
-        """Unpack ``infos`` into a new folder ``dest`` (flat, safe names), streaming each member
-        and refusing one that holds more data than its entry declares."""
-        dest.mkdir()
-        paths = []
-        try:
-            with zipfile.ZipFile(zip_path) as z:
-                for i, info in enumerate(infos):
-                    name = Path(info.filename).name
-                    target = dest / f"{i:05d}_{name}"
-                    with z.open(info) as src, open(target, "wb") as dst:
-                        if _copy_at_most(src, dst, info.file_size) > info.file_size:
-                            raise gr.Error(f"{Path(zip_path).name}: {name} holds more data than its entry declares.")
-                    paths.append(str(target))
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
-            # damaged data, a compression method zipfile lacks, an encrypted member
-            raise gr.Error(f"{Path(zip_path).name}: cannot unpack ({_reason(e, zip_path)}).") from None
-        return paths
-
-
-def _is_zip(path: str) -> bool:
-    return str(path).lower().endswith(".zip")
-
-
-def _is_image_entry(info: zipfile.ZipInfo) -> bool:
-    name = Path(info.filename).name
-    return not info.is_dir() and not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _copy_at_most(src: IO[bytes], dst: IO[bytes], limit: int) -> int:
-    """Copy ``src`` into ``dst`` in chunks, stopping once more than ``limit`` bytes came;
-    returns the bytes copied."""
-    copied = 0
-    while copied <= limit and (chunk := src.read(min(COPY_CHUNK, limit + 1 - copied))):
-        dst.write(chunk)
-        copied += len(chunk)
-    return copied
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
@@ -265,6 +213,15 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return {key: scrub(value) for key, value in record.items()}
+
+
+@contextlib.contextmanager
+def _shown(*errors: type[Exception]) -> Iterator[None]:
+    """Errors of these types reach the user as their one-line message."""
+    try:
+        yield
+    except errors as e:
+        raise gr.Error(str(e)) from None
 
 
 def _reason(error: BaseException, path: str) -> str:
