@@ -6,16 +6,8 @@
 #
 # Writes under $RUNS only; the ensemble is $RUNS/lite0_sat_x3.flickr8k. Finished runs are skipped.
 set -euo pipefail
-DATA=${DATA:-../shared/data/flickr8k/captions.csv}
 RUNS=${RUNS:-runs/recipe-x3}
-mkdir -p "$RUNS"
-
-train() {  # train OUT ARGS...: one caption-train run, resumed if it was cut short
-  local out=$1; shift
-  [ -d "$out/bundle" ] && return
-  if [ -f "$out/checkpoint.pt" ]; then caption-train --data "$DATA" --out "$out" --resume "$@"
-  else caption-train --data "$DATA" --out "$out" "$@"; fi
-}
+. "$(dirname "$0")/common.sh"
 
 # member 1: 15 cross-entropy epochs, then 5 self-critical ones (the old default v1.1.0)
 train "$RUNS/flickr8k" --epochs 15 --scst-epochs 5 --scst-baseline mean --scst-lr 5e-5
@@ -27,6 +19,6 @@ done
     --members "$RUNS/flickr8k/bundle" "$RUNS/seed1/bundle" "$RUNS/seed2/bundle" --data "$DATA" \
     --name lite0_sat_x3.flickr8k --out "$RUNS/lite0_sat_x3.flickr8k" --length-penalty 1.0 \
     --no-repeat-ngram-size 2 --half
-caption-eval --weights "$RUNS/lite0_sat_x3.flickr8k" --data "$DATA" --split dev --no-repeat-words 1 \
+[ -f "$RUNS/eval-x3-dev.json" ] || caption-eval --weights "$RUNS/lite0_sat_x3.flickr8k" --data "$DATA" --split dev --no-repeat-words 1 \
     --no-dangling-end 1 --record --version 1.2.0 --out "$RUNS/eval-x3-dev.json"
 echo "bundle: $RUNS/lite0_sat_x3.flickr8k"
