@@ -6,7 +6,7 @@ from typing import Any
 __all__ = ["caption_images", "tag_video"]
 
 
-def __getattr__(name: str) -> Any:  # lazy: importing pipelines loads neither cv2 nor ray
+def __getattr__(name: str) -> Any:  # lazy: importing pipelines loads neither wing (no torch, cv2 or ray)
     if name == "caption_images":
         from .images import caption_images
 

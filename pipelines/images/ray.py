@@ -77,7 +77,7 @@ class RayEngine:
             self._started = True
 
     def __call__(self, paths: list[str]) -> Iterator[dict[str, Any]]:
-        import ray
+        import ray  # an optional extra: only --engine ray needs it (checked in __init__)
 
         context = ray.data.DataContext.get_current()
         saved = context.execution_options.preserve_order, context.enable_progress_bars

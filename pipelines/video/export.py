@@ -92,7 +92,7 @@ def write_csv(tags: VideoTags, path: Path) -> None:
 
 def write_thumbnails(tags: VideoTags, directory: Path) -> list[Path]:
     """Keyframe JPEGs ``shot_NNN.jpg``, re-read from the video (one sequential pass)."""
-    import cv2
+    import cv2  # on first use: importing pipelines must not load OpenCV
 
     directory.mkdir(parents=True, exist_ok=True)
     images = read_frames(tags.video.path, [s.keyframe_index for s in tags.shots])

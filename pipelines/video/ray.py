@@ -36,7 +36,7 @@ def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, device: str = "c
                    cpus_per_worker: float = 1.0) -> Iterator[tuple[str, VideoTags | None, str | None]]:
     """Tag ``jobs`` (video path, output stem) on Ray; yields (path, tags or None, error or None)
     as videos finish. Uses the running Ray if initialised, else ``ray.init(address)``."""
-    import ray
+    import ray  # an optional extra: only --engine ray needs it
     from ray.util import ActorPool
 
     if not ray.is_initialized():
