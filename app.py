@@ -26,6 +26,7 @@ import numpy as np
 from gradio.utils import get_upload_folder
 
 from captioning import BundleError, Captioner, ImageError, examples, load_image
+from captioning.options import add_weights_flag
 from captioning.visualize import attention_overlay
 from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
@@ -323,7 +324,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Web UI for image captioning and video tagging.")
     p.add_argument("--host", default=env("CAPTION_HOST", "127.0.0.1"), help="interface to bind (default: %(default)s; env CAPTION_HOST)")
     p.add_argument("--port", type=int, default=int(env("CAPTION_PORT", "7860")), help="port (default: %(default)s; env CAPTION_PORT)")
-    p.add_argument("--weights", default=env("CAPTION_WEIGHTS"), help="bundle name or folder (default: weights/DEFAULT; env CAPTION_WEIGHTS)")
+    add_weights_flag(p, default=env("CAPTION_WEIGHTS"), note="; env CAPTION_WEIGHTS")
     p.add_argument("--device", default=env("CAPTION_DEVICE", "auto"), help="cpu, cuda or auto (default: %(default)s; env CAPTION_DEVICE)")
     p.add_argument("--max-upload-mb", type=float, default=float(env("CAPTION_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)),
                    help="largest accepted upload (default: %(default)s; env CAPTION_MAX_UPLOAD_MB)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from dataclasses import asdict
@@ -9,20 +10,27 @@ from dataclasses import asdict
 from .api import Captioner
 from .bundle import BundleError
 from .images import ImageError
-from .options import add_decoding_flags, add_device_flag, decoding_from_args
+from .options import (N_BEST_HELP, TAGS_HELP, add_decoding_flags, add_device_flag, add_strict_flag, add_weights_flag,
+                      decoding_from_args)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption", description="Caption images with a model bundle.")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    add_weights_flag(p)
     add_device_flag(p)
     p.add_argument("--method", default="beam", choices=["beam", "greedy", "sample"], help="decoding method (default: %(default)s)")
     add_decoding_flags(p, default="the bundle's")
-    p.add_argument("--n-best", type=int, default=1, help="print this many alternatives (default: %(default)s)")
-    p.add_argument("--tags", type=int, default=0, metavar="K", help="also print the top-K ImageNet labels (default: %(default)s = none)")
-    p.add_argument("--seed", type=int, default=None, help="seed for --method sample (default: random)")
-    p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
+    sampling = inspect.signature(Captioner.decode).parameters  # the API's defaults, declared there once
+    p.add_argument("--temperature", type=float, default=sampling["temperature"].default,
+                   help="--method sample: divide the logits by this (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=sampling["top_p"].default,
+                   help="--method sample: sample from the smallest word set with this much probability (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="--method sample: seed (default: random)")
+    p.add_argument("--n-best", metavar="N", type=int, default=0, help=f"{N_BEST_HELP} (default: %(default)s)")
+    p.add_argument("--tags", metavar="K", type=int, default=5, help=f"{TAGS_HELP} (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image instead of text (default: off)")
+    add_strict_flag(p)
     return p
 
 
@@ -42,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         decoding = decoding_from_args(args, cap.decoding).for_n_best(args.n_best)
-        r = cap.decode(enc, method=args.method, seed=args.seed, **decoding.asdict())[0]
+        r = cap.decode(enc, method=args.method, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
+                       **decoding.asdict())[0]
         tags = cap.top_tags(enc, k=args.tags)[0] if args.tags else []
         if args.json:
             print(json.dumps({"path": path, "caption": r.text, "score": round(r.score, 4),
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\t  {a.score:7.3f}  {a.text}")
         if tags:
             print("\t  tags: " + ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags))
-    return 1 if failed else 0
+    return 1 if args.strict and failed else 0
 
 
 if __name__ == "__main__":

@@ -96,3 +96,19 @@ def decoding_from_args(args: argparse.Namespace, base: Decoding) -> Decoding:
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
     """``--device``: where the model runs, ``auto`` = CUDA when available, else the CPU."""
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def add_weights_flag(parser: argparse.ArgumentParser, *, default: str | None = None, note: str = "") -> None:
+    """``--weights``: the bundle every tool loads (``note`` is appended to the help, e.g. an env variable)."""
+    parser.add_argument("--weights", metavar="W", default=default,
+                        help=f"bundle name, arch prefix or folder (default: weights/DEFAULT{note})")
+
+
+def add_strict_flag(parser: argparse.ArgumentParser) -> None:
+    """``--strict``: a failed input makes the exit status 1 (without it, failures are reported on
+    stderr and the tool exits 0 once it has gone through every input)."""
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed (default: off)")
+
+
+N_BEST_HELP = "the N best captions per image, the caption itself first (0: only the caption)"
+TAGS_HELP = "the top-K ImageNet labels per image (0: none)"

@@ -68,3 +68,13 @@ def options_from_args(parser: argparse.ArgumentParser, cls: type[Options], args:
         for name in names:
             message = re.sub(rf"\b{name}\b", flag(name), message)
         parser.error(message)
+
+
+def add_engine_flags(parser: argparse.ArgumentParser, *, actors: int | None, actors_default: str = "%(default)s") -> None:
+    """``--engine``, ``--address`` and ``--actors``, worded alike in every tool that can run on Ray."""
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: through a Ray cluster (default: %(default)s)")
+    parser.add_argument("--address", metavar="ADDR", default=None, help="ray engine: cluster address, e.g. auto or "
+                        "ray://head:10001 (default: RAY_ADDRESS if set, else a new local Ray)")
+    parser.add_argument("--actors", metavar="N", type=int, default=actors,
+                        help=f"ray engine: model actors, one Captioner each (default: {actors_default})")

@@ -55,10 +55,27 @@ def test_json_output_and_decoding_flags(photos, dog_bundle, capsys):
 
 def test_bad_file_is_one_line_and_the_rest_goes_on(photos, tiny_bundle_dir, capsys):
     args = [str(photos / "broken.jpg"), str(photos / "cat.jpg"), "--weights", str(tiny_bundle_dir), "--device", "cpu"]
-    assert main(args) == 1
+    assert main(args) == 0  # as every tool: failures reported, exit 0; --strict makes them count
     out, err = capsys.readouterr()
     assert out.startswith(str(photos / "cat.jpg") + "\t")
     assert len(err.strip().splitlines()) == 1 and "broken.jpg" in err
+    assert main(args + ["--strict"]) == 1
+
+
+def test_tags_by_default_and_sampling_flags(photos, tiny_bundle_dir, capsys):
+    path = str(photos / "cat.jpg")
+    assert main([path, "--weights", str(tiny_bundle_dir), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("\t  tags: ")  # --tags 5, as in caption-images
+
+    def sampled(*flags: str) -> str:
+        assert main([path, "--weights", str(tiny_bundle_dir), "--device", "cpu", "--json", "--tags", "0",
+                     "--method", "sample", "--seed", "7", *flags]) == 0
+        return json.loads(capsys.readouterr().out)["caption"]
+
+    assert sampled() == sampled()  # seeded
+    assert main([path, "--weights", str(tiny_bundle_dir), "--device", "cpu", "--json", "--method", "greedy"]) == 0
+    greedy = json.loads(capsys.readouterr().out)["caption"]
+    assert sampled("--top-p", "0.0001") == greedy  # nucleus of one word: the argmax at every step
 
 
 def test_bad_bundle_and_bad_flag(photos, tmp_path, capsys):

@@ -19,7 +19,7 @@ from ..bundle import BundleError, record_evaluation
 from ..decoding import Decoding, beam_search
 from ..images import Preprocessing
 from ..model import CaptionModel
-from ..options import add_decoding_flags, add_device_flag, decoding_from_args
+from ..options import add_decoding_flags, add_device_flag, add_weights_flag, decoding_from_args
 from ..vocab import Vocabulary
 from .data import CaptionedImage, DatasetError, read_dataset
 from .features import CACHE_DIR, FeatureCache
@@ -84,7 +84,7 @@ def add_scoring_flags(p: argparse.ArgumentParser, *, decoding_default: str) -> N
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption-eval", description="Score a model bundle on a captioned split.")
-    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    add_weights_flag(p)
     p.add_argument("--data", required=True, help="dataset file (captions.csv, token file, COCO/Karpathy JSON, CSV/JSONL)")
     p.add_argument("--split", default="dev", help="split to score (default: %(default)s)")
     p.add_argument("--images-dir", default=None, help="image folder (default: next to the data file)")

@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from captioning import BundleError, Captioner
-from captioning.options import add_device_flag
+from captioning.options import add_device_flag, add_strict_flag, add_weights_flag
 
-from ..flags import add_option_flags, options_from_args
+from ..flags import add_engine_flags, add_option_flags, options_from_args
 from .inputs import discover, path_key, read_list
 from .local import BATCH_SIZE, WORKERS, caption_images
 from .outputs import OutputError, RecordOutput, open_output
@@ -47,20 +47,15 @@ def _parser() -> argparse.ArgumentParser:
                    "interrupted run (default: on)")
     p.add_argument("--overwrite", action="store_true", help="start over: empty --out and rewrite sidecars "
                    "(default: off)")
-    p.add_argument("--weights", metavar="W", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    add_weights_flag(p)
     add_device_flag(p)
     add_option_flags(p, CaptionOptions)
     p.add_argument("--batch-size", metavar="N", type=int, default=BATCH_SIZE,
                    help="images per model batch (default: %(default)s)")
     p.add_argument("--workers", metavar="N", type=int, default=WORKERS, help="threads (local) or parallel tasks (ray) "
                    "reading and decoding images while the model runs (default: %(default)s)")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any image failed (default: off)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="run here, or through Ray Data (default: %(default)s)")
-    p.add_argument("--address", metavar="ADDR", default=None, help="ray engine: cluster address, e.g. auto or "
-                   "ray://head:10001 (default: RAY_ADDRESS if set, else a new local Ray)")
-    p.add_argument("--actors", metavar="N", type=int, default=1,
-                   help="ray engine: model actors, one Captioner each (default: %(default)s)")
+    add_strict_flag(p)
+    add_engine_flags(p, actors=1)
     p.add_argument("--cpus-per-actor", metavar="N", type=float, default=1.0, help="ray engine: CPUs reserved by "
                    "each model actor, which is also its number of torch threads (default: %(default)s)")
     return p

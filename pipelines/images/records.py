@@ -29,10 +29,10 @@ SETTINGS = ("model", "model_version", "options")  # what made a record: a resume
 class CaptionOptions:
     """How images are captioned and what each record holds: :func:`caption_images`' options and
     ``caption-images``' flags (made from these fields and their comments)."""
-    beam_size: int | None = None  # beam width (None: the bundle's)
-    max_length: int | None = None  # max caption words (None: the bundle's)
-    n_best: int = 0  # also record this many alternatives per image
-    tags: int = 5  # record the top-K ImageNet labels (0: none)
+    beam_size: int | None = None  # hypotheses kept per image (None: the bundle's)
+    max_length: int | None = None  # words before <end> is forced (None: the bundle's)
+    n_best: int = 0  # the N best captions per image, the caption itself first (0: only the caption)
+    tags: int = 5  # the top-K ImageNet labels per image (0: none)
 
     def __post_init__(self) -> None:
         lowest = {"beam_size": 1, "max_length": 1, "n_best": 0, "tags": 0}

@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from captioning import BundleError, Captioner
 from captioning.bundle import resolve_bundle
-from captioning.options import add_device_flag
+from captioning.options import add_device_flag, add_strict_flag, add_weights_flag
 
 from ..files import VIDEO_EXTENSIONS
-from ..flags import add_option_flags, options_from_args
+from ..flags import add_engine_flags, add_option_flags, options_from_args
 from .export import FORMATS, OutputOptions, timestamp
 from .io import find_videos
 from .job import describe_error, process_video
@@ -71,14 +71,10 @@ def _parser() -> argparse.ArgumentParser:
                    "matching tags; tab-separated) instead of a summary; repeatable (default: none)")
     p.add_argument("--thumbnails", action="store_true", help="write keyframe JPEGs under --out (default: off)")
     p.add_argument("--cue-tags", action="store_true", help="add the top tags to SRT/VTT cues (default: off)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process; ray: videos spread over Ray workers (default: %(default)s)")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster address for --engine ray (default: start a local Ray)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="Ray workers, each with its own model (default: one per CPU, at most one per video)")
+    add_engine_flags(p, actors=None, actors_default="one per CPU, at most one per video")
+    add_weights_flag(p)
     add_device_flag(p)
-    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    add_strict_flag(p)
     return p
 
 
@@ -134,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.engine == "ray":
             for path, tags, error in tag_videos_ray(jobs, bundle=bundle, device=args.device, options=options,
-                                                    output=output, address=args.address, workers=args.workers):
+                                                    output=output, address=args.address, actors=args.actors):
                 if tags is not None:
                     progress(tags.video.sampled_frames, tags.video.duration)
                 done(path, tags, error)
@@ -150,5 +146,5 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     if failed:
         print(f"tag-video: {failed} of {len(jobs)} videos failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if args.strict and failed else 0
 

@@ -32,7 +32,7 @@ class _Worker:
 
 
 def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, device: str = "cpu", options: TagOptions,
-                   output: OutputOptions, address: str | None = None, workers: int | None = None,
+                   output: OutputOptions, address: str | None = None, actors: int | None = None,
                    cpus_per_worker: float = 1.0) -> Iterator[tuple[str, VideoTags | None, str | None]]:
     """Tag ``jobs`` (video path, output stem) on Ray; yields (path, tags or None, error or None)
     as videos finish. Uses the running Ray if initialised, else ``ray.init(address)``."""
@@ -44,7 +44,7 @@ def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, device: str = "c
     if not jobs:
         return
     cpus = int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker) or 1
-    n = max(1, min(workers or cpus, len(jobs)))
+    n = max(1, min(actors or cpus, len(jobs)))
     gpus = 1 if device.startswith("cuda") else 0
     actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus)(_Worker)
     pool = ActorPool([actor.remote(bundle, device) for _ in range(n)])

@@ -35,7 +35,7 @@ class TagOptions:
     min_shot_seconds: float = 1.0  # shorter shots are merged into a neighbour
     tags: int = 5  # ImageNet labels kept per frame and per shot
     batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
-    beam_size: int | None = None  # caption beam width (None: the bundle's)
+    beam_size: int | None = None  # hypotheses kept per image (None: the bundle's)
     caption_every_frame: bool = False  # caption every sampled frame, not only one keyframe per shot
     strategy: Strategy = "auto"  # frame access: "grab" every frame, "seek" to samples, or "auto" (pipelines.video.io)
 

@@ -1,0 +1,52 @@
+"""README's quick start runs as written: the Python example and every command of its quick-start
+block but the web UI (run in a scratch folder that sees the package's shipped examples)."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # the shipped model, loaded by each command
+PROJECT = Path(__file__).resolve().parent.parent
+README = (PROJECT / "README.md").read_text()
+QUICK_START = README[README.index("## Quick start"):README.index("## How it works")]
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", QUICK_START, flags=re.S)
+
+
+@pytest.fixture
+def scratch(tmp_path) -> Path:
+    (tmp_path / "captioning").symlink_to(PROJECT / "captioning")  # the examples' paths, as from the checkout
+    return tmp_path
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent  # the console scripts of this environment
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_python_example_runs(scratch):
+    (code,) = _blocks("python")
+    done = _run([sys.executable, "-c", code], scratch)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 7  # caption, tags, 4 batch records, the shots and a search
+
+
+def test_quick_start_commands_run(scratch):
+    (block,) = _blocks("bash")
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands[0] == "python app.py"  # the UI is tested in test_app.py and test_browser.py
+    for command in commands[1:]:
+        done = _run(shlex.split(command), scratch)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        assert done.stdout.strip() or "captioned 4" in done.stderr, command
+    assert (scratch / "captions.jsonl").read_text().count("\n") == 4
+    assert {p.name for p in (scratch / "tags").iterdir()} >= {"clip.json", "clip.srt", "clip.vtt"}
