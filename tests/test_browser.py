@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
