@@ -33,6 +33,12 @@ class Decoding:
     no_dangling_end: bool = False  # no caption ends on an article, preposition or conjunction, as in
     #                                "... in front of a" (vocab.DANGLING_WORDS)
 
+    def __post_init__(self) -> None:
+        lowest = {"beam_size": 1, "max_length": 1, "min_length": 0, "no_repeat_ngram_size": 0}
+        problems = [f"{name} must be >= {low}" for name, low in lowest.items() if getattr(self, name) < low]
+        if problems:
+            raise ValueError("; ".join(problems))
+
     @classmethod
     def from_dict(cls, options: Mapping[str, Any]) -> "Decoding":
         """From a manifest's ``decoding`` entry; an unknown option fails loudly."""

@@ -57,15 +57,17 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, *, skip: Collec
                             choices=typing.get_args(kind) if literal else None)
 
 
-def options_from_args(parser: argparse.ArgumentParser, cls: type[Options], args: argparse.Namespace) -> Options:
-    """``cls`` from the flags :func:`add_option_flags` added (skipped fields keep their defaults);
-    an invalid value exits through ``parser.error`` naming the flag."""
+def options_from_args(parser: argparse.ArgumentParser, cls: type[Options], args: argparse.Namespace,
+                      given: dict[str, Any] | None = None, flag_names: Collection[str] = ()) -> Options:
+    """``cls`` from the flags :func:`add_option_flags` added and the fields ``given`` (skipped
+    fields keep their defaults); an invalid value exits through ``parser.error`` naming the flag
+    (``flag_names``: more option names that are flags, e.g. those inside a given field)."""
     names = [f.name for f in dataclasses.fields(cls)]
     try:
-        return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+        return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **(given or {}))
     except ValueError as e:
         message = str(e)
-        for name in names:
+        for name in [*names, *flag_names]:
             message = re.sub(rf"\b{name}\b", flag(name), message)
         parser.error(message)
 

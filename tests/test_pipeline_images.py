@@ -197,7 +197,9 @@ def test_cli_csv_and_resume(library, tmp_path, tiny_bundle_dir, capsys):
     assert first["path"] == str(library / "a.png") and len(json.loads(first["n_best"])) == 2
     assert len(json.loads(first["tags"])) == 5 and int(first["width"]) == 451
     assert first["format_version"] == "2" and first["real_path"] == os.path.realpath(library / "a.png")
-    assert json.loads(first["options"]) == {"beam_size": 3, "max_length": 12, "n_best": 2, "tags": 5}
+    assert json.loads(first["options"]) == {"beam_size": 3, "max_length": 12, "min_length": 0, "length_penalty": 0.0,
+                                            "no_repeat_ngram_size": 0, "no_repeat_words": False,
+                                            "no_dangling_end": False, "n_best": 2, "tags": 5}  # all in effect
     text = next(r for r in rows if r["path"].endswith("text.jpg"))  # failed before: tried again, one row
     assert text["caption"] == "" and "not an image" in text["error"]
     assert "skipped 1 (already done)" in capsys.readouterr().err
@@ -303,3 +305,18 @@ def test_resume_after_sigkill_captions_every_image_exactly_once(tmp_path, tiny_b
     records = _lines(out)
     assert sorted(r["path"] for r in records) == sorted(map(str, photos))  # each exactly once
     assert all(r["error"] is None and r["caption"] is not None for r in records)
+
+
+def test_cli_takes_the_decoding_flags_every_tool_shares(library, tmp_path, tiny_bundle_dir, captioner, capsys):
+    out, path = tmp_path / "c.jsonl", library / "a.png"
+    assert _cli(path, "--out", out, "--max-length", "4", "--length-penalty", "1.0", "--no-repeat-words", "1",
+                weights=tiny_bundle_dir) == 0
+    (record,) = _lines(out)
+    expected = captioner.caption(str(path), max_length=4, length_penalty=1.0, no_repeat_words=True).text
+    assert record["caption"] == expected and len(expected.split()) <= 4
+    assert {k: record["options"][k] for k in ("max_length", "length_penalty", "no_repeat_words")} == {
+        "max_length": 4, "length_penalty": 1.0, "no_repeat_words": True}
+    capsys.readouterr()
+    assert _cli(path, "--out", out, "--max-length", "4", "--length-penalty", "0.5", "--no-repeat-words", "1",
+                weights=tiny_bundle_dir) == 2
+    assert "options.length_penalty 1.0 (this run: 0.5)" in capsys.readouterr().err

@@ -16,14 +16,16 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from captioning import BundleError, Captioner
-from captioning.options import add_device_flag, add_strict_flag, add_weights_flag
+from captioning.decoding import Decoding
+from captioning.options import (add_decoding_flags, add_device_flag, add_strict_flag, add_weights_flag,
+                                dataclass_kwargs)
 
 from ..flags import add_engine_flags, add_option_flags, options_from_args
 from .inputs import discover, path_key, read_list
 from .local import BATCH_SIZE, WORKERS, caption_images
 from .outputs import OutputError, RecordOutput, open_output
 from .ray import RayEngine
-from .records import CaptionOptions, run_settings
+from .records import DECODING, CaptionOptions, run_settings
 from .sidecars import Sidecars, check_sidecar_extension
 
 PROG = "caption-images"
@@ -49,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: off)")
     add_weights_flag(p)
     add_device_flag(p)
-    add_option_flags(p, CaptionOptions)
+    add_decoding_flags(p, default="the bundle's")
+    add_option_flags(p, CaptionOptions, skip=("decoding",))
     p.add_argument("--batch-size", metavar="N", type=int, default=BATCH_SIZE,
                    help="images per model batch (default: %(default)s)")
     p.add_argument("--workers", metavar="N", type=int, default=WORKERS, help="threads (local) or parallel tasks (ray) "
@@ -75,7 +78,7 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptio
             check_sidecar_extension(args.sidecar)
         except ValueError as e:
             p.error(str(e))
-    return options_from_args(p, CaptionOptions, args)
+    return options_from_args(p, CaptionOptions, args, {"decoding": dataclass_kwargs(args, Decoding)}, DECODING)
 
 
 Engine = Callable[[list[str]], Iterator[dict[str, Any]]]

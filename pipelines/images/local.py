@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
@@ -24,7 +23,8 @@ def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, opt
                    *, batch_size: int = BATCH_SIZE, workers: int = WORKERS, **changes: Any) -> Iterator[dict[str, Any]]:
     """Caption image files; yields one record per path, in input order.
 
-    ``changes`` replace fields of ``options`` by name: ``caption_images(paths, captioner, n_best=3)``.
+    ``changes`` replace options by name, Decoding's among them:
+    ``caption_images(paths, captioner, n_best=3, beam_size=5)``.
     A record has the fields :data:`~pipelines.images.records.FIELDS`: ``n_best`` is a list of
     ``{text, score}`` when ``n_best > 0`` (else None); ``tags`` a list of ``{label, probability}``
     (top ``tags`` ImageNet classes). A file that cannot be read or decoded gets ``error`` (one
@@ -33,7 +33,7 @@ def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, opt
     """
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be >= 1")
-    options = replace(options, **changes) if changes else options
+    options = options.changed(**changes) if changes else options
     guard_decompression_bombs()
     chunks = _batched(paths, batch_size)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caption-images-decode")

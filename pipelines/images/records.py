@@ -8,14 +8,15 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
 from captioning import Captioner, ImageError, Preprocessing, load_image
 from captioning.bundle import Bundle
+from captioning.decoding import Decoding
 from captioning.images import read_image_file
 
 RECORD_FORMAT = 2  # 2 added format_version, real_path and options; 1 had the other fields
@@ -25,31 +26,48 @@ FIELDS = ("format_version", "path", "real_path", "caption", "score", "n_best", "
 SETTINGS = ("model", "model_version", "options")  # what made a record: a resumed run must use the same
 
 
+DECODING = frozenset(f.name for f in fields(Decoding))  # caption options that are Decoding's
+
+
 @dataclass(frozen=True)
 class CaptionOptions:
     """How images are captioned and what each record holds: :func:`caption_images`' options and
-    ``caption-images``' flags (made from these fields and their comments)."""
-    beam_size: int | None = None  # hypotheses kept per image (None: the bundle's)
-    max_length: int | None = None  # words before <end> is forced (None: the bundle's)
+    ``caption-images``' flags (n_best and tags made from these fields and their comments, the
+    decoding ones from :class:`~captioning.decoding.Decoding`'s, as every tool's)."""
+    decoding: Mapping[str, Any] = field(default_factory=dict)  # Decoding options over the bundle's recorded ones
     n_best: int = 0  # the N best captions per image, the caption itself first (0: only the caption)
     tags: int = 5  # the top-K ImageNet labels per image (0: none)
 
     def __post_init__(self) -> None:
-        lowest = {"beam_size": 1, "max_length": 1, "n_best": 0, "tags": 0}
-        problems = [f"{name} must be >= {low}" for name, low in lowest.items()
-                    if getattr(self, name) is not None and getattr(self, name) < low]
+        problems = []
+        unknown = sorted(set(self.decoding) - DECODING)
+        if unknown:
+            problems.append(f"unknown decoding option(s) {', '.join(unknown)}")
+        else:
+            try:
+                Decoding().replace(**self.decoding)
+            except ValueError as e:
+                problems.append(str(e))
+        problems += [f"{name} must be >= 0" for name in ("n_best", "tags") if getattr(self, name) < 0]
         if problems:
             raise ValueError("; ".join(problems))
+
+    def changed(self, **changes: Any) -> "CaptionOptions":
+        """A copy with ``changes``, Decoding's options among them: ``options.changed(beam_size=5, n_best=3)``."""
+        decoding = {k: changes.pop(k) for k in list(changes) if k in DECODING}
+        return replace(self, decoding={**self.decoding, **decoding}, **changes)
+
+    def decoding_for(self, bundle: Decoding) -> Decoding:
+        """The decoding these options give with a bundle's recorded one (before the n-best widening)."""
+        return bundle.replace(**self.decoding)
 
 
 def run_settings(bundle: Bundle, options: CaptionOptions) -> dict[str, Any]:
     """The SETTINGS fields of the records a run makes: the bundle and the options in effect
     (a default resolved to the bundle's value, so "default" and the same explicit value agree)."""
-    decoding = bundle.default_decoding
     return {"model": bundle.name, "model_version": bundle.version,
-            "options": {"beam_size": options.beam_size or decoding.beam_size,
-                        "max_length": options.max_length or decoding.max_length,
-                        "n_best": options.n_best, "tags": options.tags}}
+            "options": {**options.decoding_for(bundle.default_decoding).asdict(), "n_best": options.n_best,
+                        "tags": options.tags}}
 
 
 @dataclass(frozen=True)
@@ -110,8 +128,8 @@ def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: C
     good = [i for i, p in enumerate(batch) if p.error is None]
     if good:
         encoded = captioner.encode([batch[i].pixels for i in good])
-        beam = max(options.beam_size or captioner.decoding.beam_size, options.n_best)
-        results = captioner.decode(encoded, beam_size=beam, max_length=options.max_length)
+        decoding = options.decoding_for(captioner.decoding).for_n_best(options.n_best)
+        results = captioner.decode(encoded, **decoding.asdict())
         tags = captioner.top_tags(encoded, k=options.tags) if options.tags else [[] for _ in good]
         for i, r, t in zip(good, results, tags):
             n_best = ([{"text": a.text, "score": round(a.score, 4)} for a in r.alternatives[: options.n_best]]
