@@ -1,10 +1,11 @@
-"""What both wings know about files: the image and video extensions they take, and a
-folder walk that is safe on deep trees and symlink loops (no recursion, each real folder
-entered once)."""
+"""What both wings know about files: the image and video extensions they take, a folder walk
+that is safe on deep trees and symlink loops (no recursion, each real folder entered once),
+and how a list goes into a CSV cell."""
 from __future__ import annotations
 
+import json
 import os
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
@@ -64,3 +65,11 @@ def walk(top: str, *, recursive: bool = True, follow_links: bool = False, skip_h
                 subfolders.append(child(folder, entry.name))
         yield folder, names
         stack.extend(reversed(subfolders))  # popped in name order
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as both tools' CSV files hold it: lists and mappings as JSON (``tags`` as
+    ``[{"label": ..., "probability": ...}]``, as in the JSON outputs), None as an empty cell."""
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value

@@ -114,7 +114,8 @@ def test_csv_has_one_row_per_frame(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "clip.csv", newline="", encoding="utf-8")))
     assert [r["frame"] for r in rows] == ["0", "100", "200"]
     assert rows[1]["time"] == "2.500" and rows[1]["shot"] == "1"
-    assert rows[0]["tag_2"] == "second, with comma" and rows[0]["probability_2"] == "0.2000"
+    assert list(rows[0]) == ["frame", "time", "shot", "caption", "tags"]
+    assert json.loads(rows[0]["tags"])[1] == {"label": "second, with comma", "probability": 0.2}  # as caption-images
     assert rows[0]["caption"] == "a cat on a sofa" and rows[2]["caption"] == ""
 
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Protocol
 
+from ..files import csv_cell
 from .inputs import path_key
 from .records import FIELDS, SETTINGS
 
-_LIST_FIELDS = ("n_best", "tags", "options")  # JSON-encoded inside a CSV cell
 _FORMAT1_FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model",
                    "model_version", "error")  # the CSV header before format_version existed
 TEMP_TAG = "caption-images"  # in the names of this tool's temp files: ".<name>.caption-images-<pid>.tmp"
@@ -314,13 +314,8 @@ class CsvOutput(_AppendedFile):
         return rows, len(data)
 
     def _encode(self, records: list[dict[str, Any]]) -> bytes:
-        def cell(key: str, value: Any) -> Any:
-            if value is None:
-                return ""
-            return json.dumps(value) if key in _LIST_FIELDS else value
-
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([cell(k, r[k]) for k in FIELDS] for r in records)
+        csv.writer(buf, lineterminator="\n").writerows([csv_cell(r[k]) for k in FIELDS] for r in records)
         return buf.getvalue().encode("utf-8", errors="surrogateescape")
 
 

@@ -3,7 +3,8 @@
 For a video written under stem ``S`` in ``--out DIR``:
 
 - ``S.json``: :meth:`VideoTags.to_json` (schema in :mod:`pipelines.video.results`);
-- ``S.csv``: one row per sampled frame: ``frame,time,shot,caption,tag_1,probability_1,...``;
+- ``S.csv``: one row per sampled frame: ``frame,time,shot,caption,tags``, the tags as JSON
+  ``[{"label": ..., "probability": ...}]`` like caption-images' CSV (:func:`pipelines.files.csv_cell`);
 - ``S.srt`` / ``S.vtt``: one cue per shot from its start to its end with the shot caption
   (and, with ``cue_tags``, a second line ``tags: a, b, c``), e.g. for a player's subtitle track;
 - ``S_keyframes/shot_000.jpg``...: the keyframe of each shot at full resolution.
@@ -15,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import csv_cell
 from .io import read_frames
 from .results import Shot, VideoTags
 
@@ -80,14 +82,12 @@ def to_vtt(tags: VideoTags, *, cue_tags: bool = False) -> str:
 
 
 def write_csv(tags: VideoTags, path: Path) -> None:
-    k = max((len(f.tags) for f in tags.frames), default=0)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["frame", "time", "shot", "caption"]
-                        + [c for i in range(1, k + 1) for c in (f"tag_{i}", f"probability_{i}")])
+        writer.writerow(["frame", "time", "shot", "caption", "tags"])
         for fr in tags.frames:
-            row = [fr.index, f"{fr.time:.3f}", fr.shot, fr.caption or ""]
-            writer.writerow(row + [c for t in fr.tags for c in (t.label, f"{t.probability:.4f}")])
+            frame_tags = [{"label": t.label, "probability": round(t.probability, 4)} for t in fr.tags]
+            writer.writerow([fr.index, f"{fr.time:.3f}", fr.shot, csv_cell(fr.caption), csv_cell(frame_tags)])
 
 
 def write_thumbnails(tags: VideoTags, directory: Path) -> list[Path]:
