@@ -51,6 +51,18 @@ class Decoding:
         """A copy with the given options changed; ``None`` keeps the current value."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    @classmethod
+    def override_problems(cls, overrides: Mapping[str, Any]) -> list[str]:
+        """What is wrong with ``overrides`` of a recorded decoding (unknown options, values out of range)."""
+        unknown = sorted(set(overrides) - DECODING_OPTIONS)
+        if unknown:
+            return [f"unknown decoding option(s) {', '.join(unknown)}"]
+        try:
+            cls().replace(**overrides)
+        except ValueError as e:
+            return [str(e)]
+        return []
+
     def for_n_best(self, n: int) -> "Decoding":
         """The decoding that yields ``n`` alternatives: the beam widened to at least ``n``."""
         return self.replace(beam_size=max(self.beam_size, n))
@@ -64,6 +76,9 @@ class Decoding:
     def asdict(self) -> dict[str, Any]:
         """The keyword arguments of :func:`beam_search` (and the manifest entry)."""
         return dataclasses.asdict(self)
+
+
+DECODING_OPTIONS = frozenset(f.name for f in dataclasses.fields(Decoding))  # what a tool's decoding flags set
 
 
 @dataclass

@@ -18,6 +18,7 @@ import re
 import typing
 from typing import Any, Collection, Literal, TypeVar
 
+from captioning.decoding import DECODING_OPTIONS
 from captioning.options import field_comments
 
 Options = TypeVar("Options")
@@ -72,7 +73,8 @@ def options_from_args(parser: argparse.ArgumentParser, cls: type[Options], args:
         parser.error(message)
 
 
-def add_engine_flags(parser: argparse.ArgumentParser, *, actors: int | None, actors_default: str = "%(default)s") -> None:
+def add_engine_flags(parser: argparse.ArgumentParser, *, actors: int | None,
+                     actors_default: str = "%(default)s") -> None:
     """``--engine``, ``--address`` and ``--actors``, worded alike in every tool that can run on Ray."""
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process; ray: through a Ray cluster (default: %(default)s)")
@@ -80,3 +82,11 @@ def add_engine_flags(parser: argparse.ArgumentParser, *, actors: int | None, act
                         "ray://head:10001 (default: RAY_ADDRESS if set, else a new local Ray)")
     parser.add_argument("--actors", metavar="N", type=int, default=actors,
                         help=f"ray engine: model actors, one Captioner each (default: {actors_default})")
+
+
+def with_changes(options: Options, changes: dict[str, Any]) -> Options:
+    """``options`` (a dataclass with a ``decoding`` mapping of Decoding overrides) with ``changes``
+    by name, Decoding's options among them: ``beam_size=5`` lands in ``decoding``."""
+    decoding = {k: v for k, v in changes.items() if k in DECODING_OPTIONS}
+    rest = {k: v for k, v in changes.items() if k not in DECODING_OPTIONS}
+    return dataclasses.replace(options, decoding={**options.decoding, **decoding}, **rest)

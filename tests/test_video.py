@@ -253,7 +253,7 @@ def test_cli_flags_are_the_tag_options():
     flags = {a.dest: a for a in _parser()._actions if a.option_strings}
     comments = field_comments(TagOptions)
     for f in dataclasses.fields(TagOptions):
-        if f.name != "strategy":  # not a flag: "auto" picks the access per video
+        if f.name not in ("strategy", "decoding"):  # strategy: "auto" picks per video; decoding: Decoding's flags
             comment = comments[f.name].split(" (None: ")[0]  # "(None: X)" reads "(default: X)" on the command line
             assert flags[f.name].default == f.default and flags[f.name].help.startswith(comment), f.name
     assert flags["beam_size"].help.endswith("(default: the bundle's)") and flags["fps"].type is float
@@ -282,3 +282,15 @@ def test_importing_loads_neither_a_model_nor_ray():
             "print('ray' in sys.modules, 'cv2' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_decoding_options_as_every_tool_takes_them(clip, captioner, tmp_path, tiny_bundle_dir, capsys):
+    short = tag_video(clip, captioner, fps=1.0, batch_size=8, max_length=3, length_penalty=1.0)
+    assert all(len(s.caption.split()) <= 3 for s in short.shots)
+    assert short.options["max_length"] == 3 and short.options["length_penalty"] == 1.0
+    assert short.options["beam_size"] == captioner.decoding.beam_size  # the whole decoding in effect is recorded
+    assert main([str(clip), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--out", str(tmp_path),
+                 "--max-length", "3", "--length-penalty", "1.0", "--batch-size", "8"]) == 0
+    written = json.loads((tmp_path / "clip.json").read_text())
+    assert [s["caption"] for s in written["shots"]] == [s.caption for s in short.shots]
+    assert written["options"]["max_length"] == 3

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from captioning import BundleError, Captioner
-from captioning.decoding import Decoding
+from captioning.decoding import DECODING_OPTIONS, Decoding
 from captioning.options import (add_decoding_flags, add_device_flag, add_strict_flag, add_weights_flag,
                                 dataclass_kwargs)
 
@@ -25,7 +25,7 @@ from .inputs import discover, path_key, read_list
 from .local import BATCH_SIZE, WORKERS, caption_images
 from .outputs import OutputError, RecordOutput, open_output
 from .ray import RayEngine
-from .records import DECODING, CaptionOptions, run_settings
+from .records import CaptionOptions, run_settings
 from .sidecars import Sidecars, check_sidecar_extension
 
 PROG = "caption-images"
@@ -78,7 +78,7 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptio
             check_sidecar_extension(args.sidecar)
         except ValueError as e:
             p.error(str(e))
-    return options_from_args(p, CaptionOptions, args, {"decoding": dataclass_kwargs(args, Decoding)}, DECODING)
+    return options_from_args(p, CaptionOptions, args, {"decoding": dataclass_kwargs(args, Decoding)}, DECODING_OPTIONS)
 
 
 Engine = Callable[[list[str]], Iterator[dict[str, Any]]]

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 from captioning import Captioner
 from captioning.encoder import imagenet_categories
 
+from ..flags import with_changes
 from .records import CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image
 
 BATCH_SIZE = 32  # images per model batch
@@ -33,7 +34,7 @@ def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, opt
     """
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be >= 1")
-    options = options.changed(**changes) if changes else options
+    options = with_changes(options, changes) if changes else options
     guard_decompression_bombs()
     chunks = _batched(paths, batch_size)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caption-images-decode")

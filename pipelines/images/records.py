@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -26,9 +26,6 @@ FIELDS = ("format_version", "path", "real_path", "caption", "score", "n_best", "
 SETTINGS = ("model", "model_version", "options")  # what made a record: a resumed run must use the same
 
 
-DECODING = frozenset(f.name for f in fields(Decoding))  # caption options that are Decoding's
-
-
 @dataclass(frozen=True)
 class CaptionOptions:
     """How images are captioned and what each record holds: :func:`caption_images`' options and
@@ -39,23 +36,10 @@ class CaptionOptions:
     tags: int = 5  # the top-K ImageNet labels per image (0: none)
 
     def __post_init__(self) -> None:
-        problems = []
-        unknown = sorted(set(self.decoding) - DECODING)
-        if unknown:
-            problems.append(f"unknown decoding option(s) {', '.join(unknown)}")
-        else:
-            try:
-                Decoding().replace(**self.decoding)
-            except ValueError as e:
-                problems.append(str(e))
+        problems = Decoding.override_problems(self.decoding)
         problems += [f"{name} must be >= 0" for name in ("n_best", "tags") if getattr(self, name) < 0]
         if problems:
             raise ValueError("; ".join(problems))
-
-    def changed(self, **changes: Any) -> "CaptionOptions":
-        """A copy with ``changes``, Decoding's options among them: ``options.changed(beam_size=5, n_best=3)``."""
-        decoding = {k: changes.pop(k) for k in list(changes) if k in DECODING}
-        return replace(self, decoding={**self.decoding, **decoding}, **changes)
 
     def decoding_for(self, bundle: Decoding) -> Decoding:
         """The decoding these options give with a bundle's recorded one (before the n-best widening)."""

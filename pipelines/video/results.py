@@ -13,7 +13,9 @@ confidences are in 0..1, floats are rounded to 4 decimals::
                 "sampled_frames"},          # number of frames tagged
       "model": {"name", "version"},         # the caption bundle used
       "options": {...},                     # fps, every_n_frames, shot_threshold, min_shot_seconds,
-                                            # tags, beam_size, caption_every_frame
+                                            # tags, caption_every_frame, and the decoding in effect:
+                                            # beam_size, max_length, min_length, length_penalty,
+                                            # no_repeat_ngram_size, no_repeat_words, no_dangling_end
       "partial": false,                     # true when part of the video could not be read
       "errors": ["..."],                    # what went wrong (empty when not partial)
       "summary": {"duration", "shot_count",

@@ -7,15 +7,17 @@ import os
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, get_args
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, get_args
 
 import numpy as np
 import torch
 from PIL import Image
 
 from captioning.api import Encoded
+from captioning.decoding import Decoding
 
+from ..flags import with_changes
 from .io import Strategy, VideoError, VideoReader
 from .results import FrameTags, VideoMeta, VideoTags
 from .shots import ShotTracker, build_index, build_shots, frame_spans, group_segments, summarize
@@ -35,7 +37,7 @@ class TagOptions:
     min_shot_seconds: float = 1.0  # shorter shots are merged into a neighbour
     tags: int = 5  # ImageNet labels kept per frame and per shot
     batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
-    beam_size: int | None = None  # hypotheses kept per image (None: the bundle's)
+    decoding: Mapping[str, Any] = field(default_factory=dict)  # Decoding options over the bundle's recorded ones
     caption_every_frame: bool = False  # caption every sampled frame, not only one keyframe per shot
     strategy: Strategy = "auto"  # frame access: "grab" every frame, "seek" to samples, or "auto" (pipelines.video.io)
 
@@ -48,9 +50,8 @@ class TagOptions:
             (self.min_shot_seconds < 0, "min_shot_seconds must be >= 0"),
             (self.tags < 1, "tags must be >= 1"),
             (self.batch_size < 1, "batch_size must be >= 1"),
-            (self.beam_size is not None and self.beam_size < 1, "beam_size must be >= 1"),
             (self.strategy not in get_args(Strategy), f"strategy must be one of {', '.join(get_args(Strategy))}"),
-        ) if bad]
+        ) if bad] + Decoding.override_problems(self.decoding)
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -60,7 +61,7 @@ def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = Tag
               **changes: Any) -> VideoTags:
     """Tag one video with a :class:`captioning.Captioner` (see :mod:`pipelines.video`).
 
-    ``changes`` replace fields of ``options`` by name: ``tag_video(path, captioner, fps=2.0)``.
+    ``changes`` replace options by name, Decoding's among them: ``tag_video(path, captioner, fps=2.0, beam_size=5)``.
     ``progress(frames, seconds)`` is called after each batch with the number of frames just
     tagged and the video time they advanced. ``max_seconds`` caps the work on one video
     (None: no cap): reading stops with :class:`VideoTooLong` at the first sampled frame past
@@ -68,7 +69,7 @@ def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = Tag
     Raises :class:`VideoError` when the file cannot be read at all; a video that breaks off
     part-way gives results with ``partial=True``; ValueError for invalid options.
     """
-    options = replace(options, **changes) if changes else options
+    options = with_changes(options, changes) if changes else options
     with VideoReader(path) as reader:
         return Tagger(captioner, options).run(reader, progress, max_seconds)
 
@@ -78,7 +79,7 @@ class Tagger:
 
     def __init__(self, captioner: Any, options: TagOptions):
         self.cap, self.opt = captioner, options
-        self.decoding = {"beam_size": options.beam_size} if options.beam_size else {}
+        self.decoding = dict(options.decoding)  # over the bundle's recorded decoding
         self.timings = {"decode": 0.0, "encode": 0.0, "caption": 0.0}
         self.times: list[float] = []
         self.indices: list[int] = []
@@ -182,8 +183,8 @@ class Tagger:
                 frames[pos] = FrameTags(frames[pos].index, frames[pos].time, frames[pos].tags, n, frames[pos].caption)
         meta = VideoMeta(info.path, duration, info.fps, info.frame_count, info.width, info.height,
                          None if self.opt.every_n_frames else self.opt.fps, len(frames))
-        options = {k: v for k, v in asdict(self.opt).items() if k not in ("batch_size", "strategy")}
-        options["beam_size"] = self.decoding.get("beam_size", self.cap.decoding.beam_size)
+        options = {k: v for k, v in asdict(self.opt).items() if k not in ("batch_size", "strategy", "decoding")}
+        options.update(self.cap.decoding.replace(**self.decoding).asdict())  # the whole decoding in effect
         return VideoTags(meta, tuple(frames), tuple(shots), summarize(frames, shots, probs, starts, ends, duration),
                          build_index(frames, shots, starts, ends, every), bool(reader.errors), tuple(reader.errors),
                          {"name": self.cap.name, "version": self.cap.version}, options,
