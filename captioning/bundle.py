@@ -67,12 +67,18 @@ class Bundle:
 
     @property
     def default_decoding(self) -> Decoding:
-        """The recorded decoding as :class:`Decoding` (max_length: the model's unless recorded);
-        an unknown option fails loudly."""
-        try:
-            return Decoding.from_dict({"max_length": self.model.config.max_length, **self.decoding})
-        except (TypeError, ValueError) as e:
-            raise BundleError(f"{self.path / MANIFEST}: decoding: {e}") from None
+        """The recorded decoding as :class:`Decoding` (see :func:`recorded_decoding`)."""
+        return recorded_decoding(self.path, self.manifest)
+
+
+def recorded_decoding(path: Path, manifest: dict[str, Any]) -> Decoding:
+    """A bundle's recorded decoding as :class:`Decoding` (max_length: the model's unless recorded),
+    from its manifest alone; an unknown option fails loudly."""
+    try:
+        return Decoding.from_dict({"max_length": ModelConfig.from_dict(manifest["model"]).max_length,
+                                   **manifest["decoding"]})
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{path / MANIFEST}: decoding: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,7 @@ def record_evaluation(path: str | Path, *, metrics: dict[str, Any], decoding: di
     recommended defaults (optionally as a new ``version``). The weights are untouched, so
     their hashes stay valid; the manifest is replaced atomically."""
     path = Path(path)
-    manifest = read_manifest(path)
-    _verify_files(path, manifest)
+    manifest = verified_manifest(path)
     manifest.update(metrics=metrics, decoding=decoding, **({"version": version} if version else {}))
     _check_manifest(path / MANIFEST, manifest)  # never write a manifest that load_bundle would refuse
     tmp = path / f".{MANIFEST}.tmp"
@@ -234,6 +239,14 @@ def _path_problem(root: Path, name: str) -> str | None:
     return None
 
 
+def verified_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the bundle folder ``path`` with every file it names checked (size and
+    sha256), without building the model: what a process that hands the bundle on checks."""
+    manifest = read_manifest(path)
+    _verify_files(path, manifest)
+    return manifest
+
+
 def _verify_files(path: Path, manifest: dict[str, Any]) -> None:
     """Every file under ``files`` exists with the recorded size and sha256."""
     for fname, meta in manifest["files"].items():
@@ -298,8 +311,7 @@ def _load_weights(file: Path, model: CaptionModel) -> None:
 def load_bundle(name_or_path: str | os.PathLike | None = None, *, weights_dir: Path | None = None) -> Bundle:
     """Resolve, verify and load a bundle onto the CPU in eval mode."""
     path = resolve_bundle(name_or_path, weights_dir=weights_dir)
-    manifest = read_manifest(path)
-    _verify_files(path, manifest)
+    manifest = verified_manifest(path)
     model, preprocessing = _build_model(path / MANIFEST, manifest)
     vocab_file = path / manifest["vocabulary"]["file"]
     vocab = _load_vocabulary(vocab_file)

@@ -95,7 +95,7 @@ def _engine(args: argparse.Namespace, options: CaptionOptions) -> tuple[Engine, 
         return engine, engine.settings
     captioner = Captioner.load(args.weights, device=args.device)
     return (lambda todo: caption_images(todo, captioner, options, batch_size=args.batch_size, workers=args.workers),
-            run_settings(captioner.bundle, options))
+            run_settings(captioner.name, captioner.version, captioner.decoding, options))
 
 
 def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | Sidecars], *,

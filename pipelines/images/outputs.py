@@ -142,6 +142,9 @@ class _AppendedFile:
         except BaseException:
             self._f.close()
             raise
+        self._tally()
+
+    def _tally(self) -> None:
         self.done = {r.key for r in self._rows if r.ok}
         self.failed = {r.key for r in self._rows if not r.ok} - self.done
 
@@ -204,8 +207,7 @@ class _AppendedFile:
         self._f.close()
         self._f = f
         self._rows = self._parse(self.path.read_bytes())[0]
-        self.done = {r.key for r in self._rows if r.ok}
-        self.failed -= keys
+        self._tally()
 
     def write(self, records: list[dict[str, Any]]) -> None:
         self._f.write(self._encode(records))
@@ -224,10 +226,11 @@ class JsonlOutput(_AppendedFile):
 
     def _parse(self, data: bytes) -> tuple[list[_Row], int]:
         rows, offset, bad = [], 0, None  # bad: (line number, offset) of a line that is not a complete record
+        not_a_record = lambda number: OutputError(  # noqa: E731
+            f"{self.path}: line {number} is not a JSON record; fix it or start over with --overwrite")
         for number, line in enumerate(data.splitlines(keepends=True), 1):
-            if bad is not None:
-                raise OutputError(f"{self.path}: line {bad[0]} is not a JSON record; fix it or start over "
-                                  "with --overwrite")
+            if bad is not None:  # only the last line may be cut
+                raise not_a_record(bad[0])
             record = _jsonl_record(line)
             if record is not None:
                 key = path_key(record.get("real_path") or record["path"])
@@ -237,8 +240,7 @@ class JsonlOutput(_AppendedFile):
                 bad = (number, offset)
             offset += len(line)
         if bad is not None and not data[bad[1]:].startswith(b"{"):  # not the start of a record of ours
-            raise OutputError(f"{self.path}: line {bad[0]} is not a JSON record; fix it or start over with "
-                              "--overwrite")
+            raise not_a_record(bad[0])
         return rows, len(data) if bad is None else bad[1]
 
     def _encode(self, records: list[dict[str, Any]]) -> bytes:

@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from captioning import Captioner, Preprocessing, load_bundle
-from captioning.bundle import resolve_bundle
+from captioning import Captioner, Preprocessing
+from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
 
 from .records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
                              run_settings)
@@ -61,11 +61,13 @@ class RayEngine:
             import ray
         except ImportError:
             raise RuntimeError("--engine ray needs Ray: pip install 'captioning-toolkit[ray]'") from None
-        self.bundle = str(Path(resolve_bundle(weights)).resolve())  # actors load it by path
-        bundle = load_bundle(self.bundle)  # verified here, so a damaged bundle fails before Ray starts
-        self.preprocessing = bundle.preprocessing
+        path = Path(resolve_bundle(weights)).resolve()
+        self.bundle = str(path)  # actors load it by path
+        manifest = verified_manifest(path)  # checked here, so a damaged bundle fails before Ray starts
+        self.preprocessing = Preprocessing(**manifest["preprocessing"])
         self.options = options
-        self.settings = run_settings(bundle, self.options)  # the SETTINGS fields of the records made
+        self.settings = run_settings(manifest["name"], manifest["version"], recorded_decoding(path, manifest),
+                                     options)  # the SETTINGS fields of the records the actors make
         self.device, self.batch_size, self.workers = device, batch_size, workers
         self.actors, self.cpus_per_actor = actors, cpus_per_actor
         self._started = False

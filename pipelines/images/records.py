@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image
 
 from captioning import Captioner, ImageError, Preprocessing, load_image
-from captioning.bundle import Bundle
 from captioning.decoding import Decoding
 from captioning.images import read_image_file
 
@@ -46,12 +45,12 @@ class CaptionOptions:
         return bundle.replace(**self.decoding)
 
 
-def run_settings(bundle: Bundle, options: CaptionOptions) -> dict[str, Any]:
-    """The SETTINGS fields of the records a run makes: the bundle and the options in effect
-    (a default resolved to the bundle's value, so "default" and the same explicit value agree)."""
-    return {"model": bundle.name, "model_version": bundle.version,
-            "options": {**options.decoding_for(bundle.default_decoding).asdict(), "n_best": options.n_best,
-                        "tags": options.tags}}
+def run_settings(name: str, version: str, decoding: Decoding, options: CaptionOptions) -> dict[str, Any]:
+    """The SETTINGS fields of the records a run makes with the bundle ``name`` ``version`` whose
+    recorded decoding is ``decoding``: the options in effect, a default resolved to the bundle's
+    value (so "default" and the same explicit value agree)."""
+    return {"model": name, "model_version": version,
+            "options": {**options.decoding_for(decoding).asdict(), "n_best": options.n_best, "tags": options.tags}}
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def _record(p: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
 def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: CaptionOptions) -> list[dict[str, Any]]:
     """Records for a batch, in its order: one encoder pass and one batched beam search for
     the good images; failed ones get their error and no caption."""
-    settings = run_settings(captioner.bundle, options)
+    settings = run_settings(captioner.name, captioner.version, captioner.decoding, options)
     records = [_record(p, settings) for p in batch]
     good = [i for i, p in enumerate(batch) if p.error is None]
     if good:
