@@ -7,6 +7,9 @@ comment (read by :func:`captioning.options.field_comments`) followed by the defa
 ending "(None: X)" reads "(default: X)" for a None default, a boolean that is off by default is
 a switch "(default: off)", any other default is printed. A ``Literal`` type gives the choices.
 
+A field ``decoding`` (a mapping of :class:`~captioning.decoding.Decoding` overrides) becomes the
+decoding flags every tool shares (:func:`captioning.options.add_decoding_flags`).
+
 :func:`options_from_args` builds the dataclass from the parsed flags; the dataclass validates
 itself, and its ``ValueError`` becomes the parser's error with field names written as flags.
 """
@@ -18,10 +21,11 @@ import re
 import typing
 from typing import Any, Collection, Literal, TypeVar
 
-from captioning.decoding import DECODING_OPTIONS
-from captioning.options import field_comments
+from captioning.decoding import DECODING_OPTIONS, Decoding
+from captioning.options import add_decoding_flags, dataclass_kwargs, field_comments
 
 Options = TypeVar("Options")
+DECODING = "decoding"  # the field of an options dataclass that holds Decoding overrides
 _NONE_MEANS = re.compile(r"\(None: ([^)]*)\)$")  # how a comment says what a None default means
 
 
@@ -41,6 +45,9 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, *, skip: Collec
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
+        if f.name == DECODING:
+            add_decoding_flags(parser, default="the bundle's")
+            continue
         text, kind = comments[f.name].replace("%", "%%"), _value_type(hints[f.name])
         if kind is bool:
             on = f.default is True
@@ -58,17 +65,18 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, *, skip: Collec
                             choices=typing.get_args(kind) if literal else None)
 
 
-def options_from_args(parser: argparse.ArgumentParser, cls: type[Options], args: argparse.Namespace,
-                      given: dict[str, Any] | None = None, flag_names: Collection[str] = ()) -> Options:
-    """``cls`` from the flags :func:`add_option_flags` added and the fields ``given`` (skipped
-    fields keep their defaults); an invalid value exits through ``parser.error`` naming the flag
-    (``flag_names``: more option names that are flags, e.g. those inside a given field)."""
+def options_from_args(parser: argparse.ArgumentParser, cls: type[Options], args: argparse.Namespace) -> Options:
+    """``cls`` from the flags :func:`add_option_flags` added (skipped fields keep their defaults);
+    an invalid value exits through ``parser.error`` naming the flag."""
     names = [f.name for f in dataclasses.fields(cls)]
+    values = {name: getattr(args, name) for name in names if name != DECODING and hasattr(args, name)}
+    if DECODING in names:
+        values[DECODING] = dataclass_kwargs(args, Decoding)
     try:
-        return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **(given or {}))
+        return cls(**values)
     except ValueError as e:
         message = str(e)
-        for name in [*names, *flag_names]:
+        for name in [*names, *DECODING_OPTIONS]:
             message = re.sub(rf"\b{name}\b", flag(name), message)
         parser.error(message)
 

@@ -16,9 +16,7 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from captioning import BundleError, Captioner
-from captioning.decoding import DECODING_OPTIONS, Decoding
-from captioning.options import (add_decoding_flags, add_device_flag, add_strict_flag, add_weights_flag,
-                                dataclass_kwargs)
+from captioning.options import add_device_flag, add_strict_flag, add_weights_flag
 
 from ..flags import add_engine_flags, add_option_flags, options_from_args
 from .inputs import discover, path_key, read_list
@@ -51,8 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: off)")
     add_weights_flag(p)
     add_device_flag(p)
-    add_decoding_flags(p, default="the bundle's")
-    add_option_flags(p, CaptionOptions, skip=("decoding",))
+    add_option_flags(p, CaptionOptions)
     p.add_argument("--batch-size", metavar="N", type=int, default=BATCH_SIZE,
                    help="images per model batch (default: %(default)s)")
     p.add_argument("--workers", metavar="N", type=int, default=WORKERS, help="threads (local) or parallel tasks (ray) "
@@ -78,7 +75,7 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptio
             check_sidecar_extension(args.sidecar)
         except ValueError as e:
             p.error(str(e))
-    return options_from_args(p, CaptionOptions, args, {"decoding": dataclass_kwargs(args, Decoding)}, DECODING_OPTIONS)
+    return options_from_args(p, CaptionOptions, args)
 
 
 Engine = Callable[[list[str]], Iterator[dict[str, Any]]]
