@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
+import inspect
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,7 +30,8 @@ import numpy as np
 from gradio.utils import get_upload_folder
 
 from captioning import BundleError, Captioner, ImageError, examples, load_image
-from captioning.options import add_weights_flag
+from captioning.decoding import Decoding
+from captioning.options import add_weights_flag, field_comments
 from captioning.visualize import attention_overlay
 from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
@@ -41,6 +46,11 @@ MAX_BATCH_FILES = 2000
 UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
 CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
 VIDEO = TagOptions()  # the video tab's defaults: tag-video's
+# The UI's range (lowest, highest, step) of each numeric Decoding option; its on/off options are
+# checkboxes. Every control starts at the bundle's recorded value.
+DECODING_RANGES = {"beam_size": (1, 8, 1), "max_length": (5, 40, 1), "min_length": (0, 15, 1),
+                   "length_penalty": (0.0, 2.0, 0.1), "no_repeat_ngram_size": (0, 4, 1)}
+DECODING_FIELDS = [f.name for f in dataclasses.fields(Decoding)]  # the order the controls pass their values in
 
 
 class Handlers:
@@ -64,7 +74,7 @@ class Handlers:
     def _check_size(self, path: str | None) -> None:
         if path and os.path.getsize(path) > self.max_upload_bytes:
             raise gr.Error(f"{Path(path).name} is {os.path.getsize(path) / 2**20:.0f} MB; "
-                           f"the limit is {_mb(self.max_upload_bytes)} MB.")
+                           f"the limit is {self.max_upload_bytes / 2**20:.0f} MB.")
 
     @contextlib.contextmanager
     def _new_downloads(self) -> Iterator[Path]:
@@ -79,10 +89,11 @@ class Handlers:
             raise
 
     # -- image tab -----------------------------------------------------------------------
-    def caption_image(self, image: str | dict | None, beam_size: int | None = None, max_length: int | None = None):
+    def caption_image(self, image: str | dict | None, *decoding: Any):
         """-> caption, n-best table, tags {label: p}, word choices, heatmap, attention state.
 
-        ``image`` is a path, or gr.Image's upload payload as the event passes it unprocessed
+        ``decoding``: values of the Decoding options in their field order (beam size, max length,
+        ...; missing or None: the bundle's). ``image`` is a path, or gr.Image's upload payload as the event passes it unprocessed
         (``{"path": ...}``, see build_demo): the file the user sent, read by load_image as in the CLI.
         """
         image_path = image.get("path") if isinstance(image, dict) else image
@@ -95,7 +106,7 @@ class Handlers:
             raise gr.Error(f"Cannot read this image: {_reason(e, image_path)}") from None
         cap = self.captioner
         enc = cap.encode([image])
-        result = cap.decode(enc, beam_size=_whole(beam_size), max_length=_whole(max_length))[0]
+        result = cap.decode(enc, **_decoding(decoding))[0]
         tags = {t.label: t.probability for t in cap.top_tags(enc, k=5)[0]}
         nbest = [[a.text, round(a.score, 3)] for a in result.alternatives]
         words = [f"{i + 1}. {w}" for i, w in enumerate(result.tokens)]
@@ -117,8 +128,9 @@ class Handlers:
 
     # -- video tab -----------------------------------------------------------------------
     def tag_video(self, video_path: str | None, fps: float = VIDEO.fps, shot_threshold: float = VIDEO.shot_threshold,
-                  progress: gr.Progress = gr.Progress()):
-        """-> shots table, keyframe gallery, top tags {label: p}, JSON/SRT/VTT paths, result state."""
+                  *decoding: Any, progress: gr.Progress = gr.Progress()):
+        """-> shots table, keyframe gallery, top tags {label: p}, JSON/SRT/VTT paths, result state
+        (``decoding`` as in :meth:`caption_image`)."""
         if not video_path:
             raise gr.Error("Upload a video first.")
         self._check_size(video_path)
@@ -137,7 +149,7 @@ class Handlers:
 
         try:
             tags = tag_video(video_path, self.captioner, fps=float(fps), shot_threshold=float(shot_threshold),
-                             progress=report, max_seconds=self.max_video_seconds)
+                             progress=report, max_seconds=self.max_video_seconds, **_decoding(decoding))
         except VideoTooLong:  # found by sampling: the container announced no (or a shorter) duration
             raise self._too_long(f"longer than {self.max_video_seconds:g} s") from None
         except VideoError as e:
@@ -169,8 +181,8 @@ class Handlers:
         return [[_clock(s.start), _clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
 
     # -- batch tab -----------------------------------------------------------------------
-    def caption_batch(self, files: list[str] | None, beam_size: int | None = None):
-        """-> results table rows, CSV path, JSONL path."""
+    def caption_batch(self, files: list[str] | None, *decoding: Any):
+        """-> results table rows, CSV path, JSONL path (``decoding`` as in :meth:`caption_image`)."""
         if not files:
             raise gr.Error("Upload some images (or a .zip of images) first.")
         for f in files:
@@ -185,12 +197,12 @@ class Handlers:
         unzipped = sum(info.file_size for infos in members.values() for info in infos)
         if unzipped > self.max_unzipped_bytes:
             raise gr.Error(f"The zips unpack to {unzipped / 2**20:.0f} MB; the limit is "
-                           f"{_mb(self.max_unzipped_bytes)} MB.")
+                           f"{self.max_unzipped_bytes / 2**20:.0f} MB.")
         with tempfile.TemporaryDirectory(dir=self.workdir) as scratch, _shown(ArchiveError):
             paths = []
             for n, f in enumerate(files):
                 paths += unpack(f, members[f], Path(scratch, str(n))) if f in members else [f]
-            captioned = caption_images(paths, self.captioner, beam_size=_whole(beam_size), tags=3)
+            captioned = caption_images(paths, self.captioner, tags=3, **_decoding(decoding))
             records = [_public(r) for r in gr.Progress(track_tqdm=False).tqdm(captioned, total=len(paths),
                                                                               desc="captioning")]
         with self._new_downloads() as out:
@@ -230,13 +242,49 @@ def _reason(error: BaseException, path: str) -> str:
     return str(error).removeprefix(f"{path}: ").replace(str(path), Path(path).name)
 
 
-def _whole(value: float | None) -> int | None:
-    """A slider's number as the int the model takes; None (the bundle's value) stays None."""
-    return None if value is None else int(value)
+def _decoding(values: tuple[Any, ...]) -> dict[str, Any]:
+    """Decoding overrides from the controls' values (in :data:`DECODING_FIELDS` order): a slider's
+    number as the option's type (int or float), a checkbox's as a bool; None is left out."""
+    kind = {name: type(getattr(Decoding(), name)) for name in DECODING_FIELDS}  # the defaults' types
+    return {name: kind[name](value) for name, value in zip(DECODING_FIELDS, values) if value is not None}
 
 
-def _mb(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:.0f}"
+def with_decoding_parameters(handler: Any) -> Any:
+    """``handler`` (taking the Decoding options as ``*decoding``) with them as named parameters,
+    default None (the bundle's), so Gradio's API page and clients name them (``beam_size``, ...)."""
+    signature = inspect.signature(handler)
+    before = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    after = [p for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
+    options = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+               for name in DECODING_FIELDS]
+    named = signature.replace(parameters=[*before, *options, *after])
+
+    @functools.wraps(handler)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        given = named.bind(*args, **kwargs).arguments
+        leading = [given.get(p.name, p.default) for p in before]
+        return handler(*leading, *(given.get(name) for name in DECODING_FIELDS),
+                       **{p.name: given[p.name] for p in after if p.name in given})
+
+    call.__signature__ = named
+    return call
+
+
+def decoding_controls(decoding: Decoding) -> list[gr.components.Component]:
+    """A control per Decoding option, in an accordion, set to ``decoding`` (the bundle's): labelled
+    with the option's name, explained by its field comment (code references left out)."""
+    comments = field_comments(Decoding)
+    controls = []
+    with gr.Accordion("Decoding options", open=False):
+        for name in DECODING_FIELDS:
+            label, value = name.replace("_", " ").capitalize().replace("ngram", "n-gram"), getattr(decoding, name)
+            info = re.sub(r"\s*\([\w.]+\.[A-Z_]+\)", "", comments[name])
+            if isinstance(value, bool):
+                controls.append(gr.Checkbox(value=value, label=label, info=info))
+            else:
+                low, high, step = DECODING_RANGES[name]
+                controls.append(gr.Slider(low, max(high, value), value=value, step=step, label=label, info=info))
+    return controls
 
 
 def _clock(seconds: float) -> str:
@@ -258,10 +306,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                 with gr.Column(scale=1):
                     image = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard", "webcam"],
                                      height=320)
-                    with gr.Row():
-                        beam = gr.Slider(1, 8, value=captioner.decoding.beam_size, step=1, label="Beam size")
-                        max_len = gr.Slider(5, 40, value=captioner.decoding.max_length, step=1,
-                                            label="Max words")
+                    image_decoding = decoding_controls(captioner.decoding)
                     run = gr.Button("Caption", variant="primary")
                     gr.Examples(examples=[str(p) for p in examples.photos()], inputs=image, label="Try an example")
                 with gr.Column(scale=1):
@@ -275,7 +320,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
             att_state = gr.State()
             # preprocess=False: gr.Image's preprocessing would open the upload with PIL and convert
             # it to RGB first (a generic error for a file PIL cannot open, a 16-bit image all white)
-            run.click(h.caption_image, [image, beam, max_len], [caption, nbest, tags, word, heatmap, att_state],
+            run.click(with_decoding_parameters(h.caption_image), [image, *image_decoding], [caption, nbest, tags, word, heatmap, att_state],
                       api_name="caption_image", preprocess=False)
             word.change(h.attention_for_word, [word, att_state], heatmap, api_visibility="private")
         with gr.Tab("Video"):
@@ -289,6 +334,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                         fps = gr.Slider(0.25, 5, value=VIDEO.fps, step=0.25, label="Frames per second sampled")
                         threshold = gr.Slider(0.05, 0.6, value=VIDEO.shot_threshold, step=0.01,
                                               label="Shot threshold")
+                    video_decoding = decoding_controls(captioner.decoding)
                     tag = gr.Button("Tag video", variant="primary")
                     gr.Examples(examples=[str(examples.CLIP)], inputs=video, label="Try an example")
                 with gr.Column(scale=1):
@@ -303,19 +349,19 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
             hits = gr.Dataframe(headers=["start", "end", "confidence", "matched"], label="Matching segments",
                                 interactive=False)
             video_state = gr.State()
-            tag.click(h.tag_video, [video, fps, threshold], [shots, keyframes, top_tags, downloads, video_state],
+            tag.click(with_decoding_parameters(h.tag_video), [video, fps, threshold, *video_decoding], [shots, keyframes, top_tags, downloads, video_state],
                       api_name="tag_video")
             gr.on([find.click, query.submit], h.search_video, [query, video_state], hits, api_name="search_video")
         with gr.Tab("Batch"):
             files = gr.File(label="Images or a .zip", file_count="multiple", type="filepath")
-            batch_beam = gr.Slider(1, 8, value=captioner.decoding.beam_size, step=1, label="Beam size")
+            batch_decoding = decoding_controls(captioner.decoding)
             go = gr.Button("Caption all", variant="primary")
             table = gr.Dataframe(headers=["file", "caption", "tags", "error"], label="Results", interactive=False,
                                  elem_id="batch-table", wrap=True)
             with gr.Row():
                 csv_file = gr.File(label="CSV")
                 jsonl_file = gr.File(label="JSONL")
-            go.click(h.caption_batch, [files, batch_beam], [table, csv_file, jsonl_file], api_name="caption_batch")
+            go.click(with_decoding_parameters(h.caption_batch), [files, *batch_decoding], [table, csv_file, jsonl_file], api_name="caption_batch")
     return demo
 
 

@@ -25,7 +25,7 @@ train "$RUNS/ft2_scst" --init-from "$RUNS/ft2/bundle" --epochs 0 --scst-epochs 8
     --no-dangling-end 1 --record --version 2.2.0 --out "$RUNS/ft2_scst/eval-dev.json"
 # 4. 6 more self-critical epochs at 288x288 input (a 9x9 grid), keeping every epoch's weights
 train "$RUNS/r288" --init-from "$RUNS/ft2_scst/bundle" --image-size 288 --epochs 0 --scst-epochs 6 $SCST $FT \
-    --seed 4 $E --eval-no-repeat-words 1 --eval-no-dangling-end 1 --keep-epochs 1
+    --seed 4 $E --eval-no-repeat-words --eval-no-dangling-end --keep-epochs
 # 5. v3.1.0: the uniform average of epochs 4-6, scored on dev and recorded in the bundle
 [ -d "$RUNS/lite0_sat.flickr8k" ] || caption-average --base "$RUNS/r288/bundle" --checkpoints "$RUNS"/r288/epoch{4,5,6}.pt --data "$DATA" \
     --out "$RUNS/lite0_sat.flickr8k" --version 3.1.0

@@ -229,6 +229,29 @@ def test_image_upload_gets_the_cli_caption(served, captioner, photo, tmp_path, n
     assert [t["label"] for t in tags["confidences"]] == [t.label for t in expected]
 
 
+def test_every_decoding_option_has_a_control_starting_at_the_bundles(captioner):
+    """Each tab that captions offers every Decoding option the CLIs take, by name, set to the bundle's."""
+    endpoints = app.build_demo(captioner).get_api_info()["named_endpoints"]
+    for name in ("/caption_image", "/caption_batch", "/tag_video"):
+        defaults = {p["parameter_name"]: p["parameter_default"] for p in endpoints[name]["parameters"]}
+        assert {k: defaults.get(k) for k in app.DECODING_FIELDS} == captioner.decoding.asdict(), name
+
+
+def test_decoding_options_reach_the_captions(served, handlers, captioner, cat_path):
+    """Non-default options set in the UI (through the API, by name) give the API's captions, and
+    the batch tab's records say which options made them."""
+    from gradio_client import handle_file
+
+    options = dict(beam_size=1, min_length=4, max_length=6, no_repeat_words=not captioner.decoding.no_repeat_words)
+    caption, *_ = served[1].predict(handle_file(cat_path), **options, api_name="/caption_image")
+    assert caption == captioner.caption(cat_path, **options).text
+    values = [options.get(name) for name in app.DECODING_FIELDS]
+    rows, _, jsonl_path = handlers.caption_batch([cat_path], *values)
+    record = json.loads(Path(jsonl_path).read_text().splitlines()[0])
+    assert rows[0][1] == caption and record["options"] == {**captioner.decoding.asdict(), **options,
+                                                           "n_best": 0, "tags": 3}
+
+
 # -- batch zips and work files (issue #18.9) ----------------------------------------------
 @pytest.fixture
 def no_zip_read(monkeypatch):

@@ -49,3 +49,22 @@ def test_every_tool_that_loads_a_model_takes_weights_and_device():
     assert set(flags["--device"]) == set(TOOLS) - {"caption-train"}  # caption-train has --device too, its own way
     assert {"caption", "caption-images", "tag-video", "caption-eval", "app.py"} <= set(flags["--weights"])
     assert {"caption", "caption-images", "tag-video"} <= set(flags["--strict"])
+
+
+def test_on_off_flags_follow_one_rule_in_every_tool():
+    """A flag of an option the tool owns is a switch; a flag over a bundle's recorded value (the
+    decoding flags of the inference tools) takes 0 or 1, so a bundle's "on" can be turned off."""
+    import argparse
+
+    for tool, make in TOOLS.items():
+        for action in make()._actions:
+            if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+                assert action.default in (False, True), (tool, action.option_strings)
+            elif action.choices == (False, True):
+                assert action.default is None and re.search(r"default: the .*'s", action.help), (tool, action.option_strings)
+    train = caption_train().parse_args(["--data", "d.csv", "--out", "o", "--keep-epochs", "--eval-no-repeat-words"])
+    assert train.keep_epochs and train.eval_no_repeat_words and not train.eval_no_dangling_end
+    images = caption_images().parse_args(["--no-repeat-words", "0", "photos"])
+    assert images.no_repeat_words is False and images.no_dangling_end is None
+    video = tag_video().parse_args(["--caption-every-frame", "clip.mp4"])
+    assert video.caption_every_frame and video.inputs == ["clip.mp4"]

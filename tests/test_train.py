@@ -55,7 +55,9 @@ def _args(dataset: Path, out: Path, cache: Path, **over) -> list[str]:
             "min-freq": 1, "embed-dim": 16, "hidden-dim": 32, "context-dim": 16, "attention-dim": 8,
             "dropout": 0.0, "epochs": 6, "images-per-batch": 2, "lr": 1e-2, "lr-min": 1e-3,
             "warmup-steps": 1, "max-length": 10, "eval-beam": 2, "checkpoint-every": 1, **over}
-    return [a for k, v in opts.items() for a in (f"--{k}", str(v))] + ["--no-progress", "--threads", "1"]
+    switches = [f"--{k}" for k, v in opts.items() if v is True]  # on/off options are switches
+    return [a for k, v in opts.items() if v is not True for a in (f"--{k}", str(v))] + switches + [
+        "--no-progress", "--threads", "1"]
 
 
 def _run(args: list[str], *, torchrun: int = 0, **kw) -> subprocess.CompletedProcess:
@@ -245,7 +247,7 @@ def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
     out = tmp_path / "continued"
     args = _args(dataset, out, dataset / "cache", epochs=0, **{
         "init-from": trained / "bundle", "scst-epochs": 1, "scst-lr": 1e-3, "embed-dim": 99,
-        "eval-no-repeat-ngram-size": 2, "eval-length-penalty": 0.5, "eval-no-dangling-end": 1})
+        "eval-no-repeat-ngram-size": 2, "eval-length-penalty": 0.5, "eval-no-dangling-end": True})
     assert main(args) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r["stage"]) for r in rows] == [(0, "init"), (1, "scst")]
@@ -351,13 +353,13 @@ def test_caption_eval_records_scores_and_decoding(trained, dataset, tmp_path):
 
 
 def test_keep_epochs_and_caption_average(dataset, tmp_path, capsys):
-    """--keep-epochs 1 writes each epoch's weights; caption-average turns their mean into a bundle
+    """--keep-epochs writes each epoch's weights; caption-average turns their mean into a bundle
     scored on dev that records what it averaged; a file that is not a checkpoint is one clear error."""
     from captioning.training.averaging import main as average
     from captioning.training.trainer import main
 
     out = tmp_path / "kept"
-    assert main(_args(dataset, out, dataset / "cache", epochs=2, **{"keep-epochs": 1})) == 0
+    assert main(_args(dataset, out, dataset / "cache", epochs=2, **{"keep-epochs": True})) == 0
     epochs = [out / "epoch1.pt", out / "epoch2.pt"]
     assert all(p.exists() for p in epochs)
     avg = tmp_path / "tiny_sat.avg"

@@ -4,7 +4,7 @@ Averaging the weights of the last few epochs (as in stochastic weight averaging)
 the epoch-to-epoch noise of self-critical training: the average usually scores at least as
 well as its best member, without depending on one lucky epoch.
 
-    caption-train ... --out runs/r288 --keep-epochs 1          # writes runs/r288/epoch<N>.pt
+    caption-train ... --out runs/r288 --keep-epochs            # writes runs/r288/epoch<N>.pt
     caption-average --base runs/r288/bundle --checkpoints runs/r288/epoch{4,5,6}.pt \\
         --data ../shared/data/flickr8k/captions.csv --out runs/r288/averaged
 

@@ -16,9 +16,10 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from captioning import BundleError, Captioner
-from captioning.options import add_device_flag, add_strict_flag, add_weights_flag
+from captioning.options import (add_dataclass_flags, add_device_flag, add_strict_flag, add_weights_flag,
+                                options_from_args)
 
-from ..flags import add_engine_flags, add_option_flags, options_from_args
+from ..flags import add_engine_flags
 from .inputs import discover, path_key, read_list
 from .local import BATCH_SIZE, WORKERS, caption_images
 from .outputs import OutputError, RecordOutput, open_output
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: off)")
     add_weights_flag(p)
     add_device_flag(p)
-    add_option_flags(p, CaptionOptions)
+    add_dataclass_flags(p, CaptionOptions)
     p.add_argument("--batch-size", metavar="N", type=int, default=BATCH_SIZE,
                    help="images per model batch (default: %(default)s)")
     p.add_argument("--workers", metavar="N", type=int, default=WORKERS, help="threads (local) or parallel tasks (ray) "

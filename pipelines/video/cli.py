@@ -17,10 +17,11 @@ from tqdm import tqdm
 
 from captioning import BundleError, Captioner
 from captioning.bundle import resolve_bundle
-from captioning.options import add_device_flag, add_strict_flag, add_weights_flag
+from captioning.options import (add_dataclass_flags, add_device_flag, add_strict_flag, add_weights_flag,
+                                options_from_args)
 
 from ..files import VIDEO_EXTENSIONS
-from ..flags import add_engine_flags, add_option_flags, options_from_args
+from ..flags import add_engine_flags
 from .export import FORMATS, OutputOptions, timestamp
 from .io import find_videos
 from .job import describe_error, process_video
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tag-video", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
                    help=f"video files, or folders searched recursively for {' '.join(VIDEO_EXTENSIONS)}")
-    add_option_flags(p, TagOptions, skip=("strategy",))
+    add_dataclass_flags(p, TagOptions, skip=("strategy",))
     p.add_argument("--out", default=None, metavar="DIR", help="folder for the output files (default: none, "
                    "print a summary)")
     p.add_argument("--formats", default=None, metavar="LIST",
@@ -84,7 +85,7 @@ def _options(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TagO
         p.error(f"--formats: choose from {', '.join(FORMATS)} (got {args.formats!r})")
     if (args.formats or args.thumbnails) and not args.out:
         p.error("--formats and --thumbnails need --out DIR")
-    return options_from_args(p, TagOptions, args), OutputOptions(args.out, formats, args.thumbnails, args.cue_tags)
+    return options_from_args(p, TagOptions, args, skip=("strategy",)), OutputOptions(args.out, formats, args.thumbnails, args.cue_tags)
 
 
 def main(argv: list[str] | None = None) -> int:
