@@ -32,6 +32,7 @@ from gradio.utils import get_upload_folder
 from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.decoding import Decoding
 from captioning.options import add_weights_flag, field_comments
+from captioning.runtime import BACKENDS, RuntimeOptions
 from captioning.visualize import attention_overlay
 from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
@@ -260,11 +261,8 @@ def with_decoding_parameters(handler: Any) -> Any:
     named = signature.replace(parameters=[*before, *options, *after])
 
     @functools.wraps(handler)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        given = named.bind(*args, **kwargs).arguments
-        leading = [given.get(p.name, p.default) for p in before]
-        return handler(*leading, *(given.get(name) for name in DECODING_FIELDS),
-                       **{p.name: given[p.name] for p in after if p.name in given})
+    def call(*args: Any, **kwargs: Any) -> Any:  # Gradio passes every input, in order: positions agree
+        return handler(*args, **kwargs)
 
     call.__signature__ = named
     return call
@@ -300,7 +298,8 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
     quality = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("BLEU-4", "CIDEr-D") if isinstance(metrics.get(k), float))
     with gr.Blocks(title="Image captioning & video tagging", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(f"## Image captioning & video tagging\nModel **{captioner.name}** v{captioner.version}"
-                    + (f" (dev {quality})" if quality else "") + ". Runs offline on this machine.")
+                    + (f" (dev {quality})" if quality else "")
+                    + f". Runs offline on this machine (encoder: {captioner.backend}).")
         with gr.Tab("Image"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -366,17 +365,20 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
 
 
 def _parser() -> argparse.ArgumentParser:
-    env = os.environ.get
+    """The app's flags; each (but --concurrency and --share) defaults to its CAPTION_<NAME> env variable."""
     p = argparse.ArgumentParser(description="Web UI for image captioning and video tagging.")
-    p.add_argument("--host", default=env("CAPTION_HOST", "127.0.0.1"), help="interface to bind (default: %(default)s; env CAPTION_HOST)")
-    p.add_argument("--port", type=int, default=int(env("CAPTION_PORT", "7860")), help="port (default: %(default)s; env CAPTION_PORT)")
-    add_weights_flag(p, default=env("CAPTION_WEIGHTS"), note="; env CAPTION_WEIGHTS")
-    p.add_argument("--device", default=env("CAPTION_DEVICE", "auto"), help="cpu, cuda or auto (default: %(default)s; env CAPTION_DEVICE)")
-    p.add_argument("--max-upload-mb", type=float, default=float(env("CAPTION_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)),
-                   help="largest accepted upload (default: %(default)s; env CAPTION_MAX_UPLOAD_MB)")
-    p.add_argument("--max-video-seconds", type=float,
-                   default=float(env("CAPTION_MAX_VIDEO_SECONDS", DEFAULT_MAX_VIDEO_SECONDS)),
-                   help="longest accepted video (default: %(default)s; env CAPTION_MAX_VIDEO_SECONDS)")
+    add_weights_flag(p, default=os.environ.get("CAPTION_WEIGHTS"), note="; env CAPTION_WEIGHTS")
+    runtime = field_comments(RuntimeOptions)  # the flags every inference tool has, worded alike
+    for name, kind, default, text in (
+            ("host", str, "127.0.0.1", "interface to bind"), ("port", int, 7860, "port"),
+            ("device", str, RuntimeOptions.device, runtime["device"]),
+            ("backend", str, RuntimeOptions.backend, runtime["backend"]),
+            ("threads", int, RuntimeOptions.threads, runtime["threads"]),
+            ("max_upload_mb", float, DEFAULT_MAX_UPLOAD_MB, "largest accepted upload"),
+            ("max_video_seconds", float, DEFAULT_MAX_VIDEO_SECONDS, "longest accepted video")):
+        var = f"CAPTION_{name.upper()}"
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=kind(os.environ.get(var, default)),
+                       choices=BACKENDS if name == "backend" else None, help=f"{text} (default: %(default)s; env {var})")
     p.add_argument("--concurrency", type=int, default=1, help="jobs run at once; others queue (default: %(default)s)")
     p.add_argument("--share", action="store_true", help="ask Gradio for a public share link (default: off)")
     return p
@@ -385,7 +387,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        captioner = Captioner.load(args.weights, device=args.device)
+        captioner = Captioner.load(args.weights, device=args.device, backend=args.backend, threads=args.threads)
     except (BundleError, RuntimeError) as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from .bundle import Bundle, load_bundle
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .encoder import imagenet_categories
 from .images import ImageInput, load_image
+from .runtime import DEFAULT_BACKEND, EncoderGraph, choose_backend
 
 Method = Literal["beam", "greedy", "sample"]
 
@@ -70,24 +71,35 @@ class Captioner:
     >>> cap.caption(examples.photo("cat")).text
     """
 
-    def __init__(self, bundle: Bundle, *, device: str = "auto", compile: bool = False):
+    def __init__(self, bundle: Bundle, *, device: str = "auto", backend: str = DEFAULT_BACKEND, threads: int = 0,
+                 compile: bool = False):
         self.bundle = bundle
         self.device = resolve_device(device)
+        if threads:
+            torch.set_num_threads(threads)  # the decoder's (and a torch encoder's)
         self.model = bundle.model.to(self.device).eval()
         self.encoder = self.model.encoder.to(memory_format=torch.channels_last)
-        self._encode = self.encoder
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
         self.decoding = bundle.default_decoding  # per-call options override it
+        size = self.preprocessing.size
+        if compile and backend not in ("auto", "torch"):
+            raise ValueError(f"compile applies to the torch backend, not {backend}")
+        backend = "torch" if compile else backend
+        self.backend, runtime = choose_backend(  # the encoder's backend: "torch", "openvino" or "onnxruntime"
+            backend, self.device, lambda: EncoderGraph(self.encoder, size), threads)
+        self._encode = runtime or self.encoder
         if compile:  # last: the warm-up reads the preprocessing
             self._try_compile()
 
     @classmethod
-    def load(cls, weights: str | os.PathLike | None = None, *, device: str = "auto",
-             compile: bool = False) -> "Captioner":
-        """Load a bundle by name, folder path, or the default; ``compile`` uses torch.compile
-        for the encoder (faster on CPU after a warm-up, falls back to eager if unavailable)."""
-        return cls(load_bundle(weights), device=device, compile=compile)
+    def load(cls, weights: str | os.PathLike | None = None, *, device: str = "auto", backend: str = DEFAULT_BACKEND,
+             threads: int = 0, compile: bool = False) -> "Captioner":
+        """Load a bundle by name, folder path, or the default. ``backend`` runs the encoder
+        (:mod:`captioning.runtime`: ``auto``, ``openvino``, ``onnxruntime`` or ``torch``) on ``threads``
+        threads (0: the runtime's default); ``compile`` runs a torch encoder through torch.compile (eager
+        if unavailable)."""
+        return cls(load_bundle(weights), device=device, backend=backend, threads=threads, compile=compile)
 
     def _try_compile(self) -> None:
         try:
@@ -113,7 +125,8 @@ class Captioner:
         already resized by ``preprocessing.to_array`` pass straight through."""
         loaded = [im if isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self._array_shape
                   else load_image(im) for im in images]
-        return self.preprocessing.to_tensor(loaded).to(self.device).contiguous(memory_format=torch.channels_last)
+        pixels = self.preprocessing.to_tensor(loaded).to(self.device)  # (B, 3, size, size)
+        return pixels.contiguous(memory_format=torch.channels_last) if self.backend == "torch" else pixels
 
     @property
     def _array_shape(self) -> tuple[int, int, int]:

@@ -10,15 +10,15 @@ from dataclasses import asdict
 from .api import Captioner
 from .bundle import BundleError
 from .images import ImageError
-from .options import (N_BEST_HELP, TAGS_HELP, add_decoding_flags, add_device_flag, add_strict_flag, add_weights_flag,
-                      decoding_from_args)
+from .options import (N_BEST_HELP, TAGS_HELP, add_decoding_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
+                      decoding_from_args, runtime_from_args)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption", description="Caption images with a model bundle.")
     p.add_argument("images", nargs="+", help="image files")
     add_weights_flag(p)
-    add_device_flag(p)
+    add_runtime_flags(p)
     p.add_argument("--method", default="beam", choices=["beam", "greedy", "sample"], help="decoding method (default: %(default)s)")
     add_decoding_flags(p, default="the bundle's")
     sampling = inspect.signature(Captioner.decode).parameters  # the API's defaults, declared there once
@@ -35,9 +35,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    p = _parser()
+    args = p.parse_args(argv)
+    runtime = runtime_from_args(p, args)
     try:
-        cap = Captioner.load(args.weights, device=args.device)
+        cap = Captioner.load(args.weights, **asdict(runtime))
     except (BundleError, RuntimeError) as e:
         print(f"caption: {e}", file=sys.stderr)
         return 2

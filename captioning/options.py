@@ -32,10 +32,10 @@ import typing
 from typing import Any, Collection, Literal, Mapping, TypeVar
 
 from .decoding import DECODING_OPTIONS, Decoding
+from .runtime import RuntimeOptions
 
 Options = TypeVar("Options")
 DECODING = "decoding"  # the field of an options dataclass that holds Decoding overrides
-DEVICE_HELP = "cpu, cuda or auto (default: %(default)s)"
 _NONE_MEANS = re.compile(r"\(None: ([^)]*)\)$")  # how a comment says what a None default means
 
 
@@ -152,8 +152,17 @@ def decoding_from_args(args: argparse.Namespace, base: Decoding) -> Decoding:
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    """``--device``: where the model runs, ``auto`` = CUDA when available, else the CPU."""
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    """``--device`` (:class:`RuntimeOptions`), for the tools that run only torch models."""
+    add_dataclass_flags(parser, RuntimeOptions, only=("device",))
+
+
+def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--backend`` and ``--threads`` (:class:`RuntimeOptions`): every inference tool's."""
+    add_dataclass_flags(parser, RuntimeOptions)
+
+
+def runtime_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RuntimeOptions:
+    return options_from_args(parser, RuntimeOptions, args)
 
 
 def add_weights_flag(parser: argparse.ArgumentParser, *, default: str | None = None, note: str = "") -> None:

@@ -6,11 +6,21 @@ import pytest
 
 from captioning import Captioner, load_bundle
 from captioning.bundle import BundleInfo
+from captioning.runtime import CACHE_ENV
 from captioning.testing import TINY, TINY_CAPTIONS, save_random_bundle
 from captioning.testing import tiny_model as make_tiny_model
 from captioning.vocab import Vocabulary
 
 __all__ = ["TINY_CAPTIONS", "make_tiny_model"]  # the tests import these from here
+
+
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache(tmp_path_factory):
+    """The encoder graphs a test run exports (captioning.runtime) go to a cache of its own."""
+    folder = tmp_path_factory.mktemp("graph-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

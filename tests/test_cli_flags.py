@@ -18,7 +18,7 @@ from pipelines.video.cli import _parser as tag_video
 TOOLS = {"caption": caption, "caption-images": caption_images, "tag-video": tag_video, "caption-eval": caption_eval,
          "caption-ensemble": caption_ensemble, "caption-average": caption_average, "caption-train": caption_train,
          "app.py": app._parser}
-SHARED = ("--weights", "--device", "--strict", "--beam-size", "--max-length", "--n-best", "--engine", "--address",
+SHARED = ("--weights", "--device", "--backend", "--strict", "--beam-size", "--max-length", "--n-best", "--engine", "--address",
           "--actors", "--workers")
 MEANING = re.compile(r"\s*\((?:default|required).*$")  # the help without its default note
 
@@ -49,6 +49,8 @@ def test_every_tool_that_loads_a_model_takes_weights_and_device():
     assert set(flags["--device"]) == set(TOOLS) - {"caption-train"}  # caption-train has --device too, its own way
     assert {"caption", "caption-images", "tag-video", "caption-eval", "app.py"} <= set(flags["--weights"])
     assert {"caption", "caption-images", "tag-video"} <= set(flags["--strict"])
+    inference = {"caption", "caption-images", "tag-video", "app.py"}  # the tools that run a Captioner
+    assert set(flags["--backend"]) == inference and inference <= set(flags["--threads"])
 
 
 def test_on_off_flags_follow_one_rule_in_every_tool():

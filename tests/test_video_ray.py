@@ -34,13 +34,15 @@ def _essentials(tags):
 
 
 def test_ray_engine_matches_local(ray_local, videos, tiny_bundle_dir, captioner, tmp_path):
+    from captioning.runtime import RuntimeOptions
     from pipelines.video.ray import tag_videos_ray
 
     videos[2].write_text("not a video")
     options, output = TagOptions(batch_size=4), OutputOptions(str(tmp_path / "out"), ("json", "srt"))
     jobs = [(str(v), v.stem) for v in videos]
     results = {path: (tags, error) for path, tags, error in
-               tag_videos_ray(jobs, bundle=str(tiny_bundle_dir), device="cpu", options=options, output=output)}
+               tag_videos_ray(jobs, bundle=str(tiny_bundle_dir), runtime=RuntimeOptions(device="cpu"), options=options,
+                              output=output)}
     assert set(results) == {str(v) for v in videos}
     tags, error = results[str(videos[2])]
     assert tags is None and "broken.mp4: cannot open as a video" in error

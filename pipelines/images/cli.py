@@ -11,13 +11,14 @@ import os
 import sys
 import time
 from collections import Counter
+from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
 from captioning import BundleError, Captioner
-from captioning.options import (add_dataclass_flags, add_device_flag, add_strict_flag, add_weights_flag,
-                                options_from_args)
+from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
+                                options_from_args, runtime_from_args)
 
 from ..flags import add_engine_flags
 from .inputs import discover, path_key, read_list
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start over: empty --out and rewrite sidecars "
                    "(default: off)")
     add_weights_flag(p)
-    add_device_flag(p)
+    add_runtime_flags(p)
     add_dataclass_flags(p, CaptionOptions)
     p.add_argument("--batch-size", metavar="N", type=int, default=BATCH_SIZE,
                    help="images per model batch (default: %(default)s)")
@@ -76,6 +77,7 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptio
             check_sidecar_extension(args.sidecar)
         except ValueError as e:
             p.error(str(e))
+    args.runtime = runtime_from_args(p, args)  # checked with the other flags, used by _engine
     return options_from_args(p, CaptionOptions, args)
 
 
@@ -88,10 +90,10 @@ def _engine(args: argparse.Namespace, options: CaptionOptions) -> tuple[Engine, 
     records it makes. Raises BundleError / RuntimeError."""
     if args.engine == "ray":
         engine = RayEngine(args.weights, options=options, batch_size=args.batch_size, workers=args.workers,
-                           actors=args.actors, cpus_per_actor=args.cpus_per_actor, device=args.device,
+                           actors=args.actors, cpus_per_actor=args.cpus_per_actor, runtime=args.runtime,
                            address=args.address)
         return engine, engine.settings
-    captioner = Captioner.load(args.weights, device=args.device)
+    captioner = Captioner.load(args.weights, **asdict(args.runtime))
     return (lambda todo: caption_images(todo, captioner, options, batch_size=args.batch_size, workers=args.workers),
             run_settings(captioner.name, captioner.version, captioner.decoding, options))
 

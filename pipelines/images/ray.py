@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from captioning import Captioner, Preprocessing
 from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
+from captioning.runtime import RuntimeOptions
 
 from .records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
                              run_settings)
@@ -38,8 +39,8 @@ def _read(row: dict[str, Any], *, preprocessing: Preprocessing) -> dict[str, Any
 class CaptionActor:
     """Ray ``map_batches`` callable class: one Captioner per actor, records out as JSON strings."""
 
-    def __init__(self, bundle: str, device: str, options: CaptionOptions):
-        self.captioner = Captioner.load(bundle, device=device)
+    def __init__(self, bundle: str, runtime: RuntimeOptions, options: CaptionOptions):
+        self.captioner = Captioner.load(bundle, **asdict(runtime))
         self.options = options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -56,7 +57,7 @@ class RayEngine:
     to Ray when built, so problems surface before any work (as RuntimeError / BundleError)."""
 
     def __init__(self, weights: str | os.PathLike | None, *, options: CaptionOptions, batch_size: int, workers: int,
-                 actors: int, cpus_per_actor: float, device: str, address: str | None):
+                 actors: int, cpus_per_actor: float, runtime: RuntimeOptions, address: str | None):
         try:
             import ray
         except ImportError:
@@ -68,7 +69,9 @@ class RayEngine:
         self.options = options
         self.settings = run_settings(manifest["name"], manifest["version"], recorded_decoding(path, manifest),
                                      options)  # the SETTINGS fields of the records the actors make
-        self.device, self.batch_size, self.workers = device, batch_size, workers
+        # each actor's threads: its CPUs unless given
+        self.runtime = replace(runtime, threads=runtime.threads or max(1, int(cpus_per_actor)))
+        self.batch_size, self.workers = batch_size, workers
         self.actors, self.cpus_per_actor = actors, cpus_per_actor
         self._started = False
         if not ray.is_initialized():
@@ -85,10 +88,10 @@ class RayEngine:
         saved = context.execution_options.preserve_order, context.enable_progress_bars
         context.execution_options.preserve_order = True  # records come back in input order
         context.enable_progress_bars = False  # the CLI shows its own
-        gpus = 1 if self.device.startswith("cuda") else 0
+        gpus = 1 if self.runtime.device.startswith("cuda") else 0
         ds = ray.data.from_items([{"path": str(p)} for p in paths])
         ds = ds.map(_read, fn_kwargs={"preprocessing": self.preprocessing}, concurrency=self.workers)
-        ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"bundle": self.bundle, "device": self.device,
+        ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"bundle": self.bundle, "runtime": self.runtime,
                                                                  "options": self.options},
                             batch_size=self.batch_size, batch_format="numpy", concurrency=self.actors,
                             num_cpus=self.cpus_per_actor, num_gpus=gpus)

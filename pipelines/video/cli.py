@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +18,8 @@ from tqdm import tqdm
 
 from captioning import BundleError, Captioner
 from captioning.bundle import resolve_bundle
-from captioning.options import (add_dataclass_flags, add_device_flag, add_strict_flag, add_weights_flag,
-                                options_from_args)
+from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
+                                options_from_args, runtime_from_args)
 
 from ..files import VIDEO_EXTENSIONS
 from ..flags import add_engine_flags
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cue-tags", action="store_true", help="add the top tags to SRT/VTT cues (default: off)")
     add_engine_flags(p, actors=None, actors_default="one per CPU, at most one per video")
     add_weights_flag(p)
-    add_device_flag(p)
+    add_runtime_flags(p)
     add_strict_flag(p)
     return p
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
     options, output = _options(p, args)
+    runtime = runtime_from_args(p, args)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages: our errors say it in one line
     videos = find_videos(args.inputs)
     if not videos:
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.engine == "ray":
             bundle = str(resolve_bundle(args.weights).resolve())
         else:
-            captioner = Captioner.load(args.weights, device=args.device)
+            captioner = Captioner.load(args.weights, **asdict(runtime))
     except (BundleError, RuntimeError) as e:  # no/damaged bundle, unavailable device
         print(f"tag-video: {e}", file=sys.stderr)
         return 2
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.engine == "ray":
-            for path, tags, error in tag_videos_ray(jobs, bundle=bundle, device=args.device, options=options,
+            for path, tags, error in tag_videos_ray(jobs, bundle=bundle, runtime=runtime, options=options,
                                                     output=output, address=args.address, actors=args.actors):
                 if tags is not None:
                     progress(tags.video.sampled_frames, tags.video.duration)

@@ -7,9 +7,11 @@ the output files), so results are identical; on a cluster the videos, the bundle
 """
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import Any, Iterator
 
 from captioning import Captioner
+from captioning.runtime import RuntimeOptions
 
 from .export import OutputOptions
 from .job import describe_error, process_video
@@ -20,8 +22,8 @@ from .tagger import TagOptions
 class _Worker:
     """One Ray actor: a Captioner loaded once, then any number of videos."""
 
-    def __init__(self, bundle: str, device: str):
-        self.captioner = Captioner.load(bundle, device=device)
+    def __init__(self, bundle: str, runtime: RuntimeOptions):
+        self.captioner = Captioner.load(bundle, **asdict(runtime))
 
     def run(self, path: str, stem: str, options: TagOptions, output: OutputOptions
             ) -> tuple[str, VideoTags | None, str | None]:
@@ -31,7 +33,7 @@ class _Worker:
             return path, None, describe_error(path, e)
 
 
-def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, device: str = "cpu", options: TagOptions,
+def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, runtime: RuntimeOptions, options: TagOptions,
                    output: OutputOptions, address: str | None = None, actors: int | None = None,
                    cpus_per_worker: float = 1.0) -> Iterator[tuple[str, VideoTags | None, str | None]]:
     """Tag ``jobs`` (video path, output stem) on Ray; yields (path, tags or None, error or None)
@@ -45,8 +47,9 @@ def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, device: str = "c
         return
     cpus = int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker) or 1
     n = max(1, min(actors or cpus, len(jobs)))
-    gpus = 1 if device.startswith("cuda") else 0
+    gpus = 1 if runtime.device.startswith("cuda") else 0
+    runtime = replace(runtime, threads=runtime.threads or max(1, int(cpus_per_worker)))  # an actor's: its CPUs
     actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus)(_Worker)
-    pool = ActorPool([actor.remote(bundle, device) for _ in range(n)])
+    pool = ActorPool([actor.remote(bundle, runtime) for _ in range(n)])
     results: Iterator[Any] = pool.map_unordered(lambda a, job: a.run.remote(*job, options, output), jobs)
     yield from results

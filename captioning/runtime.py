@@ -1,0 +1,247 @@
+"""Inference backends for the encoder: PyTorch, or its ONNX graph run by OpenVINO or ONNX Runtime.
+
+The safetensors bundle stays the source of truth. The ONNX graph is a derived artifact: built from
+the loaded encoder on first use (``torch.onnx.export``, any encoder whose forward returns
+:class:`~captioning.encoder.EncoderOutput`), checked against torch on a fixed input, and kept in a
+cache keyed by the encoder's weights, the input size and the exporter:
+
+    $CAPTIONING_CACHE (default ~/.cache/captioning)/encoders/<key>/encoder.onnx
+                                                                 /encoder.json   sha256 + parity per runtime
+
+Writes are atomic (a temporary file renamed into place), so processes building the same graph at
+once each leave a whole file; a graph whose sha256 does not match its record is rebuilt. A runtime's
+parity with torch is checked once, when the runtime first runs the graph, and recorded beside it;
+OpenVINO also caches its compiled graph there (``CACHE_DIR``), so a later process skips compiling.
+
+``auto`` picks, on the CPU, the first of OpenVINO and ONNX Runtime that imports, compiles and matches
+torch, else torch (one log line says why); on CUDA it is torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, get_args
+
+import numpy as np
+import torch
+
+from .encoder import EncoderOutput
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "openvino", "onnxruntime", "torch"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+RUNTIMES = ("openvino", "onnxruntime")  # what ``auto`` tries on the CPU, in this order
+EXPORT_VERSION = 1  # bump when the exported graph changes for the same weights (a new key, a new build)
+PARITY_ATOL = 1e-3  # largest |runtime - torch| allowed in any output on the parity input
+CACHE_ENV = "CAPTIONING_CACHE"
+
+Encode = Callable[[torch.Tensor], EncoderOutput]  # pixels (B, 3, H, W) -> grid, semantic vector, logits
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how the model runs: :meth:`Captioner.load`'s keywords and every inference tool's
+    ``--device``, ``--backend`` and ``--threads``."""
+    device: str = "auto"  # cpu, cuda or auto (CUDA when available, else the CPU)
+    backend: Backend = "auto"  # the encoder's runtime: openvino, onnxruntime, torch, or auto (on the CPU the
+    #                            first of OpenVINO and ONNX Runtime that works here, else torch; torch on CUDA)
+    threads: int = 0  # CPU threads of the model (0: every core)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0")
+
+
+DEFAULT_BACKEND = RuntimeOptions.backend  # every tool's --backend default
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot run here (not installed, failed to compile, outputs differ from torch)."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "captioning")
+
+
+def graph_key(encoder: torch.nn.Module, size: int) -> str:
+    """The cache key of an encoder's graph: its class, weights (every tensor's name, dtype, shape and
+    bytes), input side and the exporter. Bundles sharing an encoder share its graph."""
+    facts = {"class": type(encoder).__qualname__, "size": size, "export": EXPORT_VERSION, "torch": torch.__version__}
+    h = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:32]
+
+
+class _Outputs(torch.nn.Module):
+    """The encoder with a tuple output, as an exporter needs it."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.encoder(pixels)
+        return out.grid, out.pooled, out.logits
+
+
+def _parity_input(size: int) -> torch.Tensor:
+    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))  # (2, 3, H, W)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class EncoderGraph:
+    """The cached ONNX graph of one bundle's encoder at one input size."""
+
+    def __init__(self, encoder: torch.nn.Module, size: int, root: Path | None = None):
+        self.encoder, self.size = encoder, size
+        self.folder = (root or cache_root()) / "encoders" / graph_key(encoder, size)
+        self.path, self.record_path = self.folder / "encoder.onnx", self.folder / "encoder.json"
+
+    def record(self) -> dict[str, Any]:
+        try:
+            record = json.loads(self.record_path.read_text())
+            return record if isinstance(record, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        _atomic_write(self.record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+    def ensure(self) -> Path:
+        """The graph file, exported first if the cache has none or its file does not match its record."""
+        record = self.record()
+        if self.path.is_file() and record.get("sha256") == _sha256(self.path):
+            return self.path
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log.info("exporting the encoder to %s (once per bundle and input size)", self.path)
+        _atomic_write(self.path, self._export)
+        self._write_record({"sha256": _sha256(self.path), "size": self.size, "parity": {}})
+        return self.path
+
+    def _export(self, target: Path) -> None:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        module = _Outputs(copy.deepcopy(self.encoder).to(memory_format=torch.contiguous_format)).eval()
+        with torch.inference_mode(False), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(module, (_parity_input(self.size),), str(target), dynamo=True, external_data=False,
+                              input_names=["pixels"], output_names=["grid", "pooled", "logits"],
+                              dynamic_shapes=({0: batch},), verbose=False)
+
+    def check_parity(self, runtime: str, run: Encode) -> None:
+        """Compare ``run`` with torch on the parity input once per runtime; raise BackendError if they differ."""
+        record = self.record()
+        if runtime in record.get("parity", {}):
+            if record["parity"][runtime] > PARITY_ATOL:
+                raise BackendError(f"{runtime} differs from torch by {record['parity'][runtime]:.2g}")
+            return
+        x = _parity_input(self.size)
+        with torch.inference_mode():
+            want, got = self.encoder(x), run(x)
+        diff = max(float((getattr(want, k) - getattr(got, k)).abs().max()) for k in ("grid", "pooled", "logits"))
+        record.setdefault("parity", {})[runtime] = diff
+        self._write_record(record)
+        if diff > PARITY_ATOL:
+            raise BackendError(f"{runtime} differs from torch by {diff:.2g}")
+
+
+def _as_output(grid: np.ndarray, pooled: np.ndarray, logits: np.ndarray) -> EncoderOutput:
+    return EncoderOutput(torch.from_numpy(grid), torch.from_numpy(pooled), torch.from_numpy(logits))
+
+
+def _openvino(graph: EncoderGraph, threads: int) -> Encode:
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32",  # bf16 (the default on CPUs that have it) changes the grid
+              "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(graph.folder / "openvino")}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(str(graph.ensure()), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(pixels: torch.Tensor) -> EncoderOutput:
+        result = request.infer([pixels.contiguous().numpy()])
+        return _as_output(*(np.array(result[out]) for out in compiled.outputs))  # copies: the request reuses its buffers
+
+    return run
+
+
+def _onnxruntime(graph: EncoderGraph, threads: int) -> Encode:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(graph.ensure()), options, providers=["CPUExecutionProvider"])
+
+    def run(pixels: torch.Tensor) -> EncoderOutput:
+        return _as_output(*session.run(None, {"pixels": pixels.contiguous().numpy()}))
+
+    return run
+
+
+_RUNTIMES: dict[str, Callable[[EncoderGraph, int], Encode]] = {"openvino": _openvino, "onnxruntime": _onnxruntime}
+
+
+def runtime_encoder(graph: EncoderGraph, runtime: str, threads: int = 0) -> Encode:
+    """``graph`` run by ``runtime`` (``threads`` 0: the runtime's default), checked against torch;
+    any failure is a BackendError naming the runtime."""
+    try:
+        run = _RUNTIMES[runtime](graph, threads)
+        graph.check_parity(runtime, run)
+        return run
+    except BackendError:
+        raise
+    except ImportError as e:
+        raise BackendError(f"{runtime} is not installed ({e})") from e
+    except Exception as e:  # an exporter or compiler failure: the message is the runtime's own
+        raise BackendError(f"{runtime} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+
+def choose_backend(backend: str, device: torch.device, graph: Callable[[], EncoderGraph],
+                   threads: int = 0) -> tuple[str, Encode | None]:
+    """``(name, encode)`` for ``backend`` on ``device``; ``encode`` None means torch. ``auto`` falls
+    back to torch with one log line; a backend asked for by name fails with BackendError."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+        return "torch", None
+    if device.type != "cpu":
+        raise BackendError(f"backend {backend} runs on the CPU, not {device} (use --backend torch)")
+    problems = []
+    for runtime in RUNTIMES if backend == "auto" else (backend,):
+        try:
+            return runtime, runtime_encoder(graph(), runtime, threads)
+        except BackendError as e:
+            if backend != "auto":
+                raise
+            problems.append(str(e))
+    log.warning("encoder runs on torch: %s", "; ".join(problems))
+    return "torch", None

@@ -1,0 +1,167 @@
+"""The encoder's inference backends (captioning.runtime): parity with torch, ``auto``'s fallback,
+the graph cache (concurrent builders, a damaged file, a changed encoder) and the --backend flag."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioning import Captioner, load_bundle
+from captioning import runtime as rt
+from captioning.cli import main as caption_main
+from captioning.runtime import RUNTIMES, BackendError, EncoderGraph
+
+
+@pytest.fixture(scope="module")
+def torch_captioner(tiny_bundle_dir) -> Captioner:
+    return Captioner.load(tiny_bundle_dir, device="cpu", backend="torch")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_runtime_matches_torch(runtime, tiny_bundle_dir, torch_captioner, photo):
+    """Grid, semantic vector and logits within tolerance of torch; the same greedy and beam captions."""
+    cap = Captioner.load(tiny_bundle_dir, device="cpu", backend=runtime)
+    assert cap.backend == runtime
+    images = [photo, photo[::-1].copy(), photo[:, ::-1].copy()]
+    got, want = cap.encode(images), torch_captioner.encode(images)
+    for name in ("grid", "pooled", "logits"):
+        assert getattr(got, name).shape == getattr(want, name).shape
+        assert torch.allclose(getattr(got, name), getattr(want, name), atol=rt.PARITY_ATOL), name
+    for method in ("greedy", "beam"):
+        assert [r.text for r in cap.decode(got, method=method)] == [r.text for r in torch_captioner.decode(want, method=method)]
+    assert [t.label for t in cap.tags(photo)] == [t.label for t in torch_captioner.tags(photo)]
+    assert json.loads(EncoderGraph(cap.encoder, cap.preprocessing.size).record_path.read_text())["parity"][runtime] \
+        <= rt.PARITY_ATOL
+
+
+def test_auto_picks_a_runtime_on_the_cpu(captioner):
+    assert captioner.backend == RUNTIMES[0]  # the conftest's captioner: backend "auto", both runtimes installed
+
+
+def _fail_import(monkeypatch, *modules: str) -> None:
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
+
+
+def test_auto_falls_back_when_a_runtime_is_missing(monkeypatch, tiny_bundle_dir, caplog):
+    _fail_import(monkeypatch, "openvino")
+    assert Captioner.load(tiny_bundle_dir, device="cpu").backend == "onnxruntime"
+    _fail_import(monkeypatch, "onnxruntime")
+    with caplog.at_level(logging.WARNING, logger="captioning.runtime"):
+        cap = Captioner.load(tiny_bundle_dir, device="cpu")
+    assert cap.backend == "torch"
+    lines = [r.getMessage() for r in caplog.records if r.name == "captioning.runtime"]
+    assert len(lines) == 1 and "openvino is not installed" in lines[0] and "onnxruntime is not installed" in lines[0]
+    with pytest.raises(BackendError, match="openvino is not installed"):  # asked for by name: no fallback
+        Captioner.load(tiny_bundle_dir, device="cpu", backend="openvino")
+
+
+def test_auto_falls_back_when_compiling_fails(monkeypatch, tiny_bundle_dir, caplog):
+    def broken(graph, threads):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:\nno kernel for this op")
+
+    monkeypatch.setitem(rt._RUNTIMES, "openvino", broken)
+    monkeypatch.setitem(rt._RUNTIMES, "onnxruntime", broken)
+    with caplog.at_level(logging.WARNING, logger="captioning.runtime"):
+        assert Captioner.load(tiny_bundle_dir, device="cpu").backend == "torch"
+    assert "openvino failed: RuntimeError: Exception from src/inference" in caplog.text
+    with pytest.raises(BackendError, match="onnxruntime failed"):
+        Captioner.load(tiny_bundle_dir, device="cpu", backend="onnxruntime")
+
+
+def test_a_runtime_that_differs_from_torch_is_refused(monkeypatch, tiny_bundle, tmp_path):
+    monkeypatch.setenv(rt.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(rt, "PARITY_ATOL", 0.0)
+    real = rt._RUNTIMES["onnxruntime"]
+
+    def off_by_one(graph, threads):
+        run = real(graph, threads)
+        return lambda pixels: rt.EncoderOutput(*(t + 1 for t in (lambda o: (o.grid, o.pooled, o.logits))(run(pixels))))
+
+    monkeypatch.setitem(rt._RUNTIMES, "onnxruntime", off_by_one)
+    with pytest.raises(BackendError, match="onnxruntime differs from torch by 1"):
+        Captioner(tiny_bundle, device="cpu", backend="onnxruntime")
+    with pytest.raises(BackendError, match="differs"):  # recorded: not measured again, still refused
+        Captioner(tiny_bundle, device="cpu", backend="onnxruntime")
+
+
+def test_a_damaged_graph_is_rebuilt(tiny_bundle, tmp_path, monkeypatch, photo):
+    monkeypatch.setenv(rt.CACHE_ENV, str(tmp_path))
+    graph = EncoderGraph(tiny_bundle.model.encoder, tiny_bundle.preprocessing.size)
+    path = graph.ensure()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+    cap = Captioner(tiny_bundle, device="cpu", backend="onnxruntime")
+    assert path.stat().st_size == size and graph.record()["sha256"] == rt._sha256(path)
+    assert cap.caption(photo).text == Captioner(tiny_bundle, device="cpu", backend="torch").caption(photo).text
+
+
+def test_a_changed_encoder_gets_its_own_graph(tiny_bundle_dir, photo):
+    """A bundle whose encoder weights differ is never served another encoder's graph."""
+    first, second = load_bundle(tiny_bundle_dir), load_bundle(tiny_bundle_dir)
+    with torch.no_grad():
+        second.model.encoder._fc.bias += 5.0
+        second.model.encoder._conv_head.weight.mul_(1.5)
+    size = first.preprocessing.size
+    assert EncoderGraph(first.model.encoder, size).folder != EncoderGraph(second.model.encoder, size).folder
+    changed = Captioner(second, device="cpu", backend="onnxruntime").encode([photo])
+    want = Captioner(load_bundle(tiny_bundle_dir), device="cpu", backend="torch")
+    with torch.no_grad():
+        want.model.encoder._fc.bias += 5.0
+        want.model.encoder._conv_head.weight.mul_(1.5)
+    reference = want.encode([photo])
+    assert torch.allclose(changed.logits, reference.logits, atol=rt.PARITY_ATOL)
+    assert torch.allclose(changed.grid, reference.grid, atol=rt.PARITY_ATOL)
+
+
+BUILD = """
+import sys
+from captioning import Captioner
+cap = Captioner.load(sys.argv[1], device="cpu", backend="onnxruntime")
+print(cap.backend)
+"""
+
+
+def test_processes_building_one_graph_at_once_both_succeed(tiny_bundle_dir, tmp_path):
+    env = {**os.environ, rt.CACHE_ENV: str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD, str(tiny_bundle_dir)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ["onnxruntime", "onnxruntime"]
+    folders = list((tmp_path / "encoders").iterdir())
+    assert len(folders) == 1
+    graph = folders[0] / "encoder.onnx"
+    record = json.loads((folders[0] / "encoder.json").read_text())
+    assert record["sha256"] == rt._sha256(graph) and "onnxruntime" in record["parity"]
+    assert not [p for p in folders[0].iterdir() if p.name.endswith(".tmp")]  # no temporary file left behind
+
+
+def test_backend_flag(tiny_bundle_dir, photo, tmp_path, capsys):
+    from PIL import Image
+
+    path = tmp_path / "cat.jpg"
+    Image.fromarray(photo).save(path)
+    texts = {}
+    for backend in ("torch", *RUNTIMES):
+        assert caption_main([str(path), "--weights", str(tiny_bundle_dir), "--backend", backend, "--threads", "1",
+                             "--json"]) == 0
+        texts[backend] = json.loads(capsys.readouterr().out)["caption"]
+    assert len(set(texts.values())) == 1, texts
+    with pytest.raises(SystemExit):
+        caption_main([str(path), "--weights", str(tiny_bundle_dir), "--backend", "tensorrt"])
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+def test_nothing_is_exported_at_import(tmp_path):
+    env = {**os.environ, rt.CACHE_ENV: str(tmp_path / "cache")}
+    code = "import captioning, captioning.runtime, pipelines, pipelines.images, pipelines.video, app"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=Path(__file__).parents[1])
+    assert not (tmp_path / "cache").exists()
