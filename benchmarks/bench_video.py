@@ -1,47 +1,64 @@
-"""Video tagging speed on this machine (not a test): the real-time factor of ``tag_video``.
+"""Video tagging speed per encoder backend, side by side (not a test): the real-time factor of
+``tag-video --fps 1`` against the clip's bare decoding floor.
 
-    python benchmarks/bench_video.py [--video clip.mp4] [--weights W] [--fps 1] [--images DIR]
+    python benchmarks/bench_video.py [--video clip.mp4 | --seconds 180 --images DIR] [--fps 1]
+                                     [--backends torch,openvino,onnxruntime] [--repeats 1]
+                                     [--weights W] [--threads N] [--sampling] [--device cpu]
 
-Without ``--video`` it writes a 60 s 1280x720 30 fps MPEG-4 clip (cv2.VideoWriter 'mp4v')
-of 12 photos with slow pans and zooms (from ``--images``, else scikit-image samples), so the
-clip is not trivially compressible and has 11 cuts. Without ``--weights`` (and no default
-bundle) it builds a bundle with random weights of the real size (vocabulary 2538 words,
-default decoder config: captions are gibberish but cost what real ones cost).
+Without ``--video`` it writes the team's reference clip into a temporary folder for this run (or
+into ``--work``, where it is kept and reused): ``--seconds`` (default 180) of 1280x720 30 fps
+MPEG-4 (cv2.VideoWriter 'mp4v'), one photo per 10 s shot with a slow zoom and pan (18 photos for
+180 s, every 97th JPEG of ``--images``, else scikit-image samples), so the clip is not trivially
+compressible and has a cut every 10 s. Without ``--weights`` and no default bundle it builds a
+bundle with random weights of the real size (captions are gibberish but cost what real ones cost).
 
-Prints: frame sampling time with grab() vs seeking; then ``tag_video`` at ``--fps`` with
-shot captions: the real-time factor (video duration / wall-clock processing time) and the
-wall-clock split decode / encode / caption; then the same work stage by stage in CPU
-seconds, which shows what the machine does when no other job shares the CPU (use
-``--threads 1`` on a loaded machine: idle OpenMP threads spin and inflate CPU time).
+Every backend is first loaded once in-process, which fills the ONNX graph cache the CLIs read.
+Then, interleaved over ``--repeats`` rounds, it runs the whole ``tag-video`` CLI as a subprocess
+once per backend (``--backend B --fps F --out DIR --formats json --strict``; start-up included:
+imports, bundle load, graph compile from the warm cache), checking each wrote its JSON with every
+sampled frame and no error, and times the decode floor: ``cv2.VideoCapture.grab()`` over every
+frame of the clip. Prints each one's median real-time factor (clip seconds / wall seconds) and each
+backend's ratio to the floor (the floor decodes every frame; tag-video's ``auto`` strategy may
+seek instead, so a ratio above 1 is possible), with the CLI's own split (decode / encode / caption
+seconds from its JSON). ``--sampling`` also times ``VideoReader.sample`` at ``--fps`` with grab()
+vs seeking, in-process.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
+import math
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (FLICKR_IMAGES, interleave, machine_facts, median, parse_backends, run_tool, show,  # noqa: E402
+                    spread, tail, timer, tool, warm_backends)
 
-from pipelines.video import TagOptions, tag_video
-from pipelines.video.io import VideoReader
+SIZE, FPS, SHOT_SECONDS = (1280, 720), 30, 10.0  # the reference clip
 
 
-def make_clip(path: Path, *, images: str | None, seconds: int = 60, fps: int = 30, size=(1280, 720),
-              shot_seconds: float = 5.0) -> Path:
+def make_clip(path: Path, *, images: str | None, seconds: int = 180, fps: int = FPS, size=SIZE,
+              shot_seconds: float = SHOT_SECONDS) -> Path:
+    """``seconds`` of ``fps`` MPEG-4 ('mp4v') at ``size``: one photo per ``shot_seconds`` shot, slowly
+    zooming in while panning left to right (every 97th JPEG of ``images``, else scikit-image samples,
+    reused in turn when there are fewer photos than shots)."""
     import cv2
 
+    shots = max(1, math.ceil(seconds / shot_seconds))
     files = sorted(glob.glob(str(Path(images) / "*.jpg")))[:: 97] if images else []
     if files:
-        pictures = [cv2.imread(f) for f in files[: int(seconds / shot_seconds)]]
+        pictures = [cv2.imread(f) for f in files[:shots]]
     else:
         import skimage.data
 
         names = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry"]
         pictures = [cv2.cvtColor(getattr(skimage.data, n)(), cv2.COLOR_RGB2BGR) for n in names]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    per_shot, total = int(shot_seconds * fps), seconds * fps
+    per_shot, total = int(shot_seconds * fps), int(seconds * fps)
     for k in range(total):
         img = pictures[(k // per_shot) % len(pictures)]
         h, w = img.shape[:2]
@@ -62,90 +79,173 @@ def make_bundle(path: Path) -> Path:
     return save_random_bundle(path, placeholder_vocabulary(PRODUCTION_VOCAB), info)
 
 
-def _timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - wall, time.process_time() - cpu
+def grab_all(video: Path) -> tuple[int, float]:
+    """(frames, the container's fps): cv2 ``grab()`` over every frame, nothing retrieved."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise SystemExit(f"cannot open {video}")
+    frames, fps = 0, capture.get(cv2.CAP_PROP_FPS)
+    while capture.grab():
+        frames += 1
+    capture.release()
+    return frames, fps
+
+
+def _check(out: Path, frames_expected: int) -> tuple[str | None, dict]:
+    """(problem or None, the video JSON): written, not partial, every sampled frame tagged."""
+    files = sorted(out.glob("*.json"))
+    if len(files) != 1:
+        return f"{len(files)} JSON files in {out}", {}
+    try:
+        tags = json.loads(files[0].read_text())
+    except (OSError, ValueError) as e:
+        return f"unreadable {files[0]}: {e}", {}
+    if tags.get("partial") or tags.get("errors"):
+        return f"partial results: {'; '.join(tags.get('errors', []))}", tags
+    if abs(tags["video"]["sampled_frames"] - frames_expected) > 1:
+        return f"{tags['video']['sampled_frames']} frames tagged, {frames_expected} expected", tags
+    return None, tags
 
 
 def main(argv: list[str] | None = None) -> int:
-    tagging = TagOptions()  # tag-video's defaults
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--video", default=None, help="clip to tag (default: generate one in --work)")
-    p.add_argument("--images", default="/work/shared/data/flickr8k/images",
+    p.add_argument("--video", default=None, help="clip to tag (default: generate the reference clip)")
+    p.add_argument("--seconds", type=int, default=180, help="length of the generated clip (default: %(default)s)")
+    p.add_argument("--images", default=str(FLICKR_IMAGES) if FLICKR_IMAGES.is_dir() else None,
                    help="photos for the generated clip (default: %(default)s, else scikit-image samples)")
-    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "bench_video"),
-                   help="folder for the generated clip and bundle (default: %(default)s)")
+    p.add_argument("--work", default=None, help="keep the generated clip (and a random bundle) in this folder and "
+                   "reuse them (default: a temporary folder for this run)")
+    p.add_argument("--backends", default=None, help="comma-separated encoder backends (default: every installed one)")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians reported (default: %(default)s)")
     p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT, else a "
-                   "random-weights bundle of realistic size built in --work)")
-    p.add_argument("--fps", type=float, default=tagging.fps, help="frames sampled per second (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=tagging.batch_size,
-                   help="frames per encoder pass (default: %(default)s)")
-    p.add_argument("--beam-size", type=int, default=3, help="caption beam width (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+                   "random-weights bundle of realistic size)")
+    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per encoder pass (default: tag-video's)")
+    p.add_argument("--beam-size", type=int, default=None, help="caption beam width (default: the bundle's)")
+    p.add_argument("--threads", type=int, default=0, help="--threads of the CLI (0: its default, every core; "
+                   "default: %(default)s)")
+    p.add_argument("--sampling", action="store_true", help="also time frame sampling at --fps, grab() vs seek")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     args = p.parse_args(argv)
+    if args.seconds < 1 or args.repeats < 1 or not args.fps > 0:
+        p.error("--seconds and --repeats must be >= 1, --fps > 0")
+    backends = parse_backends(args.backends)
 
-    import torch
+    from captioning import NoDefaultBundleError
+    from captioning.bundle import resolve_bundle
 
-    from captioning import Captioner, NoDefaultBundleError
+    print(machine_facts())
+    print(f"command: {show([sys.executable, *sys.argv] if argv is None else [sys.executable, __file__, *argv])}")
+    with tempfile.TemporaryDirectory(prefix="bench_video.") as tmp:
+        tmp = Path(tmp)
+        work = Path(args.work) if args.work else tmp
+        work.mkdir(parents=True, exist_ok=True)
+        if args.video:
+            video = Path(args.video)
+        else:
+            images = args.images if args.images and Path(args.images).is_dir() else None
+            video = work / f"clip_720p30_{args.seconds}s_{'photos' if images else 'skimage'}.mp4"
+            if video.exists():
+                print(f"reusing {video}")
+            else:
+                t = time.perf_counter()
+                make_clip(video, images=images, seconds=args.seconds)
+                print(f"wrote {video} ({video.stat().st_size / 1e6:.1f} MB, {args.seconds} s, "
+                      f"{math.ceil(args.seconds / SHOT_SECONDS)} shots of {SHOT_SECONDS:g} s from "
+                      f"{images or 'scikit-image'}) in {time.perf_counter() - t:.0f} s")
+        weights = args.weights
+        if weights is None:
+            try:
+                resolve_bundle(None)
+            except NoDefaultBundleError:
+                weights = str(work / "bench_random.video")
+                if not Path(weights).exists():
+                    make_bundle(Path(weights))
+                print(f"no default bundle: random-weights bundle {weights}")
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    video = Path(args.video) if args.video else work / "clip_720p30_60s.mp4"
-    if not video.exists():
-        images = args.images if args.images and Path(args.images).is_dir() else None
-        _, wall, _ = _timed(lambda: make_clip(video, images=images))
-        print(f"wrote {video} ({video.stat().st_size / 1e6:.1f} MB, from {images or 'scikit-image'}) in {wall:.0f} s")
-    try:
-        captioner = Captioner.load(args.weights, device=args.device)
-    except NoDefaultBundleError:
-        bundle = work / "bench_random.video"
-        if not bundle.exists():
-            make_bundle(bundle)
-        captioner = Captioner.load(bundle, device=args.device)
-    print(f"bundle {captioner.name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"video {video}")
+        print("warm-up (every backend loaded once in-process before timing; the first load of a runtime exports "
+              "its ONNX graph into the cache the CLIs read)")
+        caps = warm_backends(weights, args.device, backends, args.threads)
+        bundle = next(iter(caps.values()), None)
+        bundle = f"{bundle.name} {bundle.version}" if bundle else "?"
+        backends = [b for b in backends if b in caps]
+        caps.clear()
+        if not backends:
+            print("no backend loads here")
+            return 1
 
-    for strategy in ("grab", "seek", "grab", "seek"):
-        def sample(strategy=strategy):
-            with VideoReader(video) as reader:
-                return [f.time for f in reader.sample(fps=args.fps, strategy=strategy)]
-        times, wall, cpu = _timed(sample)
-        print(f"sampling at {args.fps:g} fps with {strategy}: {len(times)} frames in {wall:.2f} s wall, {cpu:.2f} s CPU")
+        frames, fps = grab_all(video)  # also the page cache's warm-up
+        clip_seconds = frames / fps
+        sampled = math.ceil(clip_seconds * args.fps - 1e-9)  # samples at 0, 1/fps, 2/fps... (checked to +-1)
+        print(f"clip {video}: {frames} frames at {fps:g} fps = {clip_seconds:.1f} s; bundle {bundle}")
 
-    tag_video(video, captioner, fps=2.0, every_n_frames=300, batch_size=args.batch_size)  # warm-up
-    tags, wall, cpu = _timed(lambda: tag_video(video, captioner, fps=args.fps, batch_size=args.batch_size,
-                                               beam_size=args.beam_size))
-    d, t, n_shots = tags.video.duration, tags.timings, len(tags.shots)
-    print(f"tag_video --fps {args.fps:g}: {tags.video.sampled_frames} frames, {n_shots} shots, {d:.1f} s of video, "
-          f"mean caption {np.mean([len(s.caption.split()) for s in tags.shots]):.1f} words")
-    print(f"  wall {wall:.2f} s -> REAL-TIME FACTOR {d / wall:.1f}x   (CPU time {cpu:.2f} s)")
-    print(f"  split (wall s): decode {t['decode']:.2f} (in a thread, overlapping), encode {t['encode']:.2f}, "
-          f"caption {t['caption']:.2f} ({n_shots} keyframes, beam {args.beam_size})")
+        if args.sampling:
+            from pipelines.video.io import VideoReader
 
-    # the same work stage by stage, in CPU seconds (what the machine does without other load)
-    from PIL import Image
+            def sample(strategy: str):
+                def run() -> None:
+                    with VideoReader(video) as reader:
+                        for _ in reader.sample(fps=args.fps, strategy=strategy):
+                            pass
+                return timer(run)
+            s = interleave({"grab": sample("grab"), "seek": sample("seek")}, args.repeats)
+            print(f"sampling at {args.fps:g} fps in-process (VideoReader.sample): grab {median(s['grab']):.2f} s, "
+                  f"seek {median(s['seek']):.2f} s (medians of {args.repeats})")
 
-    def decode():
-        with VideoReader(video) as reader:
-            return [captioner.preprocessing.to_array(Image.fromarray(f.image)) for f in reader.sample(fps=args.fps)]
-    arrays, _, cpu_decode = _timed(decode)
-    encs, _, cpu_encode = _timed(lambda: [captioner.encode(arrays[i:i + args.batch_size])
-                                          for i in range(0, len(arrays), args.batch_size)])
-    enc = encs[0]
-    rows = torch.arange(n_shots) % len(enc)
-    from captioning.api import Encoded
-    keyframes = Encoded(enc.grid[rows], enc.pooled[rows], enc.logits[rows])
-    _, _, cpu_caption = _timed(lambda: captioner.decode(keyframes, beam_size=args.beam_size))
-    total = cpu_decode + cpu_encode + cpu_caption
-    print(f"  CPU s by stage: decode+resize {cpu_decode:.2f}, encode {cpu_encode:.2f}, caption {cpu_caption:.2f}; "
-          f"total {total:.2f}")
-    print(f"  -> on free cores: {d / total:.1f}x on one core; {d / max(cpu_decode, cpu_encode + cpu_caption):.1f}x "
-          f"with decoding overlapped on the second core (as tag_video does)")
-    return 0
+        common_argv = [video, "--fps", args.fps, "--formats", "json", "--strict", "--device", args.device]
+        common_argv += ["--batch-size", args.batch_size] if args.batch_size is not None else []
+        common_argv += ["--beam-size", args.beam_size] if args.beam_size is not None else []
+        common_argv += ["--threads", args.threads] if args.threads else []
+        common_argv += ["--weights", weights] if weights else []
+        runs: dict[str, list[dict]] = {}
+        problems: list[str] = []
+        failed: set[str] = set()
+
+        def cli(backend: str):
+            def run() -> float:
+                k = len(runs.setdefault(backend, []))
+                out, log = tmp / f"{backend}.{k}", tmp / f"{backend}.{k}.log"
+                cmd = tool("tag-video", "pipelines.video") + ["--out", out, "--backend", backend, *common_argv]
+                status, seconds = run_tool(cmd, log)
+                problem, tags = _check(out, sampled)
+                if status != 0 or problem:
+                    failed.add(backend)
+                    problems.append(f"{backend} run {k + 1}: exit {status}, {problem or 'output fine'}\n{tail(log)}")
+                runs[backend].append({"seconds": seconds, "tags": tags})
+                return seconds
+            return run
+
+        print("commands (one per backend per repeat; R = the repeat's number, from 0):")
+        print(f"  {show(tool('tag-video', 'pipelines.video') + ['--out', tmp / 'B.R', '--backend', 'B', *common_argv])}"
+              f"   for B in {', '.join(backends)}")
+        print(f"  decode floor in-process: cv2.VideoCapture({video.name}).grab() over all {frames} frames")
+        tasks = {"floor": timer(lambda: grab_all(video))} | {b: cli(b) for b in backends}
+        seconds = interleave(tasks, args.repeats, say=print)
+
+    for problem in problems:
+        print(f"run failed: {problem}")
+    rtf = {name: [clip_seconds / s for s in seconds[name]] for name in tasks}
+    floor = median(rtf["floor"])
+    print(f"\n{clip_seconds:.0f} s clip, tag-video --fps {args.fps:g} ({sampled} frames), "
+          f"median of {args.repeats} interleaved repeat(s)")
+    print(f"{'':<34}{'wall s':>8}{'x real time':>13}{'/ floor':>9}  {'min..max':<12}  in-CLI split, medians (s)")
+    print(f"{'decode floor: grab() every frame':<34}{median(seconds['floor']):8.1f}{floor:13.1f}{1:9.3f}  "
+          f"{spread(rtf['floor']):<12}")
+    for b in backends:
+        r = median(rtf[b])
+        timings = [run["tags"]["timings"] for run in runs[b] if run["tags"]]
+        t = {k: median([x[k] for x in timings]) for k in ("decode", "encode", "caption", "total")} if timings else None
+        split = (f"decode {t['decode']:.1f} (overlapped), encode {t['encode']:.1f}, caption {t['caption']:.1f}, "
+                 f"total {t['total']:.1f}" if t else "")
+        shots = next((len(run["tags"]["shots"]) for run in runs[b] if run["tags"]), None)
+        print(f"{'tag-video --backend ' + b:<34}{median(seconds[b]):8.1f}{r:13.1f}{r / floor:9.3f}  "
+              f"{spread(rtf[b]):<12}  " + ("FAILED (see above)" if b in failed else
+                                           split + (f"; {shots} shots" if shots is not None else "")))
+    print("(x real time = clip seconds / wall seconds, CLI start-up included; / floor = over the decode floor's "
+          "median, same run)")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
