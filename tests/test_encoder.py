@@ -73,3 +73,19 @@ def test_a_fine_tuned_encoder_tags_with_its_imagenet_copies(encoder):
     assert {k.split(".")[0] for k in tuned.state_dict()} - {k.split(".")[0] for k in encoder.state_dict()} == {"_imagenet"}
     with pytest.raises(ValueError, match="tuned_blocks"):
         EfficientNetLite0(tuned_blocks=17)
+
+
+def test_imagenet_categories_are_torchvisions_without_importing_it():
+    """The tags' names are torchvision's table, read without the seconds-long torchvision import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from captioning.encoder import imagenet_categories; names = imagenet_categories(); "
+            "print(len(names), 'torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == \
+        ["1000", "False"]
+    from torchvision.models import ResNet18_Weights
+
+    from captioning.encoder import imagenet_categories
+
+    assert imagenet_categories() == tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from captioning import Captioner, ImageError, Preprocessing, load_image
+from captioning import Captioner, Encoded, ImageError, Preprocessing, load_image
 from captioning.decoding import Decoding
 from captioning.images import read_image_file
 
@@ -103,14 +103,20 @@ def _record(p: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
             **settings, "error": p.error}
 
 
-def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: CaptionOptions) -> list[dict[str, Any]]:
-    """Records for a batch, in its order: one encoder pass and one batched beam search for
-    the good images; failed ones get their error and no caption."""
+def encode_prepared(captioner: Captioner, batch: Sequence[Prepared]) -> Encoded | None:
+    """One encoder pass over the batch's good images (None when it has none)."""
+    good = [p.pixels for p in batch if p.error is None]
+    return captioner.encode(good) if good else None
+
+
+def caption_encoded(captioner: Captioner, batch: Sequence[Prepared], encoded: Encoded | None,
+                    options: CaptionOptions) -> list[dict[str, Any]]:
+    """Records for a batch, in its order, from its encoder pass (:func:`encode_prepared`): one batched
+    beam search for the good images; failed ones get their error and no caption."""
     settings = run_settings(captioner.name, captioner.version, captioner.decoding, options)
     records = [_record(p, settings) for p in batch]
     good = [i for i, p in enumerate(batch) if p.error is None]
-    if good:
-        encoded = captioner.encode([batch[i].pixels for i in good])
+    if encoded is not None:
         decoding = options.decoding_for(captioner.decoding).for_n_best(options.n_best)
         results = captioner.decode(encoded, **decoding.asdict())
         tags = captioner.top_tags(encoded, k=options.tags) if options.tags else [[] for _ in good]
@@ -120,4 +126,9 @@ def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: C
             records[i].update(caption=r.text, score=round(r.score, 4), n_best=n_best,
                               tags=[{"label": x.label, "probability": round(x.probability, 4)} for x in t])
     return records
+
+
+def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: CaptionOptions) -> list[dict[str, Any]]:
+    """Records for a batch, in its order: its encoder pass, then its beam search."""
+    return caption_encoded(captioner, batch, encode_prepared(captioner, batch), options)
 
