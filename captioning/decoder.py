@@ -17,6 +17,7 @@ Attention maps are the members' mean.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -45,16 +46,31 @@ class DecoderConfig:
 class DecoderState:
     h: torch.Tensor  # (N, layers * hidden) LSTM hidden states, layer by layer
     c: torch.Tensor  # (N, layers * hidden) LSTM cell states
-    values: torch.Tensor  # (N, S*S, context) projected grid, fixed per image
-    keys: torch.Tensor  # (N, S*S, attention) attention keys, fixed per image
+    values: torch.Tensor  # (N, S*S, context) projected grid, fixed per image (I rows when ``image`` is set)
+    keys: torch.Tensor  # (N, S*S, attention) attention keys, fixed per image (I rows when ``image`` is set)
+    image: torch.Tensor | None = None  # (N,) the row of values/keys each row reads; None: row i reads row i
+    attended: tuple[torch.Tensor, torch.Tensor] | None = None  # the rows' next attention, when computed
+    #   ahead (:meth:`AttentionLSTMDecoder.attend_ahead`): gated context (N, context), weights (N, S*S)
 
     def reorder(self, index: torch.Tensor) -> "DecoderState":
         """Pick rows of h and c (beam reordering within the same image: values/keys stay)."""
+        if self.image is not None or self.attended is not None:
+            return self.rows(index)
         return DecoderState(self.h[index], self.c[index], self.values, self.keys)
 
     def repeat(self, k: int) -> "DecoderState":
         """Each image's state repeated k times in a row: N -> N*k."""
+        if self.image is not None or self.attended is not None:
+            return self.rows(torch.arange(len(self.h), device=self.h.device).repeat_interleave(k))
         return DecoderState(*(t.repeat_interleave(k, dim=0) for t in (self.h, self.c, self.values, self.keys)))
+
+    def rows(self, index: torch.Tensor) -> "DecoderState":
+        """The states of rows ``index`` (any rows, of any images, repeats allowed), sharing this
+        state's values and keys: only h, c, the row -> image index and the attention are gathered."""
+        image = index if self.image is None else self.image.index_select(0, index)
+        attended = None if self.attended is None else tuple(t.index_select(0, index) for t in self.attended)
+        return DecoderState(self.h.index_select(0, index), self.c.index_select(0, index), self.values, self.keys,
+                            image, attended)
 
 
 class AttentionLSTMDecoder(nn.Module):
@@ -90,24 +106,40 @@ class AttentionLSTMDecoder(nn.Module):
 
     def _attend(self, query_state: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, torch.Tensor]:
         query = self.att_query(query_state).unsqueeze(1)  # (N, 1, attention)
-        scores = self.att_score(torch.tanh(state.keys + query)).squeeze(-1)  # (N, S*S)
-        alpha = scores.softmax(dim=-1)  # (N, S*S)
-        context = torch.bmm(alpha.unsqueeze(1), state.values).squeeze(1)  # (N, context)
+        if state.image is None:
+            scores = self.att_score(torch.tanh(state.keys + query)).squeeze(-1)  # (N, S*S)
+            alpha = scores.softmax(dim=-1)  # (N, S*S)
+            context = torch.bmm(alpha.unsqueeze(1), state.values).squeeze(1)  # (N, context)
+        else:  # each row reads its image's keys and values
+            hidden = state.keys.index_select(0, state.image).add_(query).tanh_()  # (N, S*S, attention)
+            alpha = self.att_score(hidden).squeeze(-1).softmax(dim=-1)  # (N, S*S)
+            context = _grouped_context(alpha, state.values, state.image)  # (N, context)
         return torch.sigmoid(self.gate(query_state)) * context, alpha
+
+    def attend_ahead(self, state: DecoderState) -> DecoderState:
+        """The state with its rows' next attention computed now, so that the rows copied from it
+        (:meth:`DecoderState.rows`, several beams extending one) share it. The one-LSTM decoder
+        attends from h alone; the two-LSTM decoder's attention depends on the next word, so its
+        state is returned as it is."""
+        if self.config.layers != 1 or state.attended is not None:
+            return state
+        return dataclasses.replace(state, attended=self._attend(state.h, state))
 
     def _cell(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
         """One step: tokens (N,) -> output features (N, hidden + context), next state, attention (N, S*S)."""
         if self.config.layers == 1:
-            context, alpha = self._attend(state.h, state)
+            context, alpha = state.attended if state.attended is not None else self._attend(state.h, state)
             h, c = self.lstm(torch.cat([self.embed(tokens), context], dim=-1), (state.h, state.c))
-            return torch.cat([h, context], dim=-1), DecoderState(h, c, state.values, state.keys), alpha
+            return torch.cat([h, context], dim=-1), DecoderState(h, c, state.values, state.keys, state.image), alpha
         (h_att, h_lang), (c_att, c_lang) = state.h.chunk(2, dim=-1), state.c.chunk(2, dim=-1)  # (N, hidden) each
-        mean_grid = state.values.mean(dim=1)  # (N, context)
+        mean_grid = state.values.mean(dim=1)  # (N, context), or (I, context) when rows index images
+        if state.image is not None:
+            mean_grid = mean_grid.index_select(0, state.image)  # (N, context)
         h_att, c_att = self.att_lstm(torch.cat([h_lang, mean_grid, self.embed(tokens)], dim=-1), (h_att, c_att))
         context, alpha = self._attend(h_att, state)
         h_lang, c_lang = self.lstm(torch.cat([context, h_att], dim=-1), (h_lang, c_lang))
         state = DecoderState(torch.cat([h_att, h_lang], dim=-1), torch.cat([c_att, c_lang], dim=-1),
-                             state.values, state.keys)
+                             state.values, state.keys, state.image)
         return torch.cat([h_lang, context], dim=-1), state, alpha
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
@@ -152,6 +184,33 @@ class AttentionLSTMDecoder(nn.Module):
         return self.out(self.out_dropout(packed)), alphas
 
 
+def _grouped_context(alpha: torch.Tensor, values: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """The attended context of rows reading ``values[image]``: alpha (N, S*S), values (I, S*S, context)
+    -> (N, context), as the one-row products of :meth:`AttentionLSTMDecoder.forward` compute it.
+
+    The first GROUP_ROWS rows of each image are laid out per image, (I, GROUP_ROWS, S*S) with
+    empty slots zero, for one batched product with the values as they are (the BLAS sums a product
+    of that few rows in the order of a one-row product); any further rows of an image, one by one
+    with a copy of their image's values."""
+    counts = torch.bincount(image, minlength=len(values))  # (I,) rows of each image
+    order = torch.argsort(image, stable=True)  # (N,) rows grouped by image
+    slot = torch.empty_like(image)  # (N,) each row's place among its image's rows
+    slot[order] = torch.arange(len(image), device=image.device) - (counts.cumsum(0) - counts)[image[order]]
+    first = (slot < GROUP_ROWS).nonzero().squeeze(1)  # (n1,) rows in the grouped product
+    rest = (slot >= GROUP_ROWS).nonzero().squeeze(1)  # (n2,) rows beyond it
+    grouped = alpha.new_zeros(len(values), min(int(counts.max()), GROUP_ROWS), alpha.shape[1])  # (I, G, S*S)
+    grouped[image[first], slot[first]] = alpha[first]
+    context = alpha.new_empty(len(image), values.shape[2])  # (N, context)
+    context[first] = torch.bmm(grouped, values)[image[first], slot[first]]  # (I, G, context) -> (n1, context)
+    if len(rest):
+        # (n2, 1, S*S) x (n2, S*S, context) -> (n2, context)
+        context[rest] = torch.bmm(alpha[rest].unsqueeze(1), values.index_select(0, image[rest])).squeeze(1)
+    return context
+
+
+GROUP_ROWS = 3
+
+
 @dataclass
 class EnsembleState:
     members: list[DecoderState]  # one state per member, rows aligned
@@ -161,6 +220,9 @@ class EnsembleState:
 
     def repeat(self, k: int) -> "EnsembleState":
         return EnsembleState([s.repeat(k) for s in self.members])
+
+    def rows(self, index: torch.Tensor) -> "EnsembleState":
+        return EnsembleState([s.rows(index) for s in self.members])
 
 
 class EnsembleDecoder(nn.Module):
@@ -177,6 +239,9 @@ class EnsembleDecoder(nn.Module):
 
     def init_state(self, grid: torch.Tensor, pooled: torch.Tensor) -> EnsembleState:
         return EnsembleState([m.init_state(grid, pooled) for m in self.members])
+
+    def attend_ahead(self, state: EnsembleState) -> EnsembleState:
+        return EnsembleState([m.attend_ahead(s) for m, s in zip(self.members, state.members)])
 
     def step(self, tokens: torch.Tensor, state: EnsembleState) -> tuple[torch.Tensor, EnsembleState, torch.Tensor]:
         """tokens (N,) -> log of the members' mean next-word probability (N, V), state, mean attention (N, S*S)."""

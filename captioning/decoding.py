@@ -185,58 +185,156 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
     no word outside :data:`~captioning.vocab.REPEATABLE_WORDS` twice in a caption;
     ``no_dangling_end``: no <end> right after :data:`~captioning.vocab.DANGLING_WORDS` (but at
     ``max_length`` <end> is forced). The options and their defaults are :class:`Decoding`'s.
+
+    The decoder runs only the rows still writing (a finished beam's next word is <pad>, known
+    without it), and at step 0 one row per image (the K beams start the same); each parent's
+    attention once, whatever its number of new beams; every row reads its image's projected grid
+    through the state's row -> image index, never a copy of it. A batch of at most MIN_ROWS rows,
+    or of a number of rows not a multiple of ROW_MULTIPLE, runs all its rows in place at every step
+    instead: BLAS sums such batches' rows by position, so each row keeps the numbers it has in the
+    straightforward search.
     """
-    b, k = grid.shape[0], beam_size
-    dev = grid.device
-    once = _word_mask(len(vocab), vocab.once_ids, dev) if no_repeat_words else None  # allowed once per caption
-    dangling = _word_mask(len(vocab), vocab.dangling_ids, dev) if no_dangling_end else None  # no <end> after
-    state = decoder.init_state(grid, pooled).repeat(k)  # N = B*K rows, image-major
-    tokens = torch.full((b * k,), vocab.start_id, dtype=torch.long, device=dev)
-    scores = torch.zeros(b, k, device=dev)
-    scores[:, 1:] = NEG_INF  # at step 0 all beams are the same: expand only the first
-    seqs = torch.empty(b, k, 0, dtype=torch.long, device=dev)
-    step_logps = torch.empty(b, k, 0, device=dev)
-    alphas = torch.empty(b, k, 0, grid.shape[1], device=dev)
-    finished = torch.zeros(b, k, dtype=torch.bool, device=dev)
-    offsets = (torch.arange(b, device=dev) * k).unsqueeze(1)  # (B, 1) first row of each image
+    b, k, dev = grid.shape[0], beam_size, grid.device
+    rules = _Rules(vocab, dev, min_length=min_length, max_length=max_length, ngram=no_repeat_ngram_size,
+                   once=no_repeat_words, dangling=no_dangling_end)
+    beams = _Beams(b, k, vocab.end_id, vocab.start_id, dev)
+    compact = b * k > MIN_ROWS and b * k % ROW_MULTIPLE == 0
+    state = decoder.init_state(grid, pooled)  # B rows: each image's grid projected once
+    every = torch.arange(b * k, device=dev)  # (B*K,)
+    image = every // k  # (B*K,) each full row's image; at step 0 of a compact batch beam 0 stands for all K
+    src = image if compact else every  # (B*K,) the computed row each full row takes
+    computed = beams.offsets.view(-1) if compact else every  # (n,) the full rows computed
+    parents = torch.arange(b, device=dev) if compact else image  # (n,) the state row each computed row extends
     for t in range(max_length + 1):
-        logits, state, alpha = decoder.step(tokens, state)
-        logprobs = logits.float().log_softmax(dim=-1)  # (B*K, V)
-        _restrict(logprobs, t, vocab, min_length=min_length, max_length=max_length)
-        words = seqs.view(b * k, -1)  # (B*K, t) each row's words so far
-        _block_repeated_ngrams(logprobs, words, no_repeat_ngram_size)
-        if once is not None:
-            _block_repeated_words(logprobs, words, once)
-        if dangling is not None and t < max_length:
-            _block_dangling_end(logprobs, words, dangling, vocab.end_id)
-        logprobs = logprobs.view(b, k, -1)  # (B, K, V)
-        logprobs[finished] = NEG_INF
-        logprobs[..., vocab.pad_id].masked_fill_(finished, 0.0)
-        vocab_size = logprobs.shape[-1]
-        candidates = (scores.unsqueeze(-1) + logprobs).view(b, k * vocab_size)  # (B, K*V)
-        scores, flat = candidates.topk(k, dim=-1)  # (B, K)
-        beam, word = flat // vocab_size, flat % vocab_size  # (B, K) parent beam and new word
-        word_logp = logprobs.view(b, k * vocab_size).gather(1, flat)  # (B, K)
-        # (B, K, t+1): the parent's words and the new one
-        seqs = torch.cat([seqs.gather(1, beam.unsqueeze(-1).expand_as(seqs)), word.unsqueeze(-1)], dim=-1)
-        step_logps = torch.cat([step_logps.gather(1, beam.unsqueeze(-1).expand_as(step_logps)),
-                                word_logp.unsqueeze(-1)], dim=-1)
-        # (B*K, S*S) -> (B, K, 1, S*S): the step's attention of each new beam's parent, appended to
-        # the parent's history -> (B, K, t+1, S*S)
-        alpha = alpha.view(b, k, 1, -1).gather(1, beam.view(b, k, 1, 1).expand(b, k, 1, alpha.shape[-1]))
-        alphas = torch.cat([alphas.gather(1, beam.view(b, k, 1, 1).expand_as(alphas)), alpha], dim=2)
-        finished = finished.gather(1, beam) | (word == vocab.end_id)
-        rows = (offsets + beam).view(-1)  # (B*K,) parent row of each new beam
-        state = state.reorder(rows)
-        tokens = word.view(-1)  # (B*K,)
-        if finished.all():
+        state = _attend_rows(decoder, state, parents, most=b * k, share=compact)  # (n rows)
+        logprobs, state, alpha = _run_rows(decoder, state, beams.tokens[computed], most=b * k)
+        rules.apply(logprobs, t, beams.seqs.view(b * k, -1)[computed])  # (B, K, t) -> (n, t) words so far
+        # (B*K, S*S) each row's attention (a finished row's is never returned: any row's will do)
+        alpha = alpha[src.clamp(min=0)]
+        parent_rows = beams.advance(_full_rows(logprobs, src, beams.finished.view(-1), vocab.pad_id), alpha)
+        if beams.finished.all():
             break
-    out = []
-    seqs_l, logps_l, alphas_c = seqs.tolist(), step_logps.tolist(), alphas.float().cpu()
-    for i in range(b):
-        hyps = [_finalize(seqs_l[i][j], logps_l[i][j], alphas_c[i, j], vocab.end_id, length_penalty) for j in range(k)]
-        out.append(sorted(hyps, key=lambda h: h.score, reverse=True))
-    return out
+        parents = src[parent_rows]  # (B*K,) the row of this step's state each new beam extends
+        if compact:
+            computed = (~beams.finished).view(-1).nonzero().squeeze(1)  # (n,) full rows still writing
+            parents, src = parents[computed], torch.full_like(src, -1)
+            src[computed] = torch.arange(len(computed), device=dev)
+    return beams.hypotheses(length_penalty)
+
+
+# A compact step runs at least MIN_ROWS rows, a multiple of ROW_MULTIPLE (padded with copies, at most
+# B*K): BLAS sums a few rows, or an odd count, in another order than a full (B*K)-row batch's rows.
+MIN_ROWS, ROW_MULTIPLE = 16, 8
+
+
+def _padding(n: int, most: int, device: torch.device) -> torch.Tensor:
+    """Row index (>= n rows) that runs rows 0..n-1 and then copies of them."""
+    rows = max(n, min(most, max(MIN_ROWS, -(-n // ROW_MULTIPLE) * ROW_MULTIPLE)))
+    return torch.arange(rows, device=device) % n  # (rows,)
+
+
+def _attend_rows(decoder: AttentionLSTMDecoder, state: Any, index: torch.Tensor, *, most: int, share: bool) -> Any:
+    """The states of rows ``index`` with their attention computed: with ``share`` once per distinct
+    row (beams that extend one parent attend alike), else row by row in place."""
+    if not share:
+        return decoder.attend_ahead(state.rows(index))
+    distinct, inverse = torch.unique(index, return_inverse=True)  # (u,), (n,)
+    return decoder.attend_ahead(state.rows(distinct[_padding(len(distinct), most, index.device)])).rows(inverse)
+
+
+def _run_rows(decoder: AttentionLSTMDecoder, state: Any, tokens: torch.Tensor, *,
+              most: int) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    """One step of ``len(tokens)`` rows (state row i feeds token i) -> log-probabilities (n, V),
+    next state (>= n rows, the first n those of the tokens) and attention (n, S*S)."""
+    n = len(tokens)
+    index = _padding(n, most, tokens.device)
+    if len(index) > n:
+        state, tokens = state.rows(index), tokens[index]
+    logits, state, alpha = decoder.step(tokens, state)
+    return logits[:n].float().log_softmax(dim=-1), state, alpha[:n]  # (n, V), state, (n, S*S)
+
+
+def _full_rows(logprobs: torch.Tensor, src: torch.Tensor, finished: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """All B*K rows' next-word log-probabilities (B*K, V): a row still writing takes computed row
+    ``src[r]`` of ``logprobs``; a finished row only <pad>, at log-prob 0."""
+    full = logprobs.new_full((len(src), logprobs.shape[1]), NEG_INF)  # (B*K, V)
+    full[:, pad_id].masked_fill_(finished, 0.0)
+    live = (~finished).nonzero().squeeze(1)  # (n',) rows still writing
+    full[live] = logprobs[src[live]]
+    return full
+
+
+class _Rules:
+    """The word restrictions of a beam-search step (:func:`_restrict` and the blocks)."""
+
+    def __init__(self, vocab: Vocabulary, device: torch.device, *, min_length: int, max_length: int,
+                 ngram: int, once: bool, dangling: bool):
+        self.vocab, self.min_length, self.max_length, self.ngram = vocab, min_length, max_length, ngram
+        self.once = _word_mask(len(vocab), vocab.once_ids, device) if once else None  # allowed once per caption
+        self.dangling = _word_mask(len(vocab), vocab.dangling_ids, device) if dangling else None  # no <end> after
+
+    def apply(self, logprobs: torch.Tensor, t: int, words: torch.Tensor) -> None:
+        """In place on logprobs (n, V) of step ``t``; words (n, t) each row's words so far."""
+        _restrict(logprobs, t, self.vocab, min_length=self.min_length, max_length=self.max_length)
+        _block_repeated_ngrams(logprobs, words, self.ngram)
+        if self.once is not None:
+            _block_repeated_words(logprobs, words, self.once)
+        if self.dangling is not None and t < self.max_length:
+            _block_dangling_end(logprobs, words, self.dangling, self.vocab.end_id)
+
+
+class _Beams:
+    """K beams per image of B, rows image-major: scores, words, and each step's back-pointers."""
+
+    def __init__(self, b: int, k: int, end_id: int, start_id: int, device: torch.device):
+        self.b, self.k, self.end_id = b, k, end_id
+        self.scores = torch.zeros(b, k, device=device)
+        self.scores[:, 1:] = NEG_INF  # at step 0 all beams are the same: expand only the first
+        self.finished = torch.zeros(b, k, dtype=torch.bool, device=device)
+        self.seqs = torch.empty(b, k, 0, dtype=torch.long, device=device)  # (B, K, t) words so far
+        self.step_logps = torch.empty(b, k, 0, device=device)  # (B, K, t) each word's log-prob
+        self.tokens = torch.full((b * k,), start_id, dtype=torch.long, device=device)  # (B*K,) the last words
+        self.offsets = (torch.arange(b, device=device) * k).unsqueeze(1)  # (B, 1) first row of each image
+        self.alphas: list[torch.Tensor] = []  # per step (B*K, S*S): each row's attention
+        self.parents: list[torch.Tensor] = []  # per step (B, K): the beam each new beam extends
+
+    def advance(self, logprobs: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """Keep the K best extensions per image of logprobs (B*K, V), the rows' attention alpha
+        (B*K, S*S); returns the parent row of each new beam (B*K,)."""
+        b, k = self.b, self.k
+        vocab_size = logprobs.shape[-1]
+        logprobs = logprobs.view(b, k * vocab_size)  # (B, K*V)
+        candidates = (self.scores.unsqueeze(-1) + logprobs.view(b, k, vocab_size)).view(b, k * vocab_size)
+        self.scores, flat = candidates.topk(k, dim=-1)  # (B, K)
+        beam, word = flat // vocab_size, flat % vocab_size  # (B, K) parent beam and new word
+        # (B, K, t+1): the parent's words and log-probs, and the new one
+        self.seqs = torch.cat([self.seqs.gather(1, beam.unsqueeze(-1).expand_as(self.seqs)), word.unsqueeze(-1)], -1)
+        self.step_logps = torch.cat([self.step_logps.gather(1, beam.unsqueeze(-1).expand_as(self.step_logps)),
+                                     logprobs.gather(1, flat).unsqueeze(-1)], dim=-1)
+        self.finished = self.finished.gather(1, beam) | (word == self.end_id)
+        self.alphas.append(alpha)
+        self.parents.append(beam)
+        self.tokens = word.view(-1)  # (B*K,)
+        return (self.offsets + beam).view(-1)  # (B*K,)
+
+    def attention(self) -> torch.Tensor:
+        """(B, K, T, S*S): the attention of each beam's words, followed back through the parents."""
+        b, k = self.b, self.k
+        beam = torch.arange(k, device=self.scores.device).expand(b, k)  # (B, K) beams after the last step
+        steps = []
+        for alpha, parents in zip(reversed(self.alphas), reversed(self.parents)):
+            beam = parents.gather(1, beam)  # (B, K) the row that wrote this step's word
+            steps.append(alpha.view(b, k, -1).gather(1, beam.unsqueeze(-1).expand(b, k, alpha.shape[-1])))
+        return torch.stack(steps[::-1], dim=2)  # (B, K, T, S*S)
+
+    def hypotheses(self, length_penalty: float) -> list[list[Hypothesis]]:
+        """Per image, the K hypotheses best first."""
+        seqs, logps, alphas = self.seqs.tolist(), self.step_logps.tolist(), self.attention().float().cpu()
+        out = []
+        for i in range(self.b):
+            hyps = [_finalize(seqs[i][j], logps[i][j], alphas[i, j], self.end_id, length_penalty) for j in range(self.k)]
+            out.append(sorted(hyps, key=lambda h: h.score, reverse=True))
+        return out
 
 
 @dataclass

@@ -242,3 +242,150 @@ def test_repeated_ngram_block_matches_a_plain_loop(n):
                 if row[i:i + n - 1] == row[len(row) - (n - 1):]:
                     want[r, row[i + n - 1]] = float("-inf")
         assert torch.equal(got.isinf(), want.isinf()), (n, length)
+
+
+def _reference_beam_search(decoder, grid, pooled, *, vocab, beam_size, max_length, min_length=0, length_penalty=0.0,
+                           no_repeat_ngram_size=0, no_repeat_words=False, no_dangling_end=False):
+    """The straightforward beam search the fast one must match: every image's state repeated K
+    times (grid copies included), all B*K rows run at every step, histories re-gathered each step."""
+    from captioning.decoding import (NEG_INF, _block_dangling_end, _block_repeated_ngrams, _block_repeated_words,
+                                     _finalize, _restrict, _word_mask)
+
+    b, k = grid.shape[0], beam_size
+    once = _word_mask(len(vocab), vocab.once_ids, grid.device) if no_repeat_words else None
+    dangling = _word_mask(len(vocab), vocab.dangling_ids, grid.device) if no_dangling_end else None
+    state = decoder.init_state(grid, pooled).repeat(k)  # B*K rows, image-major
+    tokens = torch.full((b * k,), vocab.start_id, dtype=torch.long)
+    scores = torch.zeros(b, k)
+    scores[:, 1:] = NEG_INF
+    seqs, step_logps = torch.empty(b, k, 0, dtype=torch.long), torch.empty(b, k, 0)
+    alphas = torch.empty(b, k, 0, grid.shape[1])
+    finished = torch.zeros(b, k, dtype=torch.bool)
+    for t in range(max_length + 1):
+        logits, state, alpha = decoder.step(tokens, state)
+        logprobs = logits.float().log_softmax(dim=-1)  # (B*K, V)
+        _restrict(logprobs, t, vocab, min_length=min_length, max_length=max_length)
+        words = seqs.view(b * k, -1)
+        _block_repeated_ngrams(logprobs, words, no_repeat_ngram_size)
+        if once is not None:
+            _block_repeated_words(logprobs, words, once)
+        if dangling is not None and t < max_length:
+            _block_dangling_end(logprobs, words, dangling, vocab.end_id)
+        logprobs = logprobs.view(b, k, -1)  # (B, K, V)
+        logprobs[finished] = NEG_INF
+        logprobs[..., vocab.pad_id].masked_fill_(finished, 0.0)
+        v = logprobs.shape[-1]
+        scores, flat = (scores.unsqueeze(-1) + logprobs).view(b, k * v).topk(k, dim=-1)  # (B, K)
+        beam, word = flat // v, flat % v
+        seqs = torch.cat([seqs.gather(1, beam.unsqueeze(-1).expand_as(seqs)), word.unsqueeze(-1)], dim=-1)
+        step_logps = torch.cat([step_logps.gather(1, beam.unsqueeze(-1).expand_as(step_logps)),
+                                logprobs.view(b, k * v).gather(1, flat).unsqueeze(-1)], dim=-1)
+        alpha = alpha.view(b, k, 1, -1).gather(1, beam.view(b, k, 1, 1).expand(b, k, 1, alpha.shape[-1]))
+        alphas = torch.cat([alphas.gather(1, beam.view(b, k, 1, 1).expand_as(alphas)), alpha], dim=2)
+        finished = finished.gather(1, beam) | (word == vocab.end_id)
+        state = state.reorder((torch.arange(b).unsqueeze(1) * k + beam).view(-1))
+        tokens = word.view(-1)
+        if finished.all():
+            break
+    return [sorted((_finalize(seqs[i, j].tolist(), step_logps[i, j].tolist(), alphas[i, j], vocab.end_id, length_penalty)
+                    for j in range(k)), key=lambda h: h.score, reverse=True) for i in range(b)]
+
+
+def _assert_same_nbests(got, want):
+    assert [[h.tokens for h in nb] for nb in got] == [[h.tokens for h in nb] for nb in want]  # words and n-best order
+    for g, w in zip((h for nb in got for h in nb), (h for nb in want for h in nb)):
+        assert g.score == pytest.approx(w.score, abs=1e-5) and g.logprob == pytest.approx(w.logprob, abs=1e-5)
+        torch.testing.assert_close(g.attention, w.attention, atol=1e-6, rtol=1e-5)
+
+
+OPTION_SETS = [dict(), dict(min_length=3), dict(length_penalty=1.0), dict(no_repeat_ngram_size=2),
+               dict(no_repeat_words=True, no_dangling_end=True),
+               dict(min_length=2, length_penalty=0.7, no_repeat_ngram_size=3, no_repeat_words=True, no_dangling_end=True)]
+
+
+@pytest.fixture(scope="module")
+def many_images():
+    torch.manual_seed(3)
+    grid = torch.rand(24, 49, 1280) * 3  # (B, 49, 1280)
+    return grid, grid.mean(dim=1)
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("beam_size", [1, 2, 3, 5])
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: ",".join(o) or "plain")
+def test_beam_search_equals_the_reference(setup, many_images, beam_size, options):
+    """The fast beam search (finished rows skipped, one attention per parent, no grid copies) writes
+    the reference's hypotheses: the same words in the same n-best order, scores and attention.
+    Batches of 24 and 8 images run compacted (B*K a multiple of 8 above 16 rows), 3 and 1 in place."""
+    decoder, _, _, vocab = setup
+    grid, pooled = many_images
+    for images in (slice(None), slice(0, 8), slice(8, 11), slice(11, 12)):
+        kw = dict(vocab=vocab, beam_size=beam_size, max_length=8, **options)
+        _assert_same_nbests(beam_search(decoder, grid[images], pooled[images], **kw),
+                            _reference_beam_search(decoder, grid[images], pooled[images], **kw))
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("layers", [1, 2])
+def test_ensemble_beam_search_equals_the_reference(tiny_bundle, many_images, layers):
+    from captioning.decoder import EnsembleDecoder
+
+    vocab = tiny_bundle.vocab
+    ens = EnsembleDecoder([make_tiny_model(vocab, seed=s, layers=layers).decoder for s in (0, 1)]).eval()
+    grid, pooled = many_images
+    for images, beam_size, options in ((slice(0, 8), 3, OPTION_SETS[-1]), (slice(0, 8), 4, {}), (slice(8, 13), 3, {})):
+        kw = dict(vocab=vocab, beam_size=beam_size, max_length=9, **options)
+        _assert_same_nbests(beam_search(ens, grid[images], pooled[images], **kw),
+                            _reference_beam_search(ens, grid[images], pooled[images], **kw))
+
+
+@torch.inference_mode()
+def test_compact_batches_skip_rows(setup, many_images):
+    """A batch of 8 images x 3 beams runs one row per image at step 0 (padded to 16), a batch of
+    3 images all its 9 rows at every step."""
+    decoder, _, _, vocab = setup
+    grid, pooled = many_images
+    rows = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(decoder, name)
+
+        def step(self, tokens, state):
+            rows.append(len(tokens))
+            return decoder.step(tokens, state)
+
+    beam_search(Spy(), grid[:8], pooled[:8], vocab=vocab, beam_size=3, max_length=8)
+    assert rows[0] == 16 and max(rows) <= 24
+    rows.clear()
+    beam_search(Spy(), grid[:3], pooled[:3], vocab=vocab, beam_size=3, max_length=8)
+    assert set(rows) == {9}
+
+
+@torch.inference_mode()
+def test_grouped_context_equals_one_row_products():
+    """The per-image batched product of the attention with the values (any row order, any number
+    of rows per image, several past GROUP_ROWS) gives each row's one-row product."""
+    from captioning.decoder import GROUP_ROWS, _grouped_context
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(5, 49, 24, generator=g)  # (I, S*S, context)
+    for image in (torch.tensor([3]), torch.tensor([4, 0, 0, 2, 4, 0]), torch.randint(0, 5, (40,), generator=g),
+                  torch.tensor([1] * (2 * GROUP_ROWS + 1) + [0])):
+        alpha = torch.rand(len(image), 49, generator=g).softmax(-1)  # (N, S*S)
+        want = torch.bmm(alpha.unsqueeze(1), values[image]).squeeze(1)  # (N, context)
+        torch.testing.assert_close(_grouped_context(alpha, values, image), want, atol=1e-6, rtol=1e-6)
+
+
+@torch.inference_mode()
+def test_state_rows_read_their_images(setup):
+    """Rows picked from rows (of an image-indexed state) step like the same rows of the repeated state."""
+    decoder, grid, pooled, _ = setup
+    state = decoder.init_state(grid, pooled)  # (4 rows)
+    first, then = torch.tensor([3, 1, 1, 0, 2, 3]), torch.tensor([5, 0, 2, 2])
+    picked = decoder.attend_ahead(state.rows(first)).rows(then)
+    tokens = torch.tensor([4, 5, 6, 7])
+    logits, _, alpha = decoder.step(tokens, picked)
+    ref_logits, _, ref_alpha = decoder.step(tokens, decoder.init_state(grid[first[then]], pooled[first[then]]))
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alpha, ref_alpha, atol=1e-6, rtol=1e-5)
