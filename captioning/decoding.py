@@ -161,8 +161,8 @@ def _word_mask(size: int, ids: tuple[int, ...], device: torch.device) -> torch.T
 
 def _block_repeated_words(logprobs: torch.Tensor, seqs: torch.Tensor, once: torch.Tensor) -> None:
     """In place: forbid the ``once`` words (V,) already in the row. logprobs (R, V), seqs (R, T)."""
-    used = torch.zeros_like(logprobs, dtype=torch.bool).scatter_(1, seqs, True)  # (R, V) words so far
-    logprobs.masked_fill_(used & once, NEG_INF)
+    rows, steps = once[seqs].nonzero(as_tuple=True)  # each once-word used so far: its row and step
+    logprobs[rows, seqs[rows, steps]] = NEG_INF
 
 
 def _block_dangling_end(logprobs: torch.Tensor, seqs: torch.Tensor, dangling: torch.Tensor, end_id: int) -> None:
@@ -223,8 +223,8 @@ def beam_search(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch
 
 
 # A compact step runs at least MIN_ROWS rows, a multiple of ROW_MULTIPLE (padded with copies, at most
-# B*K): BLAS sums a few rows, or an odd count, in another order than a full (B*K)-row batch's rows.
-MIN_ROWS, ROW_MULTIPLE = 16, 8
+# B*K): BLAS sums a few rows, or a count that is not such a multiple, in another order (by position).
+MIN_ROWS, ROW_MULTIPLE = 16, 4
 
 
 def _padding(n: int, most: int, device: torch.device) -> torch.Tensor:
@@ -260,8 +260,7 @@ def _full_rows(logprobs: torch.Tensor, src: torch.Tensor, finished: torch.Tensor
     full = logprobs.new_full((len(src), logprobs.shape[1]), NEG_INF)  # (B*K, V)
     full[:, pad_id].masked_fill_(finished, 0.0)
     live = (~finished).nonzero().squeeze(1)  # (n',) rows still writing
-    full[live] = logprobs[src[live]]
-    return full
+    return full.index_copy_(0, live, logprobs.index_select(0, src[live]))
 
 
 class _Rules:

@@ -316,7 +316,7 @@ def many_images():
 def test_beam_search_equals_the_reference(setup, many_images, beam_size, options):
     """The fast beam search (finished rows skipped, one attention per parent, no grid copies) writes
     the reference's hypotheses: the same words in the same n-best order, scores and attention.
-    Batches of 24 and 8 images run compacted (B*K a multiple of 8 above 16 rows), 3 and 1 in place."""
+    Batches of 24 and 8 images run compacted (B*K above 16 rows and a multiple of 4), 3 and 1 in place."""
     decoder, _, _, vocab = setup
     grid, pooled = many_images
     for images in (slice(None), slice(0, 8), slice(8, 11), slice(11, 12)):
@@ -389,3 +389,21 @@ def test_state_rows_read_their_images(setup):
     ref_logits, _, ref_alpha = decoder.step(tokens, decoder.init_state(grid[first[then]], pooled[first[then]]))
     torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alpha, ref_alpha, atol=1e-6, rtol=1e-5)
+
+
+def test_repeated_word_block_matches_a_plain_loop():
+    """The block bans exactly the once-words already in the row (repeatable words stay allowed)."""
+    from captioning.decoding import _block_repeated_words
+
+    g = torch.Generator().manual_seed(0)
+    once = torch.tensor([False, True, True, False, True, False])  # (V,)
+    for length in range(0, 7):
+        seqs = torch.randint(0, 6, (16, length), generator=g)
+        got = torch.zeros(16, 6)
+        _block_repeated_words(got, seqs, once)
+        want = torch.zeros(16, 6)
+        for r, row in enumerate(seqs.tolist()):
+            for w in row:
+                if once[w]:
+                    want[r, w] = float("-inf")
+        assert torch.equal(got, want), length
