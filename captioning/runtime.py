@@ -13,8 +13,9 @@ once each leave a whole file; a graph whose sha256 does not match its record is 
 parity with torch is checked once, when the runtime first runs the graph, and recorded beside it;
 OpenVINO also caches its compiled graph there (``CACHE_DIR``), so a later process skips compiling.
 
-``auto`` picks, on the CPU, the first of OpenVINO and ONNX Runtime that imports, compiles and matches
-torch, else torch (one log line says why); on CUDA it is torch.
+``auto`` picks, on the CPU, the fastest of OpenVINO and ONNX Runtime that imports, compiles and
+matches torch (timed once per graph and thread count, recorded beside the graph), else torch (one
+log line says why); on CUDA it is torch.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, get_args
@@ -53,7 +55,7 @@ class RuntimeOptions:
     ``--device``, ``--backend`` and ``--threads``."""
     device: str = "auto"  # cpu, cuda or auto (CUDA when available, else the CPU)
     backend: Backend = "auto"  # the encoder's runtime: openvino, onnxruntime, torch, or auto (on the CPU the
-    #                            first of OpenVINO and ONNX Runtime that works here, else torch; torch on CUDA)
+    #                            fastest of OpenVINO and ONNX Runtime that works here, else torch; torch on CUDA)
     threads: int = 0  # CPU threads of the model (0: every core)
 
     def __post_init__(self) -> None:
@@ -170,6 +172,26 @@ class EncoderGraph:
         if diff > PARITY_ATOL:
             raise BackendError(f"{runtime} differs from torch by {diff:.2g}")
 
+    def speed(self, runtime: str, threads: int, run: Encode | None = None) -> float | None:
+        """Images/s of ``runtime`` at ``threads`` on this machine: recorded, else measured with ``run``
+        (the best of a few batches of 8) and recorded; None when neither."""
+        record, key = self.record(), f"{runtime}@{threads}"
+        if key in record.get("speed", {}) or run is None:
+            return record.get("speed", {}).get(key)
+        x = torch.cat([_parity_input(self.size)] * 4)  # (8, 3, H, W)
+        run(x)  # warm-up
+        seconds = min(_timed(run, x) for _ in range(3))
+        record = self.record()  # re-read: another runtime may have been recorded meanwhile
+        record.setdefault("speed", {})[key] = round(len(x) / seconds, 1)
+        self._write_record(record)
+        return record["speed"][key]
+
+
+def _timed(run: Encode, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    run(x)
+    return time.perf_counter() - start
+
 
 def _as_output(grid: np.ndarray, pooled: np.ndarray, logits: np.ndarray) -> EncoderOutput:
     return EncoderOutput(torch.from_numpy(grid), torch.from_numpy(pooled), torch.from_numpy(logits))
@@ -235,13 +257,29 @@ def choose_backend(backend: str, device: torch.device, graph: Callable[[], Encod
         return "torch", None
     if device.type != "cpu":
         raise BackendError(f"backend {backend} runs on the CPU, not {device} (use --backend torch)")
+    if backend != "auto":
+        return backend, runtime_encoder(graph(), backend, threads)
+    return _fastest(graph(), threads)
+
+
+def _fastest(graph: EncoderGraph, threads: int) -> tuple[str, Encode | None]:
+    """``auto`` on the CPU: the fastest runtime that works here and matches torch, else torch. Speeds
+    are measured on first use (every runtime built and timed) and read from the record after that,
+    so a later load builds only the fastest (the next one if that fails)."""
+    speeds = {r: graph.speed(r, threads) for r in RUNTIMES}
+    runs: dict[str, Encode] = {}
     problems = []
-    for runtime in RUNTIMES if backend == "auto" else (backend,):
+    for runtime in sorted(RUNTIMES, key=lambda r: -1.0 if speeds[r] is None else -speeds[r]):
+        if runs and speeds[runtime] is not None and speeds[runtime] <= max(speeds[r] for r in runs):
+            break  # a faster one works
         try:
-            return runtime, runtime_encoder(graph(), runtime, threads)
+            runs[runtime] = runtime_encoder(graph, runtime, threads)
         except BackendError as e:
-            if backend != "auto":
-                raise
             problems.append(str(e))
+            continue
+        speeds[runtime] = graph.speed(runtime, threads, runs[runtime])
+    if runs:
+        best = max(runs, key=lambda r: speeds[r])
+        return best, runs[best]
     log.warning("encoder runs on torch: %s", "; ".join(problems))
     return "torch", None
