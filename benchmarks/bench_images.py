@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (FLICKR_IMAGES, interleave, machine_facts, median, parse_backends, run_tool, show,  # noqa: E402
-                    spread, tail, timer, tool, warm_backends)
+from common import (FLICKR_IMAGES, BackendRuns, interleave, machine_facts, median, parse_backends, show,  # noqa: E402
+                    spread, timer, tool, warm_backends)
 
 from pipelines.images.inputs import discover  # noqa: E402
 from pipelines.images.local import BATCH_SIZE, WORKERS  # noqa: E402
@@ -117,37 +117,20 @@ def main(argv: list[str] | None = None) -> int:
         common_argv += ["--beam-size", args.beam_size] if args.beam_size is not None else []
         common_argv += ["--threads", args.threads] if args.threads else []
         common_argv += ["--weights", weights] if weights else []
-        runs: dict[str, list[dict]] = {}
-        problems: list[str] = []
-        failed: set[str] = set()
-
-        def cli(backend: str):
-            def run() -> float:
-                k = len(runs.setdefault(backend, []))
-                out, log = tmp / f"{backend}.{k}.jsonl", tmp / f"{backend}.{k}.log"
-                cmd = tool("caption-images", "pipelines.images") + ["--out", out, "--backend", backend, *common_argv]
-                status, seconds = run_tool(cmd, log)
-                problem, records = _check(out, photos)
-                if status != 0 or problem:
-                    failed.add(backend)
-                    problems.append(f"{backend} run {k + 1}: exit {status}, {problem or 'records fine'}\n{tail(log)}")
-                runs[backend].append({"seconds": seconds, "records": records})
-                return seconds
-            return run
-
-        print("commands (one per backend per repeat; R = the repeat's number, from 0):")
-        print(f"  {show(tool('caption-images', 'pipelines.images') + ['--out', tmp / 'B.R.jsonl', '--backend', 'B', *common_argv])}"
-              f"   for B in {', '.join(backends)}")
+        cli = BackendRuns(tool("caption-images", "pipelines.images"), common_argv, tmp, lambda out: _check(out, photos),
+                          suffix=".jsonl")
+        cli.print_commands(backends)
         print(f"  reference in-process: cap.encoder(pixels) over {len(batches)} pre-decoded channels-last batches")
-        tasks = {"reference": timer(reference, args.device)} | {b: cli(b) for b in backends}
+        tasks = {"reference": timer(reference, args.device)} | {b: cli.task(b) for b in backends}
         seconds = interleave(tasks, args.repeats, say=print)
 
+    runs, problems, failed = cli.runs, cli.problems, cli.failed
     for problem in problems:
         print(f"run failed: {problem}")
     n = len(photos)
     rates = {name: [n / s for s in seconds[name]] for name in tasks}
     reference_rate = median(rates["reference"])
-    first = next((r["records"][0] for b in backends for r in runs[b] if r["records"]), None)
+    first = next((r["result"][0] for b in backends for r in runs[b] if r["result"]), None)
     if first:
         print(f"\n{n} photos from {args.folder}, bundle {first['model']} {first['model_version']}, "
               f"beam {first['options']['beam_size']}, batch {args.batch_size}, {args.workers} workers, "
@@ -157,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{1:9.2f}  {spread(rates['reference']):<12}")
     for b in backends:
         r = median(rates[b])
-        words = [len(rec["caption"].split()) for run in runs[b] for rec in run["records"] if rec.get("caption")]
+        words = [len(rec["caption"].split()) for run in runs[b] for rec in run["result"] if rec.get("caption")]
         print(f"{'caption-images --backend ' + b:<38}{median(seconds[b]):9.1f}{r:10.1f}{r / reference_rate:9.2f}  "
               f"{spread(rates[b]):<12}" + ("  FAILED (see above)" if b in failed else
                                             f"  mean caption {sum(words) / len(words):.1f} words" if words else ""))

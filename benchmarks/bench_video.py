@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (FLICKR_IMAGES, interleave, machine_facts, median, parse_backends, run_tool, show,  # noqa: E402
-                    spread, tail, timer, tool, warm_backends)
+from common import (FLICKR_IMAGES, BackendRuns, interleave, machine_facts, median, parse_backends, show,  # noqa: E402
+                    spread, timer, tool, warm_backends)
 
 SIZE, FPS, SHOT_SECONDS = (1280, 720), 30, 10.0  # the reference clip
 
@@ -199,31 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         common_argv += ["--beam-size", args.beam_size] if args.beam_size is not None else []
         common_argv += ["--threads", args.threads] if args.threads else []
         common_argv += ["--weights", weights] if weights else []
-        runs: dict[str, list[dict]] = {}
-        problems: list[str] = []
-        failed: set[str] = set()
-
-        def cli(backend: str):
-            def run() -> float:
-                k = len(runs.setdefault(backend, []))
-                out, log = tmp / f"{backend}.{k}", tmp / f"{backend}.{k}.log"
-                cmd = tool("tag-video", "pipelines.video") + ["--out", out, "--backend", backend, *common_argv]
-                status, seconds = run_tool(cmd, log)
-                problem, tags = _check(out, sampled)
-                if status != 0 or problem:
-                    failed.add(backend)
-                    problems.append(f"{backend} run {k + 1}: exit {status}, {problem or 'output fine'}\n{tail(log)}")
-                runs[backend].append({"seconds": seconds, "tags": tags})
-                return seconds
-            return run
-
-        print("commands (one per backend per repeat; R = the repeat's number, from 0):")
-        print(f"  {show(tool('tag-video', 'pipelines.video') + ['--out', tmp / 'B.R', '--backend', 'B', *common_argv])}"
-              f"   for B in {', '.join(backends)}")
+        cli = BackendRuns(tool("tag-video", "pipelines.video"), common_argv, tmp, lambda out: _check(out, sampled))
+        cli.print_commands(backends)
         print(f"  decode floor in-process: cv2.VideoCapture({video.name}).grab() over all {frames} frames")
-        tasks = {"floor": timer(lambda: grab_all(video))} | {b: cli(b) for b in backends}
+        tasks = {"floor": timer(lambda: grab_all(video))} | {b: cli.task(b) for b in backends}
         seconds = interleave(tasks, args.repeats, say=print)
 
+    runs, problems, failed = cli.runs, cli.problems, cli.failed
     for problem in problems:
         print(f"run failed: {problem}")
     rtf = {name: [clip_seconds / s for s in seconds[name]] for name in tasks}
@@ -235,11 +217,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{spread(rtf['floor']):<12}")
     for b in backends:
         r = median(rtf[b])
-        timings = [run["tags"]["timings"] for run in runs[b] if run["tags"]]
+        timings = [run["result"]["timings"] for run in runs[b] if run["result"]]
         t = {k: median([x[k] for x in timings]) for k in ("decode", "encode", "caption", "total")} if timings else None
         split = (f"decode {t['decode']:.1f} (overlapped), encode {t['encode']:.1f}, caption {t['caption']:.1f}, "
                  f"total {t['total']:.1f}" if t else "")
-        shots = next((len(run["tags"]["shots"]) for run in runs[b] if run["tags"]), None)
+        shots = next((len(run["result"]["shots"]) for run in runs[b] if run["result"]), None)
         print(f"{'tag-video --backend ' + b:<34}{median(seconds[b]):8.1f}{r:13.1f}{r / floor:9.3f}  "
               f"{spread(rtf[b]):<12}  " + ("FAILED (see above)" if b in failed else
                                            split + (f"; {shots} shots" if shots is not None else "")))

@@ -181,3 +181,36 @@ def tail(path: Path, lines: int = 8) -> str:
         return "\n".join("    " + s for s in path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "    (no output)"
+
+
+class BackendRuns:
+    """Timed runs of one CLI per backend: ``task(backend)`` runs ``command + --out OUT --backend B +
+    argv`` once per call, checks its output with ``check(out) -> (problem or None, result)`` and keeps
+    ``runs[backend]`` (``{"seconds", "result"}`` per run), ``problems`` and the ``failed`` backends."""
+
+    def __init__(self, command: list[str], argv: Sequence[Any], folder: Path, check: Callable[[Path], tuple],
+                 suffix: str = ""):
+        self.command, self.argv, self.folder, self.check, self.suffix = command, list(argv), folder, check, suffix
+        self.runs: dict[str, list[dict]] = {}
+        self.problems: list[str] = []
+        self.failed: set[str] = set()
+
+    def cmd(self, out: Any, backend: str) -> list[Any]:
+        return self.command + ["--out", out, "--backend", backend, *self.argv]
+
+    def task(self, backend: str) -> Callable[[], float]:
+        def run() -> float:
+            k = len(self.runs.setdefault(backend, []))
+            out, log = self.folder / f"{backend}.{k}{self.suffix}", self.folder / f"{backend}.{k}.log"
+            status, seconds = run_tool(self.cmd(out, backend), log)
+            problem, result = self.check(out)
+            if status != 0 or problem:
+                self.failed.add(backend)
+                self.problems.append(f"{backend} run {k + 1}: exit {status}, {problem or 'output fine'}\n{tail(log)}")
+            self.runs[backend].append({"seconds": seconds, "result": result})
+            return seconds
+        return run
+
+    def print_commands(self, backends: Sequence[str]) -> None:
+        print("commands (one per backend per repeat; R = the repeat's number, from 0):")
+        print(f"  {show(self.cmd(self.folder / f'B.R{self.suffix}', 'B'))}   for B in {', '.join(backends)}")

@@ -10,6 +10,7 @@ import skimage.data
 
 from captioning import Captioner, load_bundle
 from captioning.bundle import WEIGHTS_DIR, available_bundles, resolve_bundle
+from captioning.runtime import RUNTIMES
 
 FLICKR8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k"
 
@@ -44,6 +45,28 @@ def test_every_shipped_bundle_verifies_and_captions(name):
 
 
 PEOPLE = {"man", "woman", "person", "people", "girl", "boy", "child", "children", "men", "women"}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("name", available_bundles())
+def test_every_shipped_bundle_runs_the_same_on_each_runtime(name, runtime):
+    """Grid, semantic vector and logits within tolerance of torch on the example photos; the same
+    greedy and beam captions (the runtime's graph is exported from the bundle, as on a user's machine)."""
+    import torch
+
+    from captioning import examples
+    from captioning.runtime import PARITY_ATOL
+
+    bundle = load_bundle(name)
+    on_torch, on_runtime = Captioner(bundle, device="cpu", backend="torch"), Captioner(bundle, device="cpu",
+                                                                                         backend=runtime)
+    photos = [str(p) for p in examples.photos()]
+    want, got = on_torch.encode(photos), on_runtime.encode(photos)
+    for field in ("grid", "pooled", "logits"):
+        assert torch.allclose(getattr(got, field), getattr(want, field), atol=PARITY_ATOL), field
+    for method in ("greedy", "beam"):
+        assert [r.text for r in on_runtime.decode(got, method=method)] == \
+            [r.text for r in on_torch.decode(want, method=method)]
 
 
 @pytest.mark.parametrize("image, words", [
