@@ -143,7 +143,7 @@ class EncoderGraph:
         if self.path.is_file() and record.get("sha256") == _sha256(self.path):
             return self.path
         self.folder.mkdir(parents=True, exist_ok=True)
-        log.info("exporting the encoder to %s (once per bundle and input size)", self.path)
+        log.warning("exporting the encoder for the CPU runtimes, once for this bundle (about 10 s): %s", self.path)
         _atomic_write(self.path, self._export)
         self._write_record({"sha256": _sha256(self.path), "size": self.size, "parity": {}})
         return self.path

@@ -71,7 +71,7 @@ def test_auto_falls_back_when_a_runtime_is_missing(monkeypatch, tiny_bundle_dir,
     with caplog.at_level(logging.WARNING, logger="captioning.runtime"):
         cap = Captioner.load(tiny_bundle_dir, device="cpu")
     assert cap.backend == "torch"
-    lines = [r.getMessage() for r in caplog.records if r.name == "captioning.runtime"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "captioning.runtime" and "exporting" not in r.getMessage()]
     assert len(lines) == 1 and "openvino is not installed" in lines[0] and "onnxruntime is not installed" in lines[0]
     with pytest.raises(BackendError, match="openvino is not installed"):  # asked for by name: no fallback
         Captioner.load(tiny_bundle_dir, device="cpu", backend="openvino")
