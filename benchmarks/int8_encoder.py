@@ -19,25 +19,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from captioning import Captioner, Encoded, load_image
-from captioning.runtime import EncoderGraph, _as_output
+from captioning.runtime import EncoderGraph, openvino_encode
 from captioning.training.data import read_dataset
 from captioning.training.metrics import coco_scores
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SPLITS = {"flickr8k": DATA / "flickr8k" / "captions.csv", "coco_subset": DATA / "coco_subset" / "captions.csv"}
-
-
-def _runner(compiled):
-    request = compiled.create_infer_request()
-
-    def run(pixels: torch.Tensor):
-        result = request.infer([pixels.contiguous().numpy()])
-        return _as_output(*(np.array(result[out]) for out in compiled.outputs))
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"quantized on {len(chosen)} train photos in {time.perf_counter() - t:.0f} s "
           f"(preset {args.preset}, {'full' if args.full_bias_correction else 'fast'} bias correction)")
     int8 = core.compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-    runs = {"fp32": _runner(fp32), "int8": _runner(int8)}
+    runs = {"fp32": openvino_encode(fp32), "int8": openvino_encode(int8)}
 
     pixels = cap.pixels(chosen[:32])  # (32, 3, S, S)
     times: dict[str, list[float]] = {k: [] for k in runs}

@@ -203,7 +203,11 @@ def _openvino(graph: EncoderGraph, threads: int) -> Encode:
               "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(graph.folder / "openvino")}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(str(graph.ensure()), "CPU", config)
+    return openvino_encode(core.compile_model(str(graph.ensure()), "CPU", config))
+
+
+def openvino_encode(compiled: Any) -> Encode:
+    """An OpenVINO compiled encoder graph as an :data:`Encode` (one infer request, reused)."""
     request = compiled.create_infer_request()
 
     def run(pixels: torch.Tensor) -> EncoderOutput:
