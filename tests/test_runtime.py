@@ -180,3 +180,20 @@ def test_nothing_is_exported_at_import(tmp_path):
     code = "import captioning, captioning.runtime, pipelines, pipelines.images, pipelines.video, app"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=Path(__file__).parents[1])
     assert not (tmp_path / "cache").exists()
+
+
+def test_onnxruntime_threads_sleep_when_idle(tiny_bundle, monkeypatch):
+    """The encoder shares the cores with the beam search: its idle pool threads must not spin."""
+    import onnxruntime as ort
+
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(path, options, **kw):
+        seen.append(options)
+        return real(path, options, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    Captioner(tiny_bundle, device="cpu", backend="onnxruntime", threads=2)
+    assert seen and all(o.get_session_config_entry("session.intra_op.allow_spinning") == "0" for o in seen)
+    assert seen[0].intra_op_num_threads == 2
