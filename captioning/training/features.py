@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..encoder import EfficientNetLite0
+from ..encoder import EfficientNetLite
 from ..images import Preprocessing, load_image
 
 CACHE_DIR = "cache/features"  # the tools' default cache folder (relative to the working directory)
 
 
-def encoder_fingerprint(encoder: EfficientNetLite0, preprocessing: Preprocessing, *, hflip: bool = False,
+def encoder_fingerprint(encoder: EfficientNetLite, preprocessing: Preprocessing, *, hflip: bool = False,
                         stop: int | None = None) -> str:
     view = {**({"hflip": True} if hflip else {}),  # the plain grids keep the fingerprint they always had
             **({"stop": stop} if stop is not None else {})}
@@ -50,7 +50,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 class FeatureCache:
-    def __init__(self, root: str | os.PathLike, encoder: EfficientNetLite0, preprocessing: Preprocessing, *,
+    def __init__(self, root: str | os.PathLike, encoder: EfficientNetLite, preprocessing: Preprocessing, *,
                  hflip: bool = False, stop: int | None = None):
         self.encoder, self.preprocessing, self.hflip, self.stop = encoder.eval(), preprocessing, hflip, stop
         self.device = next(encoder.parameters()).device  # images are encoded there, rows kept on the CPU
