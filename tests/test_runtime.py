@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,11 +50,11 @@ def test_auto_picks_the_fastest_runtime_and_builds_only_it_later(tiny_bundle, tm
     cap = Captioner(tiny_bundle, device="cpu", threads=1)
     graph = EncoderGraph(cap.encoder, cap.preprocessing.size)
     speeds = graph.record()["speed"]
-    assert sorted(built) == sorted(RUNTIMES) and set(speeds) == {f"{r}@1" for r in RUNTIMES}  # first use: all timed
-    assert cap.backend == max(RUNTIMES, key=lambda r: speeds[f"{r}@1"])
-    slower = min(RUNTIMES, key=lambda r: speeds[f"{r}@1"])
+    assert sorted(built) == sorted(RUNTIMES) and set(speeds) == {rt.speed_key(r, 1) for r in RUNTIMES}  # first use: all timed
+    assert cap.backend == max(RUNTIMES, key=lambda r: speeds[rt.speed_key(r, 1)])
+    slower = min(RUNTIMES, key=lambda r: speeds[rt.speed_key(r, 1)])
     record = graph.record()
-    record["speed"][f"{slower}@1"] = 10 * max(speeds.values())  # as if measured faster on this machine
+    record["speed"][rt.speed_key(slower, 1)] = 10 * max(speeds.values())  # as if measured faster on this machine
     graph._write_record(record)
     built.clear()
     assert Captioner(tiny_bundle, device="cpu", threads=1).backend == slower and built == [slower]
@@ -138,6 +139,7 @@ def test_a_changed_encoder_gets_its_own_graph(tiny_bundle_dir, photo):
 
 BUILD = """
 import sys
+import threading
 from captioning import Captioner
 cap = Captioner.load(sys.argv[1], device="cpu", backend="onnxruntime")
 print(cap.backend)
@@ -182,18 +184,27 @@ def test_nothing_is_exported_at_import(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_onnxruntime_threads_sleep_when_idle(tiny_bundle, monkeypatch):
-    """The encoder shares the cores with the beam search: its idle pool threads must not spin."""
+def test_the_runtimes_split_a_batch_into_one_thread_lanes(tiny_bundle, monkeypatch, photo):
+    """threads=N runs N single-threaded parts of a batch at once (no thread pool inside a runtime
+    to spin or to wait on a core the beam search holds), with the same outputs as one call."""
     import onnxruntime as ort
 
-    seen = []
+    callers, intra = set(), []
     real = ort.InferenceSession
 
-    def spy(path, options, **kw):
-        seen.append(options)
-        return real(path, options, **kw)
+    class Spy:
+        def __init__(self, path, options, **kw):
+            intra.append(options.intra_op_num_threads)
+            self.session = real(path, options, **kw)
 
-    monkeypatch.setattr(ort, "InferenceSession", spy)
-    Captioner(tiny_bundle, device="cpu", backend="onnxruntime", threads=2)
-    assert seen and all(o.get_session_config_entry("session.intra_op.allow_spinning") == "0" for o in seen)
-    assert seen[0].intra_op_num_threads == 2
+        def run(self, *args):
+            callers.add(threading.current_thread().name)
+            return self.session.run(*args)
+
+    monkeypatch.setattr(ort, "InferenceSession", Spy)
+    cap = Captioner(tiny_bundle, device="cpu", backend="onnxruntime", threads=2)
+    callers.clear()
+    four = cap.encode([photo] * 4)
+    assert intra == [1] and len(callers) == 2 and all(n.startswith("encoder-lane") for n in callers)
+    want = Captioner(tiny_bundle, device="cpu", backend="torch").encode([photo] * 4)
+    assert torch.allclose(four.grid, want.grid, atol=rt.PARITY_ATOL) and four.grid.shape == want.grid.shape
