@@ -8,6 +8,7 @@ dataclass, with a comment. A field ``tags: int = 5  # the top-K labels (0: none)
 (continued on comment-only lines below it) followed by the default:
 
 - a field without a default is a required flag; a ``Literal`` type gives the choices;
+- a ``tuple[X, ...]`` field is a repeatable flag (``--data A --data B``), each value of type X;
 - a None default needs a comment ending "(None: X)", shown as "(default: X)";
 - a boolean is a switch, ``--caption-every-frame`` (one that is on by default is turned off with
   ``--no-...``), except where the flag stands for someone else's value (``keep``, below): then it
@@ -81,6 +82,11 @@ def _value_type(hint: Any) -> Any:
 def _flag_spec(cls: type, f: dataclasses.Field, hint: Any, text: str, keep: str | None) -> dict[str, Any]:
     """``add_argument``'s keywords for the field ``f`` (see the module docstring)."""
     kind = _value_type(hint)
+    if typing.get_origin(kind) is tuple:
+        spec = dict(action="append", type=typing.get_args(kind)[0], metavar=f.name.upper())
+        if f.default is dataclasses.MISSING:
+            return dict(spec, required=True, help=f"{text} (required; repeatable)")
+        return dict(spec, default=None, help=f"{text} (repeatable; default: {' '.join(map(str, f.default)) or 'none'})")
     if kind is bool and keep is None:
         on = f.default is True
         return dict(action=argparse.BooleanOptionalAction if on else "store_true", default=f.default,
@@ -124,6 +130,8 @@ def dataclass_kwargs(args: argparse.Namespace, cls: type, *, only: Collection[st
     for f in _fields(cls, only, skip):
         values[f.name] = (dataclass_kwargs(args, Decoding) if f.name == DECODING
                           else getattr(args, _dest(f.name, prefix, rename)))
+        if isinstance(values[f.name], list):  # a repeatable flag's values, for a tuple field
+            values[f.name] = tuple(values[f.name])
     return {name: value for name, value in values.items() if value is not None}
 
 

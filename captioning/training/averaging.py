@@ -25,8 +25,8 @@ import torch
 from ..api import resolve_device
 from ..bundle import BundleError, BundleInfo, load_bundle, save_bundle
 from ..options import decoding_from_args
-from .data import DatasetError, read_dataset
-from .evaluate import add_scoring_flags, manifest_metrics, print_scores, score_model
+from .data import DatasetError
+from .evaluate import add_scoring_flags, datasets_metrics, read_dev_sets, score_datasets
 
 
 def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption-average", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--base", required=True, help="the run's bundle (model, vocabulary, preprocessing) (required)")
     p.add_argument("--checkpoints", nargs="+", required=True, help="epoch<N>.pt / best.pt / checkpoint.pt files (required)")
-    p.add_argument("--data", required=True, help="dataset file with the dev split (see caption-eval) (required)")
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset file with the dev split (see caption-eval); repeatable: scored on each (required)")
     p.add_argument("--split", default="dev", help="split to score the average on (default: %(default)s)")
     p.add_argument("--out", required=True, help="bundle folder to write (required)")
     p.add_argument("--version", default=None, help="bundle version (default: the base's)")
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         base = load_bundle(args.base)
         decoding = decoding_from_args(args, base.default_decoding)
-        items = read_dataset(args.data, split=args.split)
+        sets = read_dev_sets(args.data, args.split)
         states = [_trained_weights(p) for p in args.checkpoints]
         model = base.model
         model.decoder.load_state_dict(average_weights([s["decoder"] for s in states]))
@@ -74,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, DatasetError, OSError, ValueError, RuntimeError) as e:
         print(f"caption-average: {e}", file=sys.stderr)
         return 2
-    scores, _ = score_model(model.to(device), items, vocab=base.vocab, preprocessing=base.preprocessing,
-                            decoding=decoding, cache=args.cache)
-    print_scores(f"average of {len(states)} checkpoints", scores, split=args.split, images=len(items),
-                 decoding=decoding)
+    scores, _ = score_datasets(model.to(device), sets, vocab=base.vocab, preprocessing=base.preprocessing,
+                               decoding=decoding, cache=args.cache, what=f"average of {len(states)} checkpoints",
+                               split=args.split)
     training = {**base.manifest.get("training", {}), "averaged": [str(Path(p)) for p in args.checkpoints],
                 "average_command": " ".join(["caption-average", *(argv if argv is not None else sys.argv[1:])])}
     info = BundleInfo(name=base.name, version=args.version or base.version, training=training,
-                      metrics=manifest_metrics(scores, split=args.split, images=len(items), decoding=decoding),
+                      metrics=datasets_metrics(sets, scores, split=args.split, decoding=decoding),
                       decoding=decoding.asdict(), encoder_source=base.manifest.get("encoder_source", {}))
     path = save_bundle(args.out, model, base.vocab, info, preprocessing=base.preprocessing)
     print(f"wrote {path}")

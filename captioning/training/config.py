@@ -1,6 +1,6 @@
-"""caption-train's options: :class:`TrainConfig`, plus two sets of flags generated from the
-classes that own them: the sizes of a new decoder (:class:`DecoderConfig` fields) and the
-decoding that scores dev (:class:`Decoding` fields, ``--eval-*``)."""
+"""caption-train's options: :class:`TrainConfig`, plus three sets of flags generated from the
+classes that own them: the sizes of a new decoder (:class:`DecoderConfig` fields), the
+decoding that scores dev (:class:`Decoding` fields, ``--eval-*``) and ``--device``."""
 from __future__ import annotations
 
 import argparse
@@ -9,13 +9,15 @@ from typing import Any
 
 from ..decoder import DecoderConfig
 from ..decoding import Decoding
-from ..options import add_dataclass_flags, dataclass_kwargs
+from ..encoder import ARCHS, DEFAULT_ARCH, arch
+from ..options import add_dataclass_flags, add_device_flag, dataclass_kwargs
 from .features import CACHE_DIR
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str  # dataset file (see captioning.training.data.read_dataset)
+    data: tuple[str, ...]  # dataset file (see captioning.training.data.read_dataset); several train one model on
+    #                        all of them, each with its own split files, one vocabulary, each dev scored
     out: str  # run folder: checkpoints, logs, final bundle
     train_split: str = "train"  # split to train on
     dev_split: str = "dev"  # split for model selection (never trained on)
@@ -25,8 +27,10 @@ class TrainConfig:
     init_from: str = ""  # start from this bundle (its vocabulary, decoder sizes and weights); "" = from scratch
     encoder_from: str = ""  # take the encoder from this bundle instead (e.g. train more decoders on a
     #                         fine-tuned encoder, to ensemble with it); "" = --init-from's, else ImageNet's
+    encoder: str = ""  # encoder of a new run, with its ImageNet weights: efficientnet_lite0, efficientnet_lite1
+    #                    or efficientnet_lite2; "" = the starting bundle's, else efficientnet_lite0
     image_size: int = 0  # encoder input side: the photos are resized to it (224 -> 7x7 grid, 288 -> 9x9);
-    #                      0 = the starting bundle's, else 224
+    #                      0 = the starting bundle's, else the encoder's native size (Lite0 224, Lite1 240, Lite2 260)
     min_freq: int = 5  # vocabulary frequency threshold
     max_length: int = 20  # words kept per training caption; default decoding limit
     epochs: int = 12  # cross-entropy epochs
@@ -38,8 +42,9 @@ class TrainConfig:
     label_smoothing: float = 0.1  # label smoothing of the cross-entropy targets
     attention_reg: float = 1.0  # weight of sum_i (1 - sum_t alpha_ti)^2
     grad_clip: float = 2.0  # max gradient norm
-    finetune_blocks: int = 0  # last encoder blocks (up to 5) trained with the decoder, 0 = frozen encoder;
-    #                           the activations entering them are cached instead of the grids
+    finetune_blocks: int = 0  # last encoder blocks trained with the decoder (up to those at the grid's resolution:
+    #                           5 for Lite0, 6 for Lite1/2), 0 = frozen encoder; the activations entering them
+    #                           are cached instead of the grids
     finetune_lr_scale: float = 0.1  # learning rate of the tuned blocks relative to the decoder's, in both stages
     hflip: float = 0.0  # chance that a training photo is seen mirrored in an epoch (its grid from the
     #                     mirrored photo, "left"/"right" swapped in its captions); 0 = never
@@ -50,11 +55,21 @@ class TrainConfig:
     #                          words otherwise dominates the samples (1.0 = the full distribution)
     scst_baseline: str = "greedy"  # "greedy": reward of the greedy caption (Rennie et al.);
     #                                "mean": mean reward of the image's other samples (Luo 2020)
-    train_limit: int = 0  # train on only the first N images (0 = all; for smoke tests)
-    eval_limit: int = 0  # score only this many dev images per epoch (0 = all)
+    balance: float = 0.5  # with several datasets, each one's share of an epoch's images is proportional to
+    #                       (its training images) ** balance: 1 = as they come (Flickr8k 5,997 and COCO 2,325
+    #                       photos: 72% / 28%), 0 = equal shares, 0.5 = 62% / 38% (5,129 / 3,193); an epoch keeps the total, a
+    #                       set drawn beyond its size is repeated; drawn anew per seed and epoch
+    select_on: str = "mean"  # the best epoch (the one shipped): "mean" = highest mean of the devs' CIDEr-D, each
+    #                          dataset counting once; or a dataset name: highest CIDEr-D on that dev alone
+    train_limit: int = 0  # train on only the first N images of each dataset (0 = all; for smoke tests)
+    eval_limit: int = 0  # score only this many dev images of each dataset per epoch (0 = all)
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
     keep_epochs: bool = False  # also keep each epoch's weights as epoch<N>.pt (for caption-average)
     seed: int = 0  # initialisation, batch order, dropout and SCST samples
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, str):  # TrainConfig(data="captions.csv"): one dataset
+            object.__setattr__(self, "data", (self.data,))
 
 
 # The DecoderConfig fields a new decoder takes from flags (vocab_size is the vocabulary's,
@@ -74,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (default: 0 = cores / processes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_flag(p)
     sizes = p.add_argument_group("decoder sizes", "of a new decoder (--init-from's bundle keeps its own)")
     add_dataclass_flags(sizes, DecoderConfig, **DECODER_FLAGS)
     dev = p.add_argument_group("dev scoring", "the decoding that scores dev each epoch, recorded as the bundle's")
@@ -96,10 +112,21 @@ def check(cfg: TrainConfig, decoder: dict[str, Any]) -> None:
         raise SystemExit("--scst-baseline mean needs --scst-samples >= 2")
     if not 0.0 < cfg.scst_top_p <= 1.0:
         raise SystemExit(f"--scst-top-p must be in (0, 1], not {cfg.scst_top_p}")
-    if not 0 <= cfg.finetune_blocks <= 5:
-        raise SystemExit(f"--finetune-blocks must be 0..5 (the blocks at the grid's resolution), "
-                         f"not {cfg.finetune_blocks}")
+    if cfg.encoder and cfg.encoder not in ARCHS:
+        raise SystemExit(f"--encoder must be one of {', '.join(ARCHS)}, not {cfg.encoder!r}")
+    if not (cfg.init_from or cfg.encoder_from):  # else the starting bundle's encoder, checked when it is read
+        check_finetune(cfg.encoder or DEFAULT_ARCH, cfg.finetune_blocks)
     if decoder["layers"] not in (1, 2):
         raise SystemExit(f"--decoder-layers must be 1 or 2, not {decoder['layers']}")
     if not 0.0 <= cfg.hflip <= 1.0:
         raise SystemExit(f"--hflip must be in [0, 1], not {cfg.hflip}")
+    if cfg.balance < 0:
+        raise SystemExit(f"--balance must be >= 0, not {cfg.balance}")
+
+
+def check_finetune(encoder: str, blocks: int) -> None:
+    """--finetune-blocks trains at most the blocks at the grid's resolution of the encoder's table."""
+    limit = arch(encoder).grid_blocks
+    if not 0 <= blocks <= limit:
+        raise SystemExit(f"--finetune-blocks must be 0..{limit} (the blocks of {encoder} at the grid's resolution), "
+                         f"not {blocks}")

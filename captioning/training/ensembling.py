@@ -22,8 +22,8 @@ from ..api import resolve_device
 from ..bundle import Bundle, BundleError, BundleInfo, load_bundle, save_bundle
 from ..model import CaptionModel
 from ..options import decoding_from_args
-from .data import DatasetError, read_dataset
-from .evaluate import add_scoring_flags, manifest_metrics, print_scores, score_model
+from .data import DatasetError
+from .evaluate import add_scoring_flags, datasets_metrics, read_dev_sets, score_datasets
 
 
 def _mismatch(bundles: Sequence[Bundle]) -> str | None:
@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption-ensemble",
                                 description="Combine trained bundles into one ensemble bundle, scored on dev.")
     p.add_argument("--members", nargs="+", required=True, help="bundles (names or folders) with the same vocabulary")
-    p.add_argument("--data", required=True, help="dataset file with the dev split (see caption-eval)")
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset file with the dev split (see caption-eval); repeatable: scored on each")
     p.add_argument("--split", default="dev", help="split to score the ensemble on (default: %(default)s)")
     p.add_argument("--name", required=True, help="bundle name, <arch>.<tag>")
     p.add_argument("--version", default="1.0.0", help="bundle version (default: %(default)s)")
@@ -83,19 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         problem = _mismatch(bundles)
         if problem:
             raise BundleError(problem)
-        items = read_dataset(args.data, split=args.split)
+        sets = read_dev_sets(args.data, args.split)
     except (BundleError, DatasetError, RuntimeError) as e:
         print(f"caption-ensemble: {e}", file=sys.stderr)
         return 2
     first = bundles[0]
     model = ensemble_model(bundles, half=args.half).to(device)
     decoding = decoding_from_args(args, first.default_decoding)
-    scores, _ = score_model(model, items, vocab=first.vocab, preprocessing=first.preprocessing, decoding=decoding,
-                            cache=args.cache)
-    print_scores(f"{args.name}: {len(bundles)} members", scores, split=args.split, images=len(items), decoding=decoding)
+    scores, _ = score_datasets(model, sets, vocab=first.vocab, preprocessing=first.preprocessing, decoding=decoding,
+                               cache=args.cache, what=f"{args.name}: {len(bundles)} members", split=args.split)
     info = BundleInfo(
         name=args.name, version=args.version,
-        metrics=manifest_metrics(scores, split=args.split, images=len(items), decoding=decoding),
+        metrics=datasets_metrics(sets, scores, split=args.split, decoding=decoding),
         training={"ensemble_of": [{"name": b.name, "version": b.version, "metrics": b.manifest.get("metrics", {}),
                                    "training": b.manifest.get("training", {})} for b in bundles],
                   "command": " ".join(["caption-ensemble", *(argv if argv is not None else sys.argv[1:])])},

@@ -1,6 +1,7 @@
 """Evaluation: caption a split with a model and score it with the COCO-caption metrics.
 
-``caption-eval --weights W --data captions.csv --split dev`` prints the table and writes JSON.
+``caption-eval --weights W --data captions.csv --split dev`` prints the table and writes JSON;
+``--data A --data B`` scores each dataset's split (the JSON then holds each under ``datasets``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..model import CaptionModel
 from ..options import add_decoding_flags, add_device_flag, add_weights_flag, decoding_from_args
 from ..vocab import Vocabulary
 from .data import CaptionedImage, DatasetError, read_dataset
+from .datasets import MEAN, DataSet, combined_metrics, dataset_names
 from .features import CACHE_DIR, FeatureCache
 from .metrics import coco_scores
 
@@ -63,6 +65,38 @@ def manifest_metrics(scores: dict[str, float], *, split: str, images: int, decod
             **{k: round(v, 4) for k, v in scores.items()}}
 
 
+def datasets_metrics(sets: Sequence[DataSet], scores: dict[str, dict[str, float]], *, split: str,
+                     decoding: Decoding, rule: str = MEAN) -> dict:
+    """The manifest's ``metrics`` for the dev scores of every dataset (flat for one, as ever)."""
+    entries = {d.name: {"data": d.data, **manifest_metrics(scores[d.name], split=split, images=len(d.dev),
+                                                          decoding=decoding)} for d in sets}
+    return combined_metrics(entries, scores, rule)
+
+
+def score_datasets(model: CaptionModel, sets: Sequence[DataSet], *, vocab: Vocabulary, preprocessing: Preprocessing,
+                   decoding: Decoding, cache: str | Path, meteor: bool = False, what: str = "",
+                   split: str = "dev") -> tuple[dict[str, dict[str, float]], dict[str, list[str]]]:
+    """:func:`score_model` on each dataset's ``dev`` images (printed as a table each when ``what``
+    names the model) -> per dataset name its scores and its captions."""
+    scores, texts = {}, {}
+    for d in sets:
+        scores[d.name], texts[d.name] = score_model(model, d.dev, vocab=vocab, preprocessing=preprocessing,
+                                                    decoding=decoding, cache=cache, meteor=meteor)
+        if what:
+            where = split if len(sets) == 1 else f"{d.name} {split}"
+            print_scores(what, scores[d.name], split=where, images=len(d.dev), decoding=decoding)
+    return scores, texts
+
+
+def read_dev_sets(files: Sequence[str], split: str, *, limit: int | None = None,
+                  images_dir: str | None = None) -> list[DataSet]:
+    """The ``split`` of each dataset file (``--data``, repeatable), the first ``limit`` images of each."""
+    if images_dir is not None and len(files) > 1:
+        raise DatasetError("--images-dir goes with a single --data")
+    return [DataSet(name, str(f), [], read_dataset(f, split=split, images_dir=images_dir)[:limit])
+            for name, f in zip(dataset_names(files), files)]
+
+
 def format_table(scores: dict[str, float]) -> str:
     names = list(scores)
     return "  ".join(f"{n:>8}" for n in names) + "\n" + "  ".join(f"{scores[n]:8.4f}" for n in names)
@@ -85,9 +119,10 @@ def add_scoring_flags(p: argparse.ArgumentParser, *, decoding_default: str) -> N
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="caption-eval", description="Score a model bundle on a captioned split.")
     add_weights_flag(p)
-    p.add_argument("--data", required=True, help="dataset file (captions.csv, token file, COCO/Karpathy JSON, CSV/JSONL)")
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset file (captions.csv, token file, COCO/Karpathy JSON, CSV/JSONL); repeatable")
     p.add_argument("--split", default="dev", help="split to score (default: %(default)s)")
-    p.add_argument("--images-dir", default=None, help="image folder (default: next to the data file)")
+    p.add_argument("--images-dir", default=None, help="image folder of a single --data (default: next to the data file)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images (default: all)")
     add_scoring_flags(p, decoding_default="the bundle's")
     p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs java on PATH)")
@@ -98,29 +133,40 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(d: DataSet, scores: dict[str, float], texts: list[str]) -> dict:
+    """One dataset's part of caption-eval's JSON: its file, images, scores and captions."""
+    return {"data": d.data, "images": len(d.dev), "scores": scores,
+            "captions": [{"image": str(it.image), "caption": t, "references": list(it.captions)}
+                         for it, t in zip(d.dev, texts)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cap = Captioner.load(args.weights, device=args.device)
-        items = read_dataset(args.data, split=args.split, images_dir=args.images_dir)[: args.limit]
+        sets = read_dev_sets(args.data, args.split, limit=args.limit, images_dir=args.images_dir)
     except (BundleError, DatasetError, RuntimeError) as e:
         print(f"caption-eval: {e}", file=sys.stderr)
         return 2
     t0 = time.time()
     decoding = decoding_from_args(args, cap.decoding)
-    scores, texts = score_model(cap.model, items, vocab=cap.vocab, preprocessing=cap.preprocessing,
-                                decoding=decoding, cache=args.cache, meteor=args.meteor)
-    print_scores(cap.name, scores, split=args.split, images=len(items), decoding=decoding)
+    scores, texts = score_datasets(cap.model, sets, vocab=cap.vocab, preprocessing=cap.preprocessing,
+                                   decoding=decoding, cache=args.cache, meteor=args.meteor, what=cap.name,
+                                   split=args.split)
+    reports = {d.name: _report(d, scores[d.name], texts[d.name]) for d in sets}
+    seconds = round(time.time() - t0, 1)
+    if len(sets) == 1:  # the layout it always had
+        r = reports[sets[0].name]
+        report = {"data": r["data"], "split": args.split, "images": r["images"], "decoding": decoding.asdict(),
+                  "scores": r["scores"], "seconds": seconds, "captions": r["captions"]}
+    else:
+        report = {"split": args.split, "decoding": decoding.asdict(), "seconds": seconds, "datasets": reports}
     out = Path(args.out or f"eval-{args.split}.json")
-    out.write_text(json.dumps({
-        "bundle": cap.name, "version": cap.version, "data": str(args.data), "split": args.split,
-        "images": len(items), "decoding": decoding.asdict(), "scores": scores, "seconds": round(time.time() - t0, 1),
-        "captions": [{"image": str(it.image), "caption": t, "references": list(it.captions)}
-                     for it, t in zip(items, texts)]}, indent=1) + "\n")
+    out.write_text(json.dumps({"bundle": cap.name, "version": cap.version, **report}, indent=1) + "\n")
     print(f"wrote {out}")
     if args.record:
         record_evaluation(cap.bundle.path, decoding=decoding.asdict(), version=args.version,
-                          metrics=manifest_metrics(scores, split=args.split, images=len(items), decoding=decoding))
+                          metrics=datasets_metrics(sets, scores, split=args.split, decoding=decoding))
         print(f"recorded the scores and decoding in {cap.bundle.path / 'manifest.json'}")
     return 0
 

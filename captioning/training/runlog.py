@@ -6,6 +6,17 @@ import json
 from pathlib import Path
 
 
+CURVES = ("BLEU-4", "CIDEr-D", "ROUGE-L")  # the dev metrics the PNG shows, of every dataset
+
+
+def dev_series(rows: list[dict]) -> list[str]:
+    """The keys the PNG plots as dev curves: each dataset's BLEU-4, CIDEr-D and ROUGE-L (``dev_<metric>``,
+    or ``dev_<name>_<metric>`` with several datasets) and the selection score, where every row has them."""
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r)
+            if k == "selection" or (k.startswith("dev_") and k.endswith(CURVES))]
+    return [k for k in keys if all(k in r for r in rows)]
+
+
 class RunLog:
     def __init__(self, folder: str | Path, *, enabled: bool = True):
         self.folder, self.enabled = Path(folder), enabled
@@ -44,9 +55,8 @@ class RunLog:
             if pts:
                 axes[0].plot(*zip(*pts), marker="o", label=key)
         axes[0].set_title("training objective")
-        for key in ("dev_BLEU-4", "dev_CIDEr-D", "dev_ROUGE-L"):
-            if all(key in r for r in rows):
-                axes[1].plot(epochs, [r[key] for r in rows], marker="o", label=key)
+        for key in dev_series(rows):
+            axes[1].plot(epochs, [r[key] for r in rows], marker="o", label=key, linestyle="--" if key == "selection" else "-")
         axes[1].set_title("dev metrics")
         for ax in axes:
             ax.set_xlabel("epoch")

