@@ -21,12 +21,12 @@ train "$RUNS/seed2" --epochs 10 --seed 2 $E
 train "$RUNS/ft2" --init-from "$RUNS/seed2/bundle" --epochs 3 --lr 1e-4 --lr-min 1e-5 --seed 2 $FT $E
 # 3. 8 self-critical epochs, still tuning those blocks; then the two decoding rules (v2.2.0)
 train "$RUNS/ft2_scst" --init-from "$RUNS/ft2/bundle" --epochs 0 --scst-epochs 8 $SCST $FT --seed 2 $E
-[ -f "$RUNS/ft2_scst/eval-dev.json" ] || caption-eval --weights "$RUNS/ft2_scst/bundle" --data "$DATA" --split dev --no-repeat-words 1 \
+[ -f "$RUNS/ft2_scst/eval-dev.json" ] || caption-eval --weights "$RUNS/ft2_scst/bundle" "${DATA_FLAGS[@]}" --split dev --no-repeat-words 1 \
     --no-dangling-end 1 --record --version 2.2.0 --out "$RUNS/ft2_scst/eval-dev.json"
 # 4. 6 more self-critical epochs at 288x288 input (a 9x9 grid), keeping every epoch's weights
 train "$RUNS/r288" --init-from "$RUNS/ft2_scst/bundle" --image-size 288 --epochs 0 --scst-epochs 6 $SCST $FT \
     --seed 4 $E --eval-no-repeat-words --eval-no-dangling-end --keep-epochs
 # 5. v3.1.0: the uniform average of epochs 4-6, scored on dev and recorded in the bundle
-[ -d "$RUNS/lite0_sat.flickr8k" ] || caption-average --base "$RUNS/r288/bundle" --checkpoints "$RUNS"/r288/epoch{4,5,6}.pt --data "$DATA" \
+[ -d "$RUNS/lite0_sat.flickr8k" ] || caption-average --base "$RUNS/r288/bundle" --checkpoints "$RUNS"/r288/epoch{4,5,6}.pt "${DATA_FLAGS[@]}" \
     --out "$RUNS/lite0_sat.flickr8k" --version 3.1.0
 echo "bundle: $RUNS/lite0_sat.flickr8k"

@@ -16,9 +16,9 @@ for s in 1 2; do
   train "$RUNS/seed$s" --epochs 10 --seed $s --eval-no-repeat-ngram-size 2 --eval-length-penalty 1.0
 done
 [ -d "$RUNS/lite0_sat_x3.flickr8k" ] || caption-ensemble \
-    --members "$RUNS/flickr8k/bundle" "$RUNS/seed1/bundle" "$RUNS/seed2/bundle" --data "$DATA" \
+    --members "$RUNS/flickr8k/bundle" "$RUNS/seed1/bundle" "$RUNS/seed2/bundle" "${DATA_FLAGS[@]}" \
     --name lite0_sat_x3.flickr8k --out "$RUNS/lite0_sat_x3.flickr8k" --length-penalty 1.0 \
     --no-repeat-ngram-size 2 --half
-[ -f "$RUNS/eval-x3-dev.json" ] || caption-eval --weights "$RUNS/lite0_sat_x3.flickr8k" --data "$DATA" --split dev --no-repeat-words 1 \
+[ -f "$RUNS/eval-x3-dev.json" ] || caption-eval --weights "$RUNS/lite0_sat_x3.flickr8k" "${DATA_FLAGS[@]}" --split dev --no-repeat-words 1 \
     --no-dangling-end 1 --record --version 1.2.0 --out "$RUNS/eval-x3-dev.json"
 echo "bundle: $RUNS/lite0_sat_x3.flickr8k"

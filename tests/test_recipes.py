@@ -58,8 +58,22 @@ def _run(recipe: str, env: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize("recipe,steps", [
     ("lite0_sat.flickr8k.sh", ["caption-train"] * 3 + ["caption-eval", "caption-train", "caption-average"]),
     ("lite0_sat_x3.flickr8k.sh", ["caption-train"] * 3 + ["caption-ensemble", "caption-eval"]),
+    ("encoder_ab.coco_flickr8k.sh", ["caption-train"] * 2),
 ])
 def test_recipe_flags_parse_and_a_second_run_skips_finished_steps(stand_ins, recipe, steps):
     assert _run(recipe, stand_ins) == steps
     assert _run(recipe, stand_ins) == []
     assert not (PROJECT / "runs" / "recipe-default").exists()  # RUNS was honoured: nothing in the checkout
+
+
+def test_several_datasets_reach_every_tool_as_one_data_flag_each(stand_ins):
+    """DATA with several files (space-separated) gives each tool one --data per file."""
+    import json
+
+    env = {**stand_ins, "DATA": "a/captions.csv b/captions.csv"}
+    done = subprocess.run(["bash", str(PROJECT / "recipes" / "lite0_sat_x3.flickr8k.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    calls = [json.loads(line) for line in Path(env["RECIPE_LOG"]).read_text().splitlines()]
+    for tool, argv in calls:
+        assert [argv[i + 1] for i, a in enumerate(argv) if a == "--data"] == ["a/captions.csv", "b/captions.csv"], tool
