@@ -1,4 +1,4 @@
-"""Offline image captioning: EfficientNet-Lite0 encoder + attention LSTM decoder."""
+"""Offline image captioning: EfficientNet-Lite encoder + attention LSTM decoder."""
 from .api import Alternative, CaptionResult, Captioner, Encoded, Tag
 from .bundle import BundleError, NoDefaultBundleError, load_bundle, save_bundle
 from .images import ImageError, Preprocessing, load_image

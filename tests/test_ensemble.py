@@ -142,3 +142,12 @@ def test_caption_ensemble_refuses_a_fine_tuned_encoder(tiny_bundle_dir, tiny_voc
     rc = main(["--members", str(tiny_bundle_dir), str(path), "--data", str(tmp_path / "captions.csv"),
                "--name", "x.y", "--out", str(tmp_path / "out")])
     assert rc == 2 and "differ in encoder weights" in capsys.readouterr().err
+
+
+def test_caption_ensemble_refuses_a_name_of_another_arch(tiny_bundle_dir, tmp_path, capsys):
+    """--name lite2_... over Lite0 members is one line on stderr, before anything is scored or written."""
+    rc = main(["--members", str(tiny_bundle_dir), str(tiny_bundle_dir), "--data", str(tmp_path / "captions.csv"),
+               "--name", "lite2_sat.x", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "says efficientnet_lite2 but model.encoder is 'efficientnet_lite0'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..api import resolve_device
-from ..bundle import Bundle, BundleError, BundleInfo, load_bundle, save_bundle
+from ..bundle import Bundle, BundleError, BundleInfo, load_bundle, name_problem, save_bundle
 from ..model import CaptionModel
 from ..options import decoding_from_args
 from .data import DatasetError
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         bundles = [load_bundle(m) for m in args.members]
-        problem = _mismatch(bundles)
+        problem = _mismatch(bundles) or name_problem(args.name, bundles[0].model.config.encoder)
         if problem:
             raise BundleError(problem)
         sets = read_dev_sets(args.data, args.split)
