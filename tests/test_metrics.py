@@ -7,7 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from captioning.training.metrics import CiderD, coco_scores
+from captioning.training.metrics import CiderD, coco_scores, diversity
 from captioning.vocab import tokenize
 
 REFERENCES = {
@@ -124,3 +124,7 @@ def test_coco_scores_meteor_skipped_without_java(monkeypatch):
     with pytest.warns(UserWarning, match="METEOR skipped"):
         scores = coco_scores(CANDIDATES, REFERENCES, meteor=True)
     assert "METEOR" not in scores and "CIDEr-D" in scores
+
+
+def test_diversity_counts_different_captions_and_words():
+    assert diversity(["a dog runs", "a dog runs", "a cat", ""]) == {"distinct_captions": 3, "distinct_words": 4}

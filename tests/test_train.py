@@ -99,7 +99,37 @@ def test_scst_stage_runs_and_rewards(dataset, tmp_path):
     assert main(_args(dataset, out, dataset / "cache", epochs=2, **{"scst-epochs": 1, "scst-lr": 1e-3})) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in rows] == ["xe", "xe", "scst"] and rows[-1]["train_reward"] > 0
-    load_bundle(out / "bundle")
+    assert all(1 <= r["dev_distinct_captions"] <= 4 and r["dev_distinct_words"] >= 0 for r in rows)  # 4 dev photos
+    metrics = load_bundle(out / "bundle").manifest["metrics"]
+    assert isinstance(metrics["distinct_captions"], int) and isinstance(metrics["distinct_words"], int)
+
+
+def test_scst_keeps_a_weighted_cross_entropy_term():
+    """--scst-xe-weight w: the self-critical loss plus w times the references' cross-entropy, on
+    the same grids and samples (pure SCST at w = 0)."""
+    from dataclasses import replace
+
+    from captioning.testing import placeholder_vocabulary, tiny_model
+    from captioning.training.config import TrainConfig
+    from captioning.training.metrics import CiderD
+    from captioning.training.objectives import scst_batch, scst_xe_batch, xe_batch
+
+    vocab = placeholder_vocabulary(30)
+    decoder = tiny_model(vocab).decoder.train()  # dropout draws from torch's global generator: seeded below
+    grid = torch.randn(2, 49, 1280, generator=torch.Generator().manual_seed(0))  # (I, S*S, 1280)
+    refs = [["w0001 w0002 w0003"], ["w0004 w0005"]]
+    captions = [[[vocab.start_id, *vocab.encode(r[0]), vocab.end_id]] for r in refs]
+    cider, cfg = CiderD(refs), TrainConfig(data=("x",), out="y", max_length=8)
+
+    def scst(cfg, *args, fn=scst_batch):
+        torch.manual_seed(2)
+        return fn(decoder, grid, *args, cfg, cider, vocab, "cpu", torch.Generator().manual_seed(1))[0]
+
+    pure = scst(cfg, refs)
+    xe = xe_batch(decoder, grid, captions, cfg, "cpu")[0]  # the dropout draws that follow SCST's
+    assert torch.allclose(scst(cfg, captions, refs, fn=scst_xe_batch), pure)
+    mixed = scst(replace(cfg, scst_xe_weight=0.5), captions, refs, fn=scst_xe_batch)
+    assert torch.allclose(mixed, pure + 0.5 * xe) and not torch.allclose(mixed, pure)
 
 
 def test_two_layer_decoder_trains_and_loads(dataset, tmp_path):
@@ -119,7 +149,7 @@ def test_two_layer_decoder_trains_and_loads(dataset, tmp_path):
 
 @pytest.mark.parametrize("bad", [{"scst-top-p": 0}, {"scst-top-p": 1.5}, {"scst-baseline": "max"},
                                  {"scst-baseline": "mean", "scst-samples": 1}, {"hflip": 1.5},
-                                 {"finetune-blocks": 6}, {"decoder-layers": 3}])
+                                 {"finetune-blocks": 6}, {"decoder-layers": 3}, {"scst-xe-weight": -1}])
 def test_bad_options_fail_before_training(dataset, tmp_path, bad):
     from captioning.training.trainer import main
 

@@ -25,7 +25,7 @@ from ..vocab import Vocabulary
 from .data import CaptionedImage, DatasetError, read_dataset
 from .datasets import MEAN, DataSet, combined_metrics, dataset_names
 from .features import CACHE_DIR, FeatureCache
-from .metrics import coco_scores
+from .metrics import coco_scores, diversity
 
 
 @torch.inference_mode()
@@ -44,10 +44,11 @@ def caption_grids(decoder: torch.nn.Module, grids: np.ndarray, *, vocab: Vocabul
 
 def score_split(decoder: torch.nn.Module, grids: np.ndarray, items: Sequence[CaptionedImage], *,
                 vocab: Vocabulary, decoding: Decoding, meteor: bool = False) -> tuple[dict[str, float], list[str]]:
-    """COCO-caption metrics of the model's captions against the human references, and the captions."""
+    """COCO-caption metrics of the model's captions against the human references (and their
+    :func:`~captioning.training.metrics.diversity`), and the captions."""
     texts = caption_grids(decoder, grids, vocab=vocab, decoding=decoding)
     refs = {i: list(item.captions) for i, item in enumerate(items)}
-    return coco_scores(dict(enumerate(texts)), refs, meteor=meteor), texts
+    return {**coco_scores(dict(enumerate(texts)), refs, meteor=meteor), **diversity(texts)}, texts
 
 
 def score_model(model: CaptionModel, items: Sequence[CaptionedImage], *, vocab: Vocabulary,
@@ -99,7 +100,9 @@ def read_dev_sets(files: Sequence[str], split: str, *, limit: int | None = None,
 
 def format_table(scores: dict[str, float]) -> str:
     names = list(scores)
-    return "  ".join(f"{n:>8}" for n in names) + "\n" + "  ".join(f"{scores[n]:8.4f}" for n in names)
+    width = [max(8, len(n)) for n in names]
+    cells = [f"{scores[n]:{w}d}" if isinstance(scores[n], int) else f"{scores[n]:{w}.4f}" for n, w in zip(names, width)]
+    return "  ".join(f"{n:>{w}}" for n, w in zip(names, width)) + "\n" + "  ".join(cells)
 
 
 def print_scores(what: str, scores: dict[str, float], *, split: str, images: int, decoding: Decoding) -> None:

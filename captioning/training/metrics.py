@@ -24,6 +24,12 @@ def _joined(caption: str) -> str:
     return " ".join(tokenize(caption))
 
 
+def diversity(captions: Sequence[str]) -> dict[str, int]:
+    """How varied a model's captions of a split are: ``distinct_captions`` (different captions)
+    and ``distinct_words`` (different words used over all of them)."""
+    return {"distinct_captions": len(set(captions)), "distinct_words": len({w for c in captions for w in c.split()})}
+
+
 def coco_scores(candidates: Mapping[K, str], references: Mapping[K, Sequence[str]], *,
                 meteor: bool = False) -> dict[str, float]:
     """Standard COCO-caption metrics computed with pycocoevalcap's scorers.

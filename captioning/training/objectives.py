@@ -3,7 +3,8 @@
 - :func:`xe_batch`: teacher-forced cross-entropy (label-smoothed) plus the attention regulariser
   of Show, Attend and Tell;
 - :func:`scst_batch`: self-critical sequence training (Rennie et al. 2017): REINFORCE with the
-  CIDEr-D of sampled captions as reward, minus a baseline.
+  CIDEr-D of sampled captions as reward, minus a baseline; :func:`scst_xe_batch` adds a weighted
+  cross-entropy term to it.
 
 :class:`Objective` wraps the decoder and the fine-tuned encoder blocks, so that one forward()
 call goes from cached features to the loss (what DistributedDataParallel needs).
@@ -83,6 +84,15 @@ def scst_batch(decoder, grid, batch_refs, cfg: TrainConfig, cider: CiderD, vocab
     # constant (the batch's token count), never by each caption's own length (that would bias it)
     loss = -(advantage * s.logprobs.sum(1)).sum() / s.mask.sum().clamp(min=1)
     return loss, float(reward.mean())
+
+
+def scst_xe_batch(decoder, grid, captions, batch_refs, cfg: TrainConfig, cider: CiderD, vocab, device, gen):
+    """:func:`scst_batch`'s loss plus ``cfg.scst_xe_weight`` times :func:`xe_batch`'s on the same
+    grids (the references' words keep their probability, so the captions stay varied)."""
+    loss, reward = scst_batch(decoder, grid, batch_refs, cfg, cider, vocab, device, gen)
+    if cfg.scst_xe_weight:
+        loss = loss + cfg.scst_xe_weight * xe_batch(decoder, grid, captions, cfg, device)[0]
+    return loss, reward
 
 
 class Objective(torch.nn.Module):

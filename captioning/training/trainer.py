@@ -50,7 +50,7 @@ from .datasets import check_rule, epoch_order, log_row, read_datasets, selection
 from .evaluate import datasets_metrics, score_split
 from .features import FeatureCache
 from .metrics import CiderD
-from .objectives import Objective, caption_targets, mirror_caption, scst_batch, xe_batch
+from .objectives import Objective, caption_targets, mirror_caption, scst_xe_batch, xe_batch
 from .provenance import encoder_source, training_record, tuned_blocks
 from .runlog import RunLog
 
@@ -275,7 +275,8 @@ class Trainer:
 
         def step(features, captions, refs):
             self._set_lr(self.cfg.scst_lr)
-            return self.objective(scst_batch, features, refs, self.cfg, self.cider, self.vocab, self.device, self.gen)
+            return self.objective(scst_xe_batch, features, captions, refs, self.cfg, self.cider, self.vocab,
+                                  self.device, self.gen)
         return self._epoch(epoch, "scst", step)
 
     def _epoch(self, epoch: int, stage: str, step: Step) -> float:
