@@ -3,7 +3,7 @@
 
     python benchmarks/bench_video.py [--video clip.mp4 | --seconds 180 --images DIR] [--fps 1]
                                      [--backends torch,openvino,onnxruntime] [--repeats 1]
-                                     [--weights W] [--threads N] [--sampling] [--device cpu]
+                                     [--weights W] [--threads N] [--device cpu]
 
 Without ``--video`` it writes the team's reference clip into a temporary folder for this run (or
 into ``--work``, where it is kept and reused): ``--seconds`` (default 180) of 1280x720 30 fps
@@ -16,12 +16,12 @@ Every backend is first loaded once in-process, which fills the ONNX graph cache 
 Then, interleaved over ``--repeats`` rounds, it runs the whole ``tag-video`` CLI as a subprocess
 once per backend (``--backend B --fps F --out DIR --formats json --strict``; start-up included:
 imports, bundle load, graph compile from the warm cache), checking each wrote its JSON with every
-sampled frame and no error, and times the decode floor: ``cv2.VideoCapture.grab()`` over every
-frame of the clip. Prints each one's median real-time factor (clip seconds / wall seconds) and each
-backend's ratio to the floor (the floor decodes every frame; tag-video's ``auto`` strategy may
-seek instead, so a ratio above 1 is possible), with the CLI's own split (decode / encode / caption
-seconds from its JSON). ``--sampling`` also times ``VideoReader.sample`` at ``--fps`` with grab()
-vs seeking, in-process.
+sampled frame, the clip's cuts at their exact frames and no error, and times, in-process, the decode
+floor (PyAV decoding every frame, ``thread_type="AUTO"``, nothing converted) and the floor plus cut
+detection (:class:`pipelines.video.io.VideoReader` handing every frame's small luma picture to
+:class:`pipelines.video.cuts.CutDetector`). Prints each one's median real-time factor (clip seconds
+/ wall seconds) and its ratio to the floor (tag-video decodes every frame too, so the ratio is at
+most 1), with the CLI's own split (decode / encode / caption seconds from its JSON).
 """
 from __future__ import annotations
 
@@ -79,22 +79,30 @@ def make_bundle(path: Path) -> Path:
     return save_random_bundle(path, placeholder_vocabulary(PRODUCTION_VOCAB), info)
 
 
-def grab_all(video: Path) -> tuple[int, float]:
-    """(frames, the container's fps): cv2 ``grab()`` over every frame, nothing retrieved."""
-    import cv2
+def decode_all(video: Path) -> tuple[int, float]:
+    """(frames, the container's fps): PyAV decoding every frame on all cores, nothing converted."""
+    import av
 
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise SystemExit(f"cannot open {video}")
-    frames, fps = 0, capture.get(cv2.CAP_PROP_FPS)
-    while capture.grab():
-        frames += 1
-    capture.release()
-    return frames, fps
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, float(stream.average_rate)
 
 
-def _check(out: Path, frames_expected: int) -> tuple[str | None, dict]:
-    """(problem or None, the video JSON): written, not partial, every sampled frame tagged."""
+def decode_and_cut(video: Path) -> list[int]:
+    """The boundaries' frames: VideoReader over every frame, its small luma into the cut detector."""
+    from pipelines.video.cuts import CutDetector, CutOptions
+    from pipelines.video.io import VideoReader
+
+    with VideoReader(video) as reader:
+        detector = CutDetector(CutOptions(), fps=float(reader.info.rate))
+        found = [b.frame for f in reader.frames() for b in detector.push(f.index, f.time, f.luma()).final]
+    return found + [b.frame for b in detector.finish().final]
+
+
+def _check(out: Path, frames_expected: int, cuts: list[int]) -> tuple[str | None, dict]:
+    """(problem or None, the video JSON): written, not partial, every sampled frame tagged, the cuts found."""
     files = sorted(out.glob("*.json"))
     if len(files) != 1:
         return f"{len(files)} JSON files in {out}", {}
@@ -104,8 +112,11 @@ def _check(out: Path, frames_expected: int) -> tuple[str | None, dict]:
         return f"unreadable {files[0]}: {e}", {}
     if tags.get("partial") or tags.get("errors"):
         return f"partial results: {'; '.join(tags.get('errors', []))}", tags
-    if abs(tags["video"]["sampled_frames"] - frames_expected) > 1:
-        return f"{tags['video']['sampled_frames']} frames tagged, {frames_expected} expected", tags
+    sampled = sum(f["sampled"] for f in tags["frames"])
+    if abs(sampled - frames_expected) > 1:
+        return f"{sampled} frames sampled, {frames_expected} expected", tags
+    if cuts and [s["start_frame"] for s in tags["shots"][1:]] != cuts:
+        return f"shots start at {[s['start_frame'] for s in tags['shots'][1:]]}, cuts are at {cuts}", tags
     return None, tags
 
 
@@ -126,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam-size", type=int, default=None, help="caption beam width (default: the bundle's)")
     p.add_argument("--threads", type=int, default=0, help="--threads of the CLI (0: its default, every core; "
                    "default: %(default)s)")
-    p.add_argument("--sampling", action="store_true", help="also time frame sampling at --fps, grab() vs seek")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     args = p.parse_args(argv)
     if args.seconds < 1 or args.repeats < 1 or not args.fps > 0:
@@ -176,33 +186,23 @@ def main(argv: list[str] | None = None) -> int:
             print("no backend loads here")
             return 1
 
-        frames, fps = grab_all(video)  # also the page cache's warm-up
+        frames, fps = decode_all(video)  # also the page cache's warm-up
         clip_seconds = frames / fps
         sampled = math.ceil(clip_seconds * args.fps - 1e-9)  # samples at 0, 1/fps, 2/fps... (checked to +-1)
+        generated = not args.video  # the reference clip: a cut every SHOT_SECONDS
+        cuts = [round(k * SHOT_SECONDS * fps) for k in range(1, math.ceil(clip_seconds / SHOT_SECONDS))] if generated else []
         print(f"clip {video}: {frames} frames at {fps:g} fps = {clip_seconds:.1f} s; bundle {bundle}")
-
-        if args.sampling:
-            from pipelines.video.io import VideoReader
-
-            def sample(strategy: str):
-                def run() -> None:
-                    with VideoReader(video) as reader:
-                        for _ in reader.sample(fps=args.fps, strategy=strategy):
-                            pass
-                return timer(run)
-            s = interleave({"grab": sample("grab"), "seek": sample("seek")}, args.repeats)
-            print(f"sampling at {args.fps:g} fps in-process (VideoReader.sample): grab {median(s['grab']):.2f} s, "
-                  f"seek {median(s['seek']):.2f} s (medians of {args.repeats})")
 
         common_argv = [video, "--fps", args.fps, "--formats", "json", "--strict", "--device", args.device]
         common_argv += ["--batch-size", args.batch_size] if args.batch_size is not None else []
         common_argv += ["--beam-size", args.beam_size] if args.beam_size is not None else []
         common_argv += ["--threads", args.threads] if args.threads else []
         common_argv += ["--weights", weights] if weights else []
-        cli = BackendRuns(tool("tag-video", "pipelines.video"), common_argv, tmp, lambda out: _check(out, sampled))
+        cli = BackendRuns(tool("tag-video", "pipelines.video"), common_argv, tmp, lambda out: _check(out, sampled, cuts))
         cli.print_commands(backends)
-        print(f"  decode floor in-process: cv2.VideoCapture({video.name}).grab() over all {frames} frames")
-        tasks = {"floor": timer(lambda: grab_all(video))} | {b: cli.task(b) for b in backends}
+        print(f"  decode floor in-process: PyAV decoding all {frames} frames of {video.name}; then with cut detection")
+        tasks = {"floor": timer(lambda: decode_all(video)), "cuts": timer(lambda: decode_and_cut(video))}
+        tasks |= {b: cli.task(b) for b in backends}
         seconds = interleave(tasks, args.repeats, say=print)
 
     runs, problems, failed = cli.runs, cli.problems, cli.failed
@@ -213,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{clip_seconds:.0f} s clip, tag-video --fps {args.fps:g} ({sampled} frames), "
           f"median of {args.repeats} interleaved repeat(s)")
     print(f"{'':<34}{'wall s':>8}{'x real time':>13}{'/ floor':>9}  {'min..max':<12}  in-CLI split, medians (s)")
-    print(f"{'decode floor: grab() every frame':<34}{median(seconds['floor']):8.1f}{floor:13.1f}{1:9.3f}  "
+    print(f"{'decode floor: PyAV, every frame':<34}{median(seconds['floor']):8.1f}{floor:13.1f}{1:9.3f}  "
           f"{spread(rtf['floor']):<12}")
+    r = median(rtf["cuts"])
+    print(f"{'  + cut detection (in-process)':<34}{median(seconds['cuts']):8.1f}{r:13.1f}{r / floor:9.3f}  "
+          f"{spread(rtf['cuts']):<12}")
     for b in backends:
         r = median(rtf[b])
         timings = [run["result"]["timings"] for run in runs[b] if run["result"]]

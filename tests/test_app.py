@@ -88,13 +88,15 @@ def test_batch_with_zip_and_bad_file(handlers, cat_path, tmp_path):
 
 # -- video length (issue #18.7) ----------------------------------------------------------
 def _counting_grabs(monkeypatch) -> list[int]:
-    grabs, grab = [0], VideoReader._grab
+    """Frames decoded from now on (VideoReader._decode decodes every packet)."""
+    grabs, decode = [0], VideoReader._decode
 
-    def counting_grab(self):
-        grabs[0] += 1
-        return grab(self)
+    def counting_decode(self, packet):
+        frames = decode(self, packet)
+        grabs[0] += len(frames)
+        return frames
 
-    monkeypatch.setattr(VideoReader, "_grab", counting_grab)
+    monkeypatch.setattr(VideoReader, "_decode", counting_decode)
     return grabs
 
 
@@ -106,7 +108,7 @@ def test_video_without_a_duration_stops_at_the_limit(captioner, tmp_path, monkey
         handlers.tag_video(str(clip))
     assert e.value.message == ("The video is longer than 3 s; this server takes up to 3 s "
                                "(use tag-video for longer ones).")
-    assert grabs[0] <= 4 * FALLBACK_FPS + 1  # stopped at the sample at 4 s, not at the end of the file
+    assert grabs[0] <= 3 * FALLBACK_FPS + 4  # stopped at the first frame past 3 s, not at the end of the file
 
 
 def test_video_announcing_its_duration_is_refused_before_decoding(captioner, tmp_path, monkeypatch):

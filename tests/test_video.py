@@ -1,5 +1,6 @@
 """tag_video and the tag-video CLI on generated videos, with the real pretrained encoder
-(tiny random decoder: captions are gibberish, ImageNet tags are real)."""
+(tiny random decoder: captions are gibberish, ImageNet tags are real): shots at the exact cut
+frames, scenes, times on the player's clock."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,11 +14,12 @@ import numpy as np
 import pytest
 
 from captioning.options import field_comments
-from pipelines.video import TagOptions, VideoTooLong, tag_video
+from pipelines.video import OutputOptions, TagOptions, VideoTooLong, tag_video
 from pipelines.video.cli import _parser, main
+from pipelines.video.cuts import CutOptions
 from pipelines.video.io import FALLBACK_FPS, VideoError, VideoReader
 from pipelines.video.results import VideoTags
-from test_video_clips import CUTS, SHOTS, make_clip, truncate
+from test_video_clips import CUTS, SHOTS, make_clip, still_shot, truncate, write_av
 
 DURATION = sum(s for _, s in SHOTS)
 CAT_LABELS = {"tabby", "tiger cat", "Egyptian cat"}  # what the encoder says about skimage's chelsea
@@ -33,29 +35,40 @@ def tagged(clip, captioner) -> VideoTags:
     return tag_video(clip, captioner, fps=1.0, batch_size=8)
 
 
-def _check_shots(tags: VideoTags, period: float):
+def _check_shots(tags: VideoTags, fps: float, cuts=CUTS, duration=DURATION):
+    """Shots start at the exact cut frames and times, tile the video, and hold their frames."""
     shots = tags.shots
-    assert len(shots) == len(CUTS) + 1
-    assert shots[0].start == 0.0 and shots[-1].end == pytest.approx(DURATION)
+    assert [s.start_frame for s in shots] == [0] + [round(c * fps) for c in cuts]
+    assert [s.start for s in shots] == pytest.approx([0.0, *cuts])
+    assert [s.transition for s in shots] == [None] + ["cut"] * len(cuts)
+    assert shots[-1].end == pytest.approx(duration) and shots[-1].end_frame == round(duration * fps)
     for a, b in zip(shots, shots[1:]):
-        assert a.end == b.start
-    for cut, shot in zip(CUTS, shots[1:]):
-        assert abs(shot.start - cut) <= period, f"cut at {cut} s found at {shot.start} s"
+        assert a.end == b.start and a.end_frame == b.start_frame
     times = {f.time for f in tags.frames}
     for shot in shots:
         assert shot.start <= shot.keyframe_time < shot.end and shot.keyframe_time in times
+        assert shot.start_frame <= shot.keyframe_index < shot.end_frame
     for f in tags.frames:
-        assert shots[f.shot].start <= f.time < shots[f.shot].end
+        assert shots[f.shot].start_frame <= f.index < shots[f.shot].end_frame
     assert [s.frames for s in shots] == [sum(f.shot == s.index for f in tags.frames) for s in shots]
 
 
-def test_shots_are_found_at_the_cuts(tagged):
-    _check_shots(tagged, 1.0)
+def test_shots_are_found_at_the_exact_cut_frames(tagged):
+    _check_shots(tagged, 12.0)
     assert [f.time for f in tagged.frames] == pytest.approx(list(range(16)))
-    assert [f.index for f in tagged.frames] == [12 * i for i in range(16)]
+    assert [f.index for f in tagged.frames] == [12 * i for i in range(16)] and all(f.sampled for f in tagged.frames)
     assert tagged.video.duration == pytest.approx(DURATION) and tagged.video.sampled_frames == 16
     assert (tagged.video.fps, tagged.video.width, tagged.video.height) == (12.0, 320, 240)
+    assert tagged.video.frames_decoded == 192 and tagged.video.timecode_rate == "12"
+    assert [s.start_timecode for s in tagged.shots] == ["00:00:00:00", "00:00:04:00", "00:00:07:00", "00:00:12:00"]
     assert not tagged.partial and tagged.errors == ()
+
+
+def test_different_photos_are_different_scenes(tagged):
+    assert [(s.first_shot, s.shot_count) for s in tagged.scenes] == [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert [s.scene for s in tagged.shots] == [0, 1, 2, 3]
+    for scene, shot in zip(tagged.scenes, tagged.shots):
+        assert (scene.start_frame, scene.end_frame, scene.caption) == (shot.start_frame, shot.end_frame, shot.caption)
 
 
 def test_the_cat_shot_is_tagged_as_a_cat(tagged):
@@ -74,10 +87,10 @@ def test_search_finds_the_cat_segment(tagged):
     for query in (cat_label, cat_label.upper(), "Tiger Cat"):  # two words: only an ImageNet label matches
         segments = tagged.search(query)
         assert len(segments) == 1, f"{query!r}: {segments}"
-        assert segments[0].start == 0.0 and abs(segments[0].end - CUTS[0]) <= 1.0
+        assert segments[0].start == 0.0 and segments[0].end == pytest.approx(CUTS[0])  # ends at the cut
     assert tagged.search(cat_label)[0].confidence > 0.3
     # "cat" also matches caption words, which the tiny random decoder may write anywhere
-    assert any(s.start == 0.0 and s.end >= CUTS[0] - 1.0 and cat_label in s.labels for s in tagged.search("cat"))
+    assert any(s.start == 0.0 and s.end >= CUTS[0] and cat_label in s.labels for s in tagged.search("cat"))
     rocket = tagged.shots[3].tags[0].label  # the last shot's top label is found there
     assert any(s.start <= tagged.shots[3].keyframe_time < s.end for s in tagged.search(rocket))
     assert tagged.search("zebra") == []
@@ -85,14 +98,15 @@ def test_search_finds_the_cat_segment(tagged):
 
 def test_summary_and_json(tagged):
     summary = tagged.summary
-    assert summary.shot_count == 4 and summary.duration == pytest.approx(DURATION)
+    assert summary.shot_count == 4 and summary.scene_count == 4 and summary.duration == pytest.approx(DURATION)
     probs = [t.probability for t in summary.tags if t.source == "imagenet"]
     assert probs == sorted(probs, reverse=True) and 4 <= len(probs) <= 10
     d = json.loads(tagged.to_json())
-    assert d["format_version"] == 1 and d["video"]["sampled_fps"] == 1.0
-    assert d["options"]["shot_threshold"] == 0.3 and d["options"]["tags"] == 5
+    assert d["format_version"] == 2 and d["video"]["sampled_fps"] == 1.0
+    assert d["options"]["scene_threshold"] == 0.3 and d["options"]["tags"] == 5
+    assert d["options"]["cuts"] == dataclasses.asdict(CutOptions())
     assert d["model"]["name"] == "tiny_sat.test" and set(d["timings"]) == {"decode", "encode", "caption", "total"}
-    assert len(d["shots"]) == 4 and len(d["frames"]) == 16 and d["index"]
+    assert len(d["shots"]) == 4 and len(d["scenes"]) == 4 and len(d["frames"]) == 16 and d["index"]
     assert VideoTags.from_dict(d).to_dict() == d
 
 
@@ -100,7 +114,7 @@ def test_half_rate_on_mp4_finds_the_same_shots(tmp_path, captioner):
     clip = make_clip(tmp_path / "clip.mp4", fps=25.0, fourcc="mp4v")
     tags = tag_video(clip, captioner, fps=0.5)
     assert [f.time for f in tags.frames] == pytest.approx([0, 2, 4, 6, 8, 10, 12, 14])
-    _check_shots(tags, 2.0)
+    _check_shots(tags, 25.0)
 
 
 def test_every_n_frames(clip, captioner):
@@ -110,7 +124,7 @@ def test_every_n_frames(clip, captioner):
     assert [f.index for f in tags.frames] == list(range(0, 192, 18))
     assert [f.time for f in tags.frames] == pytest.approx([i / 12 for i in range(0, 192, 18)])
     assert tags.video.sampled_fps is None
-    _check_shots(tags, 1.5)
+    _check_shots(tags, 12.0)
 
 
 def test_caption_every_frame_matches_keyframe_captions(tmp_path, captioner):
@@ -130,6 +144,7 @@ def test_truncated_video_gives_partial_results(clip, captioner, tmp_path):
     assert tags.partial and any("truncated" in e for e in tags.errors)
     assert 3 <= len(tags.frames) < 16 and tags.video.duration < DURATION - 2
     assert tags.shots[-1].end == pytest.approx(tags.video.duration)
+    assert tags.shots[-1].end_frame == tags.video.frames_decoded < 192
     assert json.loads(tags.to_json())["partial"] is True
 
 
@@ -151,27 +166,68 @@ def no_duration_clip(path: Path, seconds: float) -> Path:
     return raw.rename(path)
 
 
+def counting_decodes(monkeypatch) -> list[int]:
+    """Frames decoded from now on (VideoReader._decode is where every packet is decoded)."""
+    frames, decode = [0], VideoReader._decode
+
+    def counting(self, packet):
+        out = decode(self, packet)
+        frames[0] += len(out)
+        return out
+
+    monkeypatch.setattr(VideoReader, "_decode", counting)
+    return frames
+
+
 def test_max_seconds_stops_a_video_without_a_duration(tmp_path, captioner, monkeypatch):
     clip = no_duration_clip(tmp_path / "raw.mkv", seconds=40)
     with VideoReader(clip) as reader:
         assert reader.info.duration == 0.0
-    grabs, grab = [0], VideoReader._grab
-
-    def counting_grab(self):
-        grabs[0] += 1
-        return grab(self)
-
-    monkeypatch.setattr(VideoReader, "_grab", counting_grab)
+    decoded = counting_decodes(monkeypatch)
     tagged = []
     with pytest.raises(VideoTooLong, match=r"raw\.mkv: longer than 5 s$"):
         tag_video(clip, captioner, fps=1.0, batch_size=2, max_seconds=5, progress=lambda n, s: tagged.append(s))
-    assert sum(tagged) == pytest.approx(5.0)  # the samples at 0..5 s, then it stopped
-    assert grabs[0] <= 6 * FALLBACK_FPS + 1  # decoding stopped at the first sample past the limit
+    assert sum(tagged) <= 5.0
+    assert decoded[0] <= 5 * FALLBACK_FPS + 4  # decoding stopped at the first frame past the limit
 
 
-@pytest.mark.parametrize("kw", [dict(tags=0), dict(batch_size=0), dict(shot_threshold=0.0),
-                                dict(min_shot_seconds=-1), dict(fps=0), dict(fps=None), dict(every_n_frames=0),
-                                dict(beam_size=0), dict(strategy="jump")])
+def test_a_shot_between_samples_gets_its_first_frames_tagged(tmp_path, captioner):
+    frames = still_shot("chelsea", 60) + still_shot("rocket", 15) + still_shot("coffee", 45)  # rocket: 2.4-3.0 s
+    tags = tag_video(write_av(tmp_path / "short.mp4", frames), captioner, fps=0.5)  # samples at 0, 2, 4 s
+    assert [(s.start_frame, s.end_frame) for s in tags.shots] == [(0, 60), (60, 75), (75, 120)]
+    assert [(f.index, f.shot, f.sampled) for f in tags.frames if f.sampled] == [(0, 0, True), (50, 0, True),
+                                                                                 (100, 2, True)]
+    extra = [f for f in tags.frames if not f.sampled]
+    assert len(extra) == 1 and extra[0].shot == 1 and 60 <= extra[0].index <= 66  # a few frames after the cut
+    short = tags.shots[1]
+    assert short.frames == 1 and short.keyframe_index == extra[0].index and tags.video.sampled_frames == 4
+    assert [f.index for f in tags.frames] == sorted(f.index for f in tags.frames)
+
+
+def test_alternating_shots_are_one_scene(tmp_path, captioner):
+    shots = [("chelsea", 30), ("coffee", 30), ("chelsea", 30), ("coffee", 30), ("rocket", 40)]
+    clip = write_av(tmp_path / "dialogue.mp4", [f for name, n in shots for f in still_shot(name, n)])
+    tags = tag_video(clip, captioner, fps=1.0)
+    assert [s.start_frame for s in tags.shots] == [0, 30, 60, 90, 120]
+    assert [(s.first_shot, s.shot_count) for s in tags.scenes] == [(0, 4), (4, 1)]
+    assert [s.scene for s in tags.shots] == [0, 0, 0, 0, 1]
+    assert tag_video(clip, captioner, fps=1.0, scene_span=1).summary.scene_count == 5  # neighbours differ
+
+
+def test_times_are_the_players_when_the_video_starts_late(tmp_path, captioner):
+    frames = still_shot("chelsea", 50) + still_shot("coffee", 50)
+    clip = write_av(tmp_path / "late.mp4", frames, start=1.075, audio=True)  # the audio starts at 0
+    tags = tag_video(clip, captioner, fps=1.0)
+    assert tags.video.start == pytest.approx(1.075) and tags.frames[0].time == pytest.approx(1.075)
+    assert [s.start for s in tags.shots] == pytest.approx([1.075, 3.075])
+    assert [s.start_frame for s in tags.shots] == [0, 50] and tags.shots[1].start_timecode == "00:00:03:02"
+    # samples: the first frame, then at each second of the player's clock (1.995: within a quarter frame of 2 s)
+    assert [f.time for f in tags.frames] == pytest.approx([1.075, 1.995, 2.995, 3.995, 4.995])
+
+
+@pytest.mark.parametrize("kw", [dict(tags=0), dict(batch_size=0), dict(scene_threshold=0.0), dict(scene_span=0),
+                                dict(min_shot_frames=0), dict(cut_ratio=0.5), dict(fps=0), dict(fps=None),
+                                dict(every_n_frames=0), dict(beam_size=0)])
 def test_invalid_options(clip, captioner, kw):
     with pytest.raises(ValueError):
         tag_video(clip, captioner, **kw)
@@ -184,6 +240,9 @@ def test_options_object_and_keyword_changes_are_one_thing(clip, captioner):
         tag_video(clip, captioner, TagOptions(fps=2.0), fps=0.5, batch_size=4).to_dict()["options"]
     with pytest.raises(TypeError):
         tag_video(clip, captioner, frames_per_second=2.0)
+    changed = tag_video(clip, captioner, fps=0.5, cut_ratio=4.0, shot_threshold=0.25)  # CutOptions' names; the old name
+    assert changed.options["cuts"]["cut_ratio"] == 4.0 and changed.options["scene_threshold"] == 0.25
+    assert TagOptions(scene_threshold=0.2).shot_threshold == 0.2  # the web UI's name, until it moves
 
 
 # -- the CLI -------------------------------------------------------------------------
@@ -249,13 +308,17 @@ def test_cli_names_the_flag_of_a_bad_option(video_dir, argv, message, capsys):
     assert capsys.readouterr().err.strip().endswith(f"tag-video: error: {message}")
 
 
-def test_cli_flags_are_the_tag_options():
+def test_cli_flags_are_the_tag_cut_and_output_options():
     flags = {a.dest: a for a in _parser()._actions if a.option_strings}
-    comments = field_comments(TagOptions)
-    for f in dataclasses.fields(TagOptions):
-        if f.name not in ("strategy", "decoding"):  # strategy: "auto" picks per video; decoding: Decoding's flags
-            comment = comments[f.name].split(" (None: ")[0]  # "(None: X)" reads "(default: X)" on the command line
-            assert flags[f.name].default == f.default and flags[f.name].help.startswith(comment), f.name
+    for cls, skip, rename in ((TagOptions, ("cuts", "decoding"), {}), (CutOptions, (), {}),
+                              (OutputOptions, ("formats",), {"out_dir": "out"})):
+        comments = field_comments(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in skip:  # cuts: CutOptions' flags; decoding: Decoding's; formats: repeatable
+                comment = comments[f.name].split(" (None: ")[0]  # "(None: X)" reads "(default: X)" on the command line
+                flag = flags[rename.get(f.name, f.name)]
+                assert flag.default == f.default and flag.help.startswith(comment), f.name
+    assert flags["formats"].help.endswith("(repeatable; default: json)")
     assert flags["beam_size"].help.endswith("(default: the bundle's)") and flags["fps"].type is float
 
 
@@ -273,15 +336,16 @@ def test_cli_help_states_every_default():
 def test_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "pipelines.video", "--help"], capture_output=True, text=True,
                             timeout=120)
-    assert result.returncode == 0 and "--shot-threshold" in result.stdout and "--engine" in result.stdout
+    assert result.returncode == 0 and "--scene-threshold" in result.stdout and "--cut-ratio" in result.stdout
+    assert "--engine" in result.stdout and "--strategy" not in result.stdout
 
 
 def test_importing_loads_neither_a_model_nor_ray():
     code = ("import sys, pipelines, pipelines.images.cli, pipelines.images.ray, pipelines.video.cli, "
             "pipelines.video.export, pipelines.video.ray; "
-            "print('ray' in sys.modules, 'cv2' in sys.modules)")
+            "print('ray' in sys.modules, 'cv2' in sys.modules, 'av' in sys.modules, 'opentimelineio' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["False", "False"], result.stderr
+    assert result.stdout.split() == ["False"] * 4, result.stderr
 
 
 def test_decoding_options_as_every_tool_takes_them(clip, captioner, tmp_path, tiny_bundle_dir, capsys):

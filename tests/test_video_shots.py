@@ -1,4 +1,4 @@
-"""Shot logic, caption words, search and the JSON form, on hand-made vectors (no model)."""
+"""Keyframes, scenes, tag segments, caption words, search and the JSON form, on hand-made vectors (no model)."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from captioning.api import CaptionResult, Tag
-from pipelines.video.shots import (CENTRAL_TOLERANCE, RawSegment, ShotTracker, build_index, caption_confidence,
-                                   frame_spans, group_segments)
-from pipelines.video.results import (FORMAT_VERSION, FrameTags, Segment, Shot, ShotTag, Summary, VideoMeta,
-                                  VideoTags, merge_segments)
+from pipelines.video.aggregate import build_index, caption_confidence
+from pipelines.video.results import (FORMAT_VERSION, FrameTags, Scene, Segment, Shot, ShotTag, Summary, VideoMeta,
+                                     VideoTags, merge_segments)
+from pipelines.video.shots import CENTRAL_TOLERANCE, OpenShot, RawShot, frame_spans, group_scenes
 from pipelines.video.words import caption_words, matches, singular
 
 
@@ -23,24 +23,22 @@ def _scene(rng, base, n, jitter=0.05):
     return [_unit(base + jitter * rng.standard_normal(base.shape)) for _ in range(n)]
 
 
-def _track(vectors, **kw):
-    tracker = ShotTracker(**kw)
-    segments = [s for i, v in enumerate(vectors) if (s := tracker.add(v, lambda i=i: f"payload {i}"))]
-    return segments + [tracker.finish()], tracker
+def _shot(vectors, first=0, **kw):
+    shot = OpenShot(first, **kw)
+    for i, v in enumerate(vectors):
+        shot.add(v, lambda i=i: f"payload {first + i}")
+    return shot.close()
 
 
-def test_tracker_cuts_where_the_scene_changes_and_picks_central_keyframes():
+def test_keyframe_is_the_most_central_frame_of_the_shot():
     rng = np.random.default_rng(0)
-    a, b, c = (rng.standard_normal(64) for _ in range(3))
-    vectors = _scene(rng, a, 5) + _scene(rng, b, 3) + _scene(rng, c, 4)
-    segments, _ = _track(vectors, threshold=0.3)
-    assert [(s.first, s.stop) for s in segments] == [(0, 5), (5, 8), (8, 12)]
-    for s in segments:
-        mean = np.mean(vectors[s.first:s.stop], axis=0)
-        scores = [float(vectors[i] @ mean) for i in range(s.first, s.stop)]
-        best = max(scores)  # the first frame as close to the mean as the closest, up to float noise
-        assert s.keyframe == s.first + next(i for i, x in enumerate(scores) if x >= best - CENTRAL_TOLERANCE * abs(best))
-        assert s.payload == f"payload {s.keyframe}"
+    vectors = _scene(rng, rng.standard_normal(64), 7)
+    raw = _shot(vectors, first=10)
+    mean = np.mean(vectors, axis=0)
+    scores = [float(v @ mean) for v in vectors]
+    best = max(scores)  # the first frame as close to the mean as the closest, up to float noise
+    assert raw.keyframe == 10 + next(i for i, x in enumerate(scores) if x >= best - CENTRAL_TOLERANCE * abs(best))
+    assert (raw.first, raw.stop, raw.payload) == (10, 17, f"payload {raw.keyframe}")
 
 
 def test_near_identical_frames_do_not_let_float_noise_pick_the_keyframe():
@@ -49,40 +47,36 @@ def test_near_identical_frames_do_not_let_float_noise_pick_the_keyframe():
     for seed in range(5):  # the same still frame, encoded with noise of another thread count
         noise = np.random.default_rng(seed)
         vectors = [v / np.linalg.norm(v) for v in (base + 1e-6 * noise.standard_normal(64) for _ in range(4))]
-        segments, _ = _track(vectors, threshold=0.3)
-        assert [s.keyframe for s in segments] == [0]
+        assert _shot(vectors).keyframe == 0
 
 
-def test_tracker_memory_is_bounded_in_a_long_shot():
+def test_open_shot_memory_is_bounded_in_a_long_shot():
     rng = np.random.default_rng(1)
-    base = rng.standard_normal(32)
-    tracker = ShotTracker(threshold=0.3, max_stored=8)
+    shot = OpenShot(0, max_stored=8)
     stored = []
-    for i, v in enumerate(_scene(rng, base, 200, jitter=0.01)):
-        assert tracker.add(v, lambda i=i: i) is None
-        stored.append(len(tracker._stored))
-    segment = tracker.finish()
-    assert max(stored) <= 8 and (segment.first, segment.stop) == (0, 200)
-    assert segment.payload == segment.keyframe and segment.keyframe % 32 == 0  # evenly thinned candidates
+    for i, v in enumerate(_scene(rng, rng.standard_normal(32), 200, jitter=0.01)):
+        shot.add(v, lambda i=i: i)
+        stored.append(len(shot._stored))
+    raw = shot.close()
+    assert max(stored) <= 8 and (raw.first, raw.stop) == (0, 200)
+    assert raw.payload == raw.keyframe and raw.keyframe % 32 == 0  # evenly thinned candidates
 
 
-def test_frame_spans_split_time_half_way_between_samples():
-    starts, ends = frame_spans(np.array([0.0, 1.0, 2.0, 4.0]), 5.0)
-    assert starts.tolist() == [0.0, 0.5, 1.5, 3.0] and ends.tolist() == [0.5, 1.5, 3.0, 5.0]
+def test_frame_spans_stop_at_the_shot_boundaries():
+    times = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    shot_of = np.array([0, 0, 1, 1, 2])
+    starts, ends = frame_spans(times, shot_of, np.array([0.0, 1.8, 3.4, 5.0]))  # shots: 0-1.8, 1.8-3.4, 3.4-5
+    assert starts.tolist() == [0.0, 0.5, 1.8, 2.5, 3.4] and ends.tolist() == [0.5, 1.8, 2.5, 3.4, 5.0]
 
 
-def test_short_shots_merge_into_the_more_similar_neighbour_and_flashes_disappear():
+def test_scenes_join_similar_shots_within_the_span():
     rng = np.random.default_rng(2)
-    a, b, flash = (rng.standard_normal(64) for _ in range(3))
-    # a a a a FLASH a a a | b b b b  at 1 fps: the flash makes two cuts, the real cut one
-    vectors = np.stack(_scene(rng, a, 4) + [_unit(flash)] + _scene(rng, a, 3) + _scene(rng, b, 4))
-    raw, _ = _track(list(vectors), threshold=0.3)
-    assert [(s.first, s.stop) for s in raw] == [(0, 4), (4, 5), (5, 8), (8, 12)]
-    starts, ends = frame_spans(np.arange(12.0), 12.0)
-    groups = group_segments(raw, vectors, starts, ends, threshold=0.3, min_seconds=1.5)
-    assert groups == [[0, 1, 2], [3]]
-    # with no minimum length the flash is a (real) one-frame shot of its own
-    assert group_segments(raw, vectors, starts, ends, threshold=0.3, min_seconds=0.0) == [[0], [1], [2], [3]]
+    a, b, c = (rng.standard_normal(64) for _ in range(3))
+    unit = lambda v: _unit(v + 0.05 * rng.standard_normal(64))  # noqa: E731
+    shots = np.stack([unit(a), unit(b), unit(a), unit(b), unit(c), unit(c)])  # a dialogue, then somewhere else
+    assert group_scenes(shots, threshold=0.3, span=4) == [[0, 1, 2, 3], [4, 5]]
+    assert group_scenes(shots, threshold=0.3, span=1) == [[0], [1], [2], [3], [4, 5]]  # neighbours only
+    assert group_scenes(shots[:1], threshold=0.3, span=4) == [[0]]
 
 
 def test_caption_words_keep_content_nouns():
@@ -114,20 +108,26 @@ def _caption(text, logprob=-2.0):
 
 
 def _example() -> VideoTags:
-    """Two shots: a cat (0-3 s) and a dog on grass (3-6 s), frames every second."""
+    """Two shots: a cat (0-2.5 s) and a dog on grass (2.5-6 s), frames every second, 10 fps."""
     cat, dog = [Tag("tabby", 0.7), Tag("tiger cat", 0.2)], [Tag("golden retriever", 0.6), Tag("tabby", 0.05)]
-    frames = [FrameTags(i * 10, float(i), tuple(cat if i < 3 else dog), int(i >= 3)) for i in range(6)]
+    frames = [FrameTags(i * 10, float(i), f"00:00:0{i}:00", int(i >= 3), True, tuple(cat if i < 3 else dog))
+              for i in range(6)]
     caps = [_caption("a cat sits on a sofa"), _caption("a dog runs on the grass")]
-    shots = [Shot(0, 0.0, 2.5, 3, 10, 1.0, caps[0].text, caption_confidence(caps[0]),
+    shots = [Shot(0, 0, 0.0, 2.5, 0, 25, "00:00:00:00", "00:00:02:05", None, 3, 10, 1.0, caps[0].text,
+                  caption_confidence(caps[0]),
                   (ShotTag("tabby", 0.7, 3), ShotTag("cat", caption_confidence(caps[0]), 1, "caption"),
                    ShotTag("sofa", caption_confidence(caps[0]), 1, "caption"))),
-             Shot(1, 2.5, 6.0, 3, 40, 4.0, caps[1].text, caption_confidence(caps[1]),
+             Shot(1, 1, 2.5, 6.0, 25, 60, "00:00:02:05", "00:00:06:00", "cut", 3, 40, 4.0, caps[1].text,
+                  caption_confidence(caps[1]),
                   (ShotTag("golden retriever", 0.6, 3), ShotTag("dog", caption_confidence(caps[1]), 1, "caption"),
                    ShotTag("grass", caption_confidence(caps[1]), 1, "caption")))]
-    starts, ends = frame_spans(np.arange(6.0), 6.0)
+    scenes = [Scene(n, s.start, s.end, s.start_frame, s.end_frame, s.start_timecode, s.end_timecode, n, 1,
+                    s.keyframe_index, s.keyframe_time, s.caption, s.tags[:1]) for n, s in enumerate(shots)]
+    starts, ends = frame_spans(np.arange(6.0), np.array([0, 0, 0, 1, 1, 1]), np.array([0.0, 2.5, 6.0]))
     index = build_index(frames, shots, starts, ends, None)
-    meta = VideoMeta("clip.mp4", 6.0, 10.0, 60, 320, 240, 1.0, 6)
-    return VideoTags(meta, tuple(frames), tuple(shots), Summary(6.0, 2, (ShotTag("tabby", 0.4, 4),)), index)
+    meta = VideoMeta("clip.mp4", 6.0, 0.0, 10.0, 60, 60, 320, 240, 320, 240, "1:1", 0, "10", False, 1.0, 6)
+    return VideoTags(meta, tuple(frames), tuple(shots), tuple(scenes), Summary(6.0, 2, 2, (ShotTag("tabby", 0.4, 4),)),
+                     index)
 
 
 def test_index_runs_of_frames_and_caption_words():
@@ -153,9 +153,10 @@ def test_json_round_trip_and_versioning():
     assert d["format_version"] == FORMAT_VERSION and list(d)[0] == "format_version"
     assert d["shots"][1]["tags"][1] == {"label": "dog", "probability": round(np.exp(-2.0 / 7), 4),
                                         "frames": 1, "source": "caption"}
-    assert d["frames"][0] == {"index": 0, "time": 0.0, "tags": [{"label": "tabby", "probability": 0.7},
-                                                               {"label": "tiger cat", "probability": 0.2}],
-                              "shot": 0, "caption": None}
+    assert d["frames"][0] == {"index": 0, "time": 0.0, "timecode": "00:00:00:00", "shot": 0, "sampled": True,
+                              "tags": [{"label": "tabby", "probability": 0.7}, {"label": "tiger cat", "probability": 0.2}],
+                              "caption": None}
+    assert d["shots"][1]["start_frame"] == 25 and d["shots"][1]["transition"] == "cut" and d["scenes"][1]["first_shot"] == 1
     assert d["index"]["dog"] == [{"start": 2.5, "end": 6.0, "confidence": round(np.exp(-2.0 / 7), 4)}]
     again = VideoTags.from_dict(d)
     assert again.to_dict() == d and [s.labels for s in again.search("dog")] == [("dog",)]
@@ -163,6 +164,6 @@ def test_json_round_trip_and_versioning():
         VideoTags.from_dict({**d, "format_version": 99})
 
 
-def test_raw_segment_is_immutable():
+def test_raw_shot_is_immutable():
     with pytest.raises(AttributeError):
-        RawSegment(0, 1, 0, None).first = 3
+        RawShot(0, 1, 0, None).first = 3

@@ -1,27 +1,32 @@
-"""Video tagging: :func:`tag_video` turns one video into a :class:`VideoTags` (tags, shots,
-captions and a searchable timeline); ``tag-video`` (:mod:`.cli`) does it for many.
+"""Video tagging: :func:`tag_video` turns one video into a :class:`VideoTags` (frame-exact shots,
+scenes, tags, captions and a searchable timeline); ``tag-video`` (:mod:`.cli`) does it for many.
 
-Frames are sampled (``fps``, default 1, or ``every_n_frames``) with their true timestamps
-and encoded in batches: one encoder pass gives each frame its top-k ImageNet labels and its
-semantic vector. The same vectors detect shots (cosine distance between consecutive
-samples above ``shot_threshold``, shots shorter than ``min_shot_seconds`` merged) and pick
-each shot's keyframe (the frame closest to the shot's mean vector), which is captioned.
-Shot tags are the labels averaged over the shot plus the content words of the caption; a
-tag index (tag -> time segments) makes the video searchable (``tag-video --query``,
-:meth:`VideoTags.search`).
+Every frame is decoded (PyAV) and a cheap content signal on its small luma picture finds the
+shot boundaries at the exact frame: hard cuts, fades through black and dissolves, not flashes
+or camera motion (:mod:`.cuts`). Frames are sampled (``fps``, default 1, or ``every_n_frames``)
+with their true timestamps, plus a shot's first frames when no sample falls in it, and encoded
+in batches: one encoder pass gives each frame its top-k ImageNet labels and its semantic vector.
+The vectors pick each shot's keyframe (the frame closest to the shot's mean vector), which is
+captioned, and join similar shots into scenes (``scene_threshold``). Shot tags are the labels
+averaged over the shot plus the content words of the caption; a tag index (tag -> time
+segments) makes the video searchable (``tag-video --query``, :meth:`VideoTags.search`).
 
-Modules: ``io`` (the only reader of video files), ``tagger`` (:func:`tag_video`),
-``shots`` (cuts, keyframes, tag aggregation, the index), ``words`` (caption words, query
-matching), ``results`` (:class:`VideoTags` and its JSON layout), ``export`` (CSV, SRT,
-WebVTT, thumbnails), ``job`` (one video tagged and written: what both engines run),
-``ray`` (videos over Ray actors), ``cli``. Importing them loads neither OpenCV nor Ray.
+Modules: ``io`` (the only reader of video files), ``cuts`` (the boundary detector), ``scan``
+(one pass: detection on every frame, the frames to encode), ``tagger`` (:func:`tag_video`),
+``shots`` (keyframes, scenes), ``aggregate`` (tags over shots, scenes, the video; the index),
+``assemble`` (the :class:`VideoTags`), ``timecode`` (SMPTE timecodes), ``words`` (caption
+words, query matching), ``results`` (:class:`VideoTags` and its JSON layout), ``export`` (which
+files: CSV, JSON, thumbnails), ``subtitles`` (SRT, WebVTT, chapters), ``editors`` (EDL, OTIO),
+``report`` (HTML), ``writing`` (atomic, never over a file tag-video did not write), ``job`` (one
+video tagged and written: what both engines run), ``ray`` (videos over Ray actors), ``cli``.
+Importing them loads neither PyAV, OpenCV, OpenTimelineIO nor Ray.
 
 Python API::
 
     from captioning import Captioner
     from pipelines import tag_video
     tags = tag_video("clip.mp4", Captioner.load(), fps=1.0)
-    tags.shots[0].caption, tags.search("dog"), tags.to_json()
+    tags.shots[0].start_frame, tags.shots[0].caption, tags.scenes, tags.search("dog"), tags.to_json()
 """
 from .export import OutputOptions
 from .io import VideoError

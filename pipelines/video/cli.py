@@ -1,13 +1,15 @@
-"""Tag videos frame by frame: tags, shots, captions and a searchable timeline.
+"""Tag videos frame by frame: frame-exact shots, scenes, tags, captions and a searchable timeline.
 
-    tag-video clip.mp4 videos/ --out tags/ --formats json,srt,vtt --query dog
+    tag-video clip.mp4 videos/ --out tags/ --formats json,srt,vtt,chapters,edl,otio,html --query dog
 
 How a video is tagged: :mod:`pipelines.video`; the flags: ``tag-video --help``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -19,16 +21,20 @@ from tqdm import tqdm
 from captioning import BundleError, Captioner
 from captioning.bundle import resolve_bundle
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
-                                options_from_args, runtime_from_args)
+                                dataclass_kwargs, flag, options_from_args, runtime_from_args)
 
 from ..files import VIDEO_EXTENSIONS
 from ..flags import add_engine_flags
-from .export import FORMATS, OutputOptions, timestamp
+from .cuts import CutOptions
+from .export import OutputOptions
 from .io import find_videos
 from .job import describe_error, process_video
 from .ray import tag_videos_ray
 from .results import Segment, VideoTags
+from .subtitles import timestamp
 from .tagger import TagOptions
+
+OUTPUT_FLAGS = {"out_dir": "out"}  # OutputOptions field -> flag name, where they differ
 
 
 def unique_stems(paths: list[Path]) -> list[str]:
@@ -63,16 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tag-video", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
                    help=f"video files, or folders searched recursively for {' '.join(VIDEO_EXTENSIONS)}")
-    add_dataclass_flags(p, TagOptions, skip=("strategy",))
-    p.add_argument("--out", default=None, metavar="DIR", help="folder for the output files (default: none, "
-                   "print a summary)")
-    p.add_argument("--formats", default=None, metavar="LIST",
-                   help=f"comma-separated: {', '.join(FORMATS)} (default: json)")
+    add_dataclass_flags(p, TagOptions, skip=("cuts",))
+    add_dataclass_flags(p.add_argument_group("cut detection (pipelines.video.cuts)"), CutOptions)
+    add_dataclass_flags(p.add_argument_group("output files"), OutputOptions, rename=OUTPUT_FLAGS)
     p.add_argument("--query", action="append", default=[], metavar="TAG",
                    help="print the segments where TAG is seen (path, start --> end, confidence, "
                    "matching tags; tab-separated) instead of a summary; repeatable (default: none)")
-    p.add_argument("--thumbnails", action="store_true", help="write keyframe JPEGs under --out (default: off)")
-    p.add_argument("--cue-tags", action="store_true", help="add the top tags to SRT/VTT cues (default: off)")
     add_engine_flags(p, actors=None, actors_default="one per CPU, at most one per video")
     add_weights_flag(p)
     add_runtime_flags(p)
@@ -80,13 +82,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _dataclass_from_args(p: argparse.ArgumentParser, cls: type, args: argparse.Namespace, rename: dict[str, str]):
+    """``cls`` from its flags (renamed ones too); an invalid value exits through ``p.error`` naming the flag."""
+    try:
+        return cls(**dataclass_kwargs(args, cls, rename=rename))
+    except ValueError as e:
+        message = str(e)
+        for f in dataclasses.fields(cls):
+            message = re.sub(rf"\b{f.name}\b", flag(rename.get(f.name, f.name)), message)
+        p.error(message)
+
+
 def _options(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TagOptions, OutputOptions]:
-    formats = tuple(f.strip().lower() for f in (args.formats or "json").split(",") if f.strip())
-    if not formats or any(f not in FORMATS for f in formats):
-        p.error(f"--formats: choose from {', '.join(FORMATS)} (got {args.formats!r})")
     if (args.formats or args.thumbnails) and not args.out:
         p.error("--formats and --thumbnails need --out DIR")
-    return options_from_args(p, TagOptions, args, skip=("strategy",)), OutputOptions(args.out, formats, args.thumbnails, args.cue_tags)
+    cuts = _dataclass_from_args(p, CutOptions, args, {})
+    tag = options_from_args(p, TagOptions, args, skip=("cuts",))
+    return dataclasses.replace(tag, cuts=cuts), _dataclass_from_args(p, OutputOptions, args, OUTPUT_FLAGS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,137 +1,117 @@
-"""Writers for video tagging results: JSON, per-frame CSV, SRT and WebVTT subtitles, keyframe JPEGs.
+"""Writers for video tagging results: which files, from one :class:`OutputOptions`.
 
-For a video written under stem ``S`` in ``--out DIR``:
+For a video written under stem ``S`` in ``--out DIR`` (``formats``, any of :data:`FORMATS`):
 
 - ``S.json``: :meth:`VideoTags.to_json` (schema in :mod:`pipelines.video.results`);
-- ``S.csv``: one row per sampled frame: ``frame,time,shot,caption,tags``, the tags as JSON
-  ``[{"label": ..., "probability": ...}]`` like caption-images' CSV (:func:`pipelines.files.csv_cell`);
-- ``S.srt`` / ``S.vtt``: one cue per shot from its start to its end with the shot caption
-  (and, with ``cue_tags``, a second line ``tags: a, b, c``), e.g. for a player's subtitle track;
-- ``S_keyframes/shot_000.jpg``...: the keyframe of each shot at full resolution.
+- ``S.csv``: one row per tagged frame: ``frame,time,timecode,shot,caption,tags``, the tags as
+  JSON ``[{"label": ..., "probability": ...}]`` like caption-images' CSV (:func:`pipelines.files.csv_cell`);
+- ``S.srt`` / ``S.vtt``: a cue per shot; ``S.chapters.vtt``: a chapter per scene (:mod:`.subtitles`);
+- ``S.edl`` (CMX 3600) and ``S.otio`` (OpenTimelineIO): the cuts for an editor (:mod:`.editors`);
+- ``S.html``: a self-contained report with a keyframe strip per shot (:mod:`.report`);
+- with ``thumbnails``: ``S_keyframes/shot_000.jpg``...: each shot's keyframe at full display size.
+
+Every file is written atomically and never over a file tag-video did not write (:mod:`.writing`):
+all targets are checked before the first is written. Frames for thumbnails and the report are
+read again from the video, in one pass that seeks between them (:func:`pipelines.video.io.read_frames`).
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import csv_cell
-from .io import read_frames
-from .results import Shot, VideoTags
+from PIL import Image
 
-FORMATS = ("json", "csv", "srt", "vtt")
-CUE_TAGS = 3  # ImageNet labels shown per cue with cue_tags
+from ..files import csv_cell
+from .editors import to_edl, to_otio
+from .io import read_frames
+from .report import strip_frames, thumbnail, to_html
+from .results import VideoTags
+from .subtitles import timestamp, to_chapters, to_srt, to_vtt
+from .writing import check_replaceable, clean_stale_temps, write_file
+
+__all__ = ["FORMATS", "OutputOptions", "timestamp", "to_srt", "to_vtt", "write_outputs"]
+FORMATS = ("json", "csv", "srt", "vtt", "chapters", "edl", "otio", "html")
+SUFFIXES = {"json": ".json", "csv": ".csv", "srt": ".srt", "vtt": ".vtt", "chapters": ".chapters.vtt", "edl": ".edl",
+            "otio": ".otio", "html": ".html"}
+KEYFRAME_QUALITY = 90  # JPEG quality of the keyframe thumbnails
 
 
 @dataclass(frozen=True)
 class OutputOptions:
-    out_dir: str | None = None  # folder for the files (None: write nothing)
-    formats: tuple[str, ...] = ("json",)  # any of FORMATS
-    thumbnails: bool = False  # also write keyframe JPEGs
-    cue_tags: bool = False  # add a "tags: ..." line to each subtitle cue
+    """Which files ``tag-video`` writes (its output flags are made from these fields)."""
+    out_dir: str | None = None  # folder for the output files (None: none, a summary is printed)
+    formats: tuple[str, ...] = ("json",)  # output formats, comma-separated or repeated: json, csv, srt, vtt, chapters, edl, otio, html
+    thumbnails: bool = False  # also write each shot's keyframe as a JPEG (STEM_keyframes/shot_NNN.jpg)
+    cue_tags: bool = False  # add a "tags: ..." line to each SRT/VTT cue
+    strip: int = 5  # thumbnails per shot in the HTML report (its first frame, then tagged frames)
+
+    def __post_init__(self) -> None:
+        formats = tuple(f.strip().lower() for item in self.formats for f in item.split(",") if f.strip())
+        object.__setattr__(self, "formats", tuple(dict.fromkeys(formats)))  # "json,srt" as given on the command line
+        unknown = [f for f in self.formats if f not in FORMATS]
+        problems = [why for bad, why in (
+            (bool(unknown), f"formats: unknown {', '.join(map(repr, unknown))} (choose from {', '.join(FORMATS)})"),
+            (not self.formats, f"formats: none given (choose from {', '.join(FORMATS)})"),
+            (self.strip < 1, "strip must be >= 1"),
+        ) if bad]
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
-def timestamp(seconds: float, *, sep: str = ",") -> str:
-    """``HH:MM:SS,mmm`` (SRT; ``sep="."`` gives WebVTT's ``HH:MM:SS.mmm``)."""
-    ms = max(int(round(seconds * 1000)), 0)
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+def to_csv(tags: VideoTags) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["frame", "time", "timecode", "shot", "caption", "tags"])
+    for fr in tags.frames:
+        frame_tags = [{"label": t.label, "probability": round(t.probability, 4)} for t in fr.tags]
+        writer.writerow([fr.index, f"{fr.time:.3f}", fr.timecode, fr.shot, csv_cell(fr.caption), csv_cell(frame_tags)])
+    return buffer.getvalue()
 
 
-def _cue_lines(shot: Shot, *, cue_tags: bool) -> list[str]:
-    lines = [" ".join(shot.caption.replace("-->", "->").split()) or "(no caption)"]  # "-->" would end the timing
-    labels = [t.label for t in shot.tags if t.source == "imagenet"][:CUE_TAGS]
-    if cue_tags and labels:
-        lines.append("tags: " + ", ".join(labels))
-    return lines
+def _jpeg(image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
 
 
-def _cues(tags: VideoTags) -> list[tuple[int, int, Shot]]:
-    """(start ms, end ms, shot) with positive length, in order and non-overlapping."""
-    cues, previous_end = [], 0
-    for shot in tags.shots:
-        start = max(int(round(shot.start * 1000)), previous_end)
-        end = int(round(shot.end * 1000))
-        if end > start:
-            cues.append((start, end, shot))
-            previous_end = end
-    return cues
-
-
-def to_srt(tags: VideoTags, *, cue_tags: bool = False) -> str:
-    blocks = []
-    for n, (start, end, shot) in enumerate(_cues(tags), 1):
-        text = "\n".join(_cue_lines(shot, cue_tags=cue_tags))
-        blocks.append(f"{n}\n{timestamp(start / 1000)} --> {timestamp(end / 1000)}\n{text}\n")
-    return "\n".join(blocks)
-
-
-def _vtt_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def to_vtt(tags: VideoTags, *, cue_tags: bool = False) -> str:
-    blocks = ["WEBVTT\n"]
-    for n, (start, end, shot) in enumerate(_cues(tags), 1):
-        text = "\n".join(_vtt_escape(line) for line in _cue_lines(shot, cue_tags=cue_tags))
-        blocks.append(f"shot-{n}\n{timestamp(start / 1000, sep='.')} --> {timestamp(end / 1000, sep='.')}\n{text}\n")
-    return "\n".join(blocks)
-
-
-def write_csv(tags: VideoTags, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frame", "time", "shot", "caption", "tags"])
-        for fr in tags.frames:
-            frame_tags = [{"label": t.label, "probability": round(t.probability, 4)} for t in fr.tags]
-            writer.writerow([fr.index, f"{fr.time:.3f}", fr.shot, csv_cell(fr.caption), csv_cell(frame_tags)])
-
-
-def write_thumbnails(tags: VideoTags, directory: Path) -> list[Path]:
-    """Keyframe JPEGs ``shot_NNN.jpg``, re-read from the video (one sequential pass)."""
-    import cv2  # on first use: importing pipelines must not load OpenCV
-
-    directory.mkdir(parents=True, exist_ok=True)
-    images = read_frames(tags.video.path, [s.keyframe_index for s in tags.shots])
-    written = []
-    for shot in tags.shots:
-        if shot.keyframe_index in images:
-            path = directory / f"shot_{shot.index:03d}.jpg"
-            bgr = cv2.cvtColor(images[shot.keyframe_index], cv2.COLOR_RGB2BGR)  # the channel order imwrite takes
-            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]):
-                raise OSError(f"{path}: could not write the keyframe image")
-            written.append(path)
-    return written
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _text(tags: VideoTags, fmt: str, stem: str, cue_tags: bool) -> str:
+    if fmt == "json":
+        return tags.to_json() + "\n"
+    if fmt == "csv":
+        return to_csv(tags)
+    if fmt in ("srt", "vtt"):
+        return (to_srt if fmt == "srt" else to_vtt)(tags, cue_tags=cue_tags)
+    if fmt == "chapters":
+        return to_chapters(tags)
+    return (to_edl if fmt == "edl" else to_otio)(tags, title=stem)
 
 
 def write_outputs(tags: VideoTags, out_dir: str | os.PathLike, stem: str, *, formats: tuple[str, ...] = ("json",),
-                  thumbnails: bool = False, cue_tags: bool = False) -> list[Path]:
-    """Write the chosen ``formats`` (json, csv, srt, vtt) and optional thumbnails; returns the paths."""
+                  thumbnails: bool = False, cue_tags: bool = False, strip: int = 5) -> list[Path]:
+    """Write the chosen ``formats`` and optional keyframe thumbnails; returns the paths written.
+    Raises :class:`pipelines.video.writing.OutputError` (nothing written) when a target exists
+    and is not tag-video's, ValueError for an unknown format."""
+    formats = OutputOptions(str(out_dir), formats, thumbnails, cue_tags, strip).formats
     out = Path(out_dir)
+    targets = {fmt: out / f"{stem}{SUFFIXES[fmt]}" for fmt in formats}
+    keyframes = {s.keyframe_index: out / f"{stem}_keyframes" / f"shot_{s.index:03d}.jpg"
+                 for s in tags.shots} if thumbnails else {}
+    check_replaceable([*targets.values(), *keyframes.values()])
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        path = out / f"{stem}.{fmt}"
-        if fmt == "json":
-            _write_text(path, tags.to_json() + "\n")
-        elif fmt == "csv":
-            write_csv(tags, path)
-        elif fmt == "srt":
-            _write_text(path, to_srt(tags, cue_tags=cue_tags))
-        elif fmt == "vtt":
-            _write_text(path, to_vtt(tags, cue_tags=cue_tags))
-        else:
-            raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
-        written.append(path)
-    if thumbnails:
-        written += write_thumbnails(tags, out / f"{stem}_keyframes")
-    return written
+    clean_stale_temps(out)
+    written = [write_file(path, _text(tags, fmt, stem, cue_tags)) for fmt, path in targets.items() if fmt != "html"]
+    strips = {s.index: strip_frames(s, list(tags.frames), strip) for s in tags.shots} if "html" in formats else {}
+    wanted = {(s.keyframe_index, s.keyframe_time) for s in tags.shots} if thumbnails else set()
+    wanted |= {frame for frames in strips.values() for frame in frames}
+    small: dict[int, bytes] = {}
+    for index, image in read_frames(tags.video.path, wanted) if wanted else ():
+        if index in keyframes:
+            written.append(write_file(keyframes[index], _jpeg(image, KEYFRAME_QUALITY)))
+        if strips:
+            small[index] = thumbnail(image)
+    if "html" in formats:
+        written.append(write_file(targets["html"], to_html(tags, small, strip=strip, title=stem)))
+    return sorted(written, key=lambda p: (p.parent != out, str(p)))

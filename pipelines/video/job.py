@@ -18,7 +18,7 @@ def process_video(path: str | os.PathLike, stem: str, captioner: Any, options: T
     tags = tag_video(path, captioner, options, progress=progress)
     if output.out_dir is not None:
         write_outputs(tags, output.out_dir, stem, formats=output.formats, thumbnails=output.thumbnails,
-                      cue_tags=output.cue_tags)
+                      cue_tags=output.cue_tags, strip=output.strip)
     return tags
 
 

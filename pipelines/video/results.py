@@ -1,29 +1,52 @@
 """Results of video tagging: dataclasses, their JSON form, and search.
 
-JSON schema (``format_version`` 1), written by ``tag-video --formats json`` and
-``VideoTags.to_json()``; times are seconds from the start of the video, probabilities and
-confidences are in 0..1, floats are rounded to 4 decimals::
+JSON schema (``format_version`` 2), written by ``tag-video --formats json`` and
+``VideoTags.to_json()``. Times are seconds on the player's clock (time 0 = the start of the
+file, see :mod:`pipelines.video.io`), frame numbers count decoded frames from 0, timecodes are
+``HH:MM:SS:FF`` at ``video.timecode_rate`` (``HH:MM:SS;FF`` drop-frame at 29.97 and 59.94 fps,
+see :mod:`pipelines.video.timecode`); probabilities and confidences are in 0..1; floats are
+rounded to 4 decimals::
 
     {
-      "format_version": 1,                  # bumped on incompatible changes
-      "video": {"path", "duration",         # duration: seconds actually decoded (container's if seeking)
+      "format_version": 2,                  # bumped on incompatible changes (2: frame-exact shots,
+                                            # scenes, timecodes, display size)
+      "video": {"path",
+                "duration",                 # end of the last frame decoded (its time + its duration)
+                "start",                    # time of the first frame (0 unless the video starts late)
                 "fps", "frame_count",       # as the container reports them (0 = unknown)
-                "width", "height",
+                "frames_decoded",           # frames actually decoded
+                "width", "height",          # the picture as shown (display aspect, rotation applied)
+                "stored_width", "stored_height",   # pixels as coded in the stream
+                "sample_aspect_ratio",      # "16:11" for PAL 16:9; "1:1" square pixels
+                "rotation",                 # degrees counter-clockwise applied for display
+                "timecode_rate", "drop_frame",     # "30000/1001", true: the timecodes' rate and kind
                 "sampled_fps",              # samples per second requested (null with every_n_frames)
-                "sampled_frames"},          # number of frames tagged
+                "sampled_frames"},          # frames tagged (samples + shot first frames)
       "model": {"name", "version"},         # the caption bundle used
-      "options": {...},                     # fps, every_n_frames, shot_threshold, min_shot_seconds,
-                                            # tags, caption_every_frame, and the decoding in effect:
-                                            # beam_size, max_length, min_length, length_penalty,
-                                            # no_repeat_ngram_size, no_repeat_words, no_dangling_end
+      "options": {...},                     # fps, every_n_frames, scene_threshold, scene_span, tags,
+                                            # caption_every_frame, cuts: {the cut detector's options},
+                                            # and the decoding in effect: beam_size, max_length,
+                                            # min_length, length_penalty, no_repeat_ngram_size,
+                                            # no_repeat_words, no_dangling_end
       "partial": false,                     # true when part of the video could not be read
       "errors": ["..."],                    # what went wrong (empty when not partial)
-      "summary": {"duration", "shot_count",
+      "summary": {"duration", "shot_count", "scene_count",
                   "tags": [{"label", "probability", "frames", "source"}]},
                                             # top ImageNet labels over the whole video (probability =
                                             # time-weighted mean) then top caption words
-      "shots": [{"index", "start", "end",   # contiguous, non-overlapping, cover [0, duration]
-                 "frames",                  # sampled frames in the shot
+      "scenes": [{"index", "start", "end", "start_frame", "end_frame", "start_timecode", "end_timecode",
+                  "first_shot", "shot_count",
+                  "keyframe_index", "keyframe_time",   # the shot keyframe most central to the scene
+                  "caption",                # that keyframe's caption
+                  "tags": [{"label", "probability", "frames", "source"}]}],   # ImageNet, time-weighted
+      "shots": [{"index", "scene",
+                 "start", "end",            # contiguous, non-overlapping, cover [video.start, duration]
+                 "start_frame", "end_frame",  # end_frame: one past the last frame (= next start_frame)
+                 "start_timecode", "end_timecode",
+                 "transition",              # how the shot begins: "cut", "fade" (through black, the
+                                            # boundary in the middle of the black), "dissolve" (at its
+                                            # middle); null for the first shot
+                 "frames",                  # tagged frames in the shot
                  "keyframe_index", "keyframe_time",   # frame the caption describes
                  "caption", "caption_confidence",     # geometric-mean word probability
                  "tags": [{"label", "probability", "frames", "source"}]}],
@@ -31,15 +54,19 @@ confidences are in 0..1, floats are rounded to 4 decimals::
                                             # frames, frames = frames with the label in their top-k;
                                             # source "caption": a content word of the caption,
                                             # probability = caption confidence
-      "frames": [{"index", "time", "shot",  # index: 0-based number among the decoded frames
+      "frames": [{"index", "time", "timecode", "shot",
+                  "sampled",                # false: a shot's first frames, tagged because no sample
+                                            # falls in that shot
                   "tags": [{"label", "probability"}],   # top-k ImageNet labels
                   "caption"}],              # null unless every frame is captioned
       "index": {"<tag>": [{"start", "end", "confidence"}]},
                                             # where each ImageNet label / caption word (lower-case,
-                                            # singular) is seen, in time order; each sampled frame
-                                            # stands for the time nearest to it; confidence = the
-                                            # time-weighted mean probability (words: caption confidence)
-      "timings": {"decode", "encode", "caption", "total"}   # seconds spent
+                                            # singular) is seen, in time order; each tagged frame
+                                            # stands for the time of its shot nearest to it;
+                                            # confidence = the time-weighted mean probability
+                                            # (words: caption confidence)
+      "timings": {"decode", "encode", "caption", "total"}   # seconds spent (decode: decoding every
+                                            # frame, cut detection and converting the tagged ones)
     }
 """
 from __future__ import annotations
@@ -52,7 +79,7 @@ from captioning.api import Tag
 
 from .words import matches
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _DIGITS = 4  # decimals kept for floats in the JSON
 
 
@@ -76,17 +103,25 @@ class ShotTag:
 class FrameTags:
     index: int  # 0-based frame number in the decoded stream
     time: float  # presentation time in seconds
+    timecode: str  # HH:MM:SS:FF of the time
+    shot: int  # index of the shot the frame belongs to
+    sampled: bool  # False: a shot's first frames, tagged because no sample falls in the shot
     tags: tuple[Tag, ...]  # top-k ImageNet labels, most probable first
-    shot: int = 0  # index of the shot the frame belongs to
     caption: str | None = None  # caption of this frame (only with caption_every_frame)
 
 
 @dataclass(frozen=True)
 class Shot:
     index: int  # 0-based shot number
-    start: float  # seconds; the first shot starts at 0
-    end: float  # seconds; equals the next shot's start, the last shot ends at the duration
-    frames: int  # number of sampled frames in the shot
+    scene: int  # index of the scene it belongs to
+    start: float  # seconds: its first frame's time (the first shot: the video's first frame)
+    end: float  # seconds: the next shot's start; the last shot ends at the video's duration
+    start_frame: int  # frame number of its first frame
+    end_frame: int  # one past its last frame (the next shot's start_frame; the last: frames decoded)
+    start_timecode: str  # HH:MM:SS:FF of start
+    end_timecode: str  # HH:MM:SS:FF of end
+    transition: str | None  # how it begins: "cut", "fade" or "dissolve" (None: the first shot)
+    frames: int  # number of tagged frames in the shot
     keyframe_index: int  # frame number of the keyframe (the frame most central in semantic space)
     keyframe_time: float  # its time in seconds
     caption: str  # caption of the keyframe
@@ -95,13 +130,38 @@ class Shot:
 
 
 @dataclass(frozen=True)
+class Scene:
+    index: int  # 0-based scene number
+    start: float  # seconds: its first shot's start
+    end: float  # seconds: its last shot's end
+    start_frame: int  # frame number of its first frame
+    end_frame: int  # one past its last frame
+    start_timecode: str  # HH:MM:SS:FF of start
+    end_timecode: str  # HH:MM:SS:FF of end
+    first_shot: int  # index of its first shot
+    shot_count: int  # number of shots
+    keyframe_index: int  # the shot keyframe closest to the scene's mean vector
+    keyframe_time: float  # its time in seconds
+    caption: str  # that keyframe's caption
+    tags: tuple[ShotTag, ...]  # ImageNet labels over the scene's frames (time-weighted mean probability)
+
+
+@dataclass(frozen=True)
 class VideoMeta:
     path: str  # the video file as given
-    duration: float  # seconds
+    duration: float  # seconds: end of the last frame decoded
+    start: float  # time of the first frame
     fps: float  # container frame rate (0 = unknown)
     frame_count: int  # container frame count (0 = unknown)
-    width: int  # pixels
+    frames_decoded: int  # frames decoded
+    width: int  # pixels of the picture as shown (display aspect ratio and rotation applied)
     height: int  # pixels
+    stored_width: int  # pixels as coded in the stream
+    stored_height: int  # pixels as coded in the stream
+    sample_aspect_ratio: str  # width:height of a stored pixel ("1:1": square)
+    rotation: int  # degrees counter-clockwise applied for display
+    timecode_rate: str  # nominal frame rate of the timecodes, e.g. "30000/1001"
+    drop_frame: bool  # the timecodes are drop-frame (HH:MM:SS;FF)
     sampled_fps: float | None  # requested samples per second (None when sampling every N frames)
     sampled_frames: int  # frames tagged
 
@@ -110,14 +170,16 @@ class VideoMeta:
 class Summary:
     duration: float  # seconds
     shot_count: int  # number of shots
+    scene_count: int  # number of scenes
     tags: tuple[ShotTag, ...]  # top ImageNet labels (time-weighted mean probability), then caption words
 
 
 @dataclass(frozen=True)
 class VideoTags:
     video: VideoMeta  # what was read
-    frames: tuple[FrameTags, ...]  # every sampled frame, in time order
+    frames: tuple[FrameTags, ...]  # every tagged frame, in time order
     shots: tuple[Shot, ...]  # shots in time order
+    scenes: tuple[Scene, ...]  # scenes (runs of similar shots) in time order
     summary: Summary  # video-level overview
     index: dict[str, tuple[Segment, ...]]  # tag -> where it is seen, in time order
     partial: bool = False  # True when part of the video could not be read
@@ -146,10 +208,10 @@ class VideoTags:
         shot_tags = lambda items: tuple(ShotTag(**t) for t in items)  # noqa: E731
         return cls(
             video=VideoMeta(**d["video"]),
-            frames=tuple(FrameTags(f["index"], f["time"], tuple(Tag(**t) for t in f["tags"]), f["shot"],
-                                   f.get("caption")) for f in d["frames"]),
+            frames=tuple(FrameTags(**{**f, "tags": tuple(Tag(**t) for t in f["tags"])}) for f in d["frames"]),
             shots=tuple(Shot(**{**s, "tags": shot_tags(s["tags"])}) for s in d["shots"]),
-            summary=Summary(d["summary"]["duration"], d["summary"]["shot_count"], shot_tags(d["summary"]["tags"])),
+            scenes=tuple(Scene(**{**s, "tags": shot_tags(s["tags"])}) for s in d["scenes"]),
+            summary=Summary(**{**d["summary"], "tags": shot_tags(d["summary"]["tags"])}),
             index={k: tuple(Segment(**s) for s in v) for k, v in d["index"].items()},
             partial=d.get("partial", False), errors=tuple(d.get("errors", ())), model=d.get("model", {}),
             options=d.get("options", {}), timings=d.get("timings", {}))

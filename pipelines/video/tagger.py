@@ -1,14 +1,17 @@
-""":func:`tag_video` and the engine behind it: sampled frames stream from a decoding thread
-into batched encoder passes; shot keyframes are captioned in batches as their shots close,
-so memory stays bounded however long the video is."""
+""":func:`tag_video` and the engine behind it: a decoding thread decodes every frame, finds the
+cuts and converts the frames to tag (:mod:`pipelines.video.scan`); they stream into batched
+encoder passes; each shot's keyframe is captioned in batches as its shot closes, so memory
+stays bounded however long the video is."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, get_args
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -18,9 +21,14 @@ from captioning.api import Encoded
 from captioning.decoding import Decoding
 
 from ..flags import with_changes
-from .io import Strategy, VideoError, VideoReader
-from .results import FrameTags, VideoMeta, VideoTags
-from .shots import ShotTracker, build_index, build_shots, frame_spans, group_segments, summarize
+from .assemble import Stream, Tagged, assemble
+from .cuts import Boundary, CutDetector, CutOptions
+from .io import DecodedFrame, Sampler, VideoError, VideoReader
+from .results import VideoTags
+from .scan import Picked, scan
+from .shots import OpenShot, RawShot
+
+CUT_OPTIONS = tuple(f.name for f in dataclasses.fields(CutOptions))  # tag_video(..., cut_ratio=2.5) goes to cuts
 
 
 class VideoTooLong(VideoError):
@@ -30,30 +38,36 @@ class VideoTooLong(VideoError):
 @dataclass(frozen=True)
 class TagOptions:
     """How a video is tagged: :func:`tag_video`'s options, ``tag-video``'s flags (made from these
-    fields and their comments) and the web UI's defaults."""
+    fields and their comments, and from :class:`CutOptions`' for ``cuts``) and the web UI's defaults."""
     fps: float | None = 1.0  # frames sampled per second (unused when sampling every N frames)
     every_n_frames: int | None = None  # sample frames 0, N, 2N... instead of by time (None: off)
-    shot_threshold: float = 0.3  # cosine distance between consecutive samples that starts a new shot
-    min_shot_seconds: float = 1.0  # shorter shots are merged into a neighbour
+    scene_threshold: float = 0.3  # cosine distance between shots' mean semantic vectors that keeps them one scene
+    scene_span: int = 4  # a shot joins a scene when similar to one of this many shots before it
     tags: int = 5  # ImageNet labels kept per frame and per shot
     batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
     decoding: Mapping[str, Any] = field(default_factory=dict)  # Decoding options over the bundle's recorded ones
     caption_every_frame: bool = False  # caption every sampled frame, not only one keyframe per shot
-    strategy: Strategy = "auto"  # frame access: "grab" every frame, "seek" to samples, or "auto" (pipelines.video.io)
+    cuts: CutOptions = CutOptions()  # the cut detector's parameters (pipelines.video.cuts)
 
     def __post_init__(self) -> None:
         problems = [why for bad, why in (
             (self.fps is None and self.every_n_frames is None, "fps or every_n_frames must be given"),
             (self.fps is not None and not self.fps > 0, "fps must be > 0"),
             (self.every_n_frames is not None and self.every_n_frames < 1, "every_n_frames must be >= 1"),
-            (not 0 < self.shot_threshold <= 2, "shot_threshold must be in (0, 2]"),
-            (self.min_shot_seconds < 0, "min_shot_seconds must be >= 0"),
+            (not 0 < self.scene_threshold <= 2, "scene_threshold must be in (0, 2]"),
+            (self.scene_span < 1, "scene_span must be >= 1"),
             (self.tags < 1, "tags must be >= 1"),
             (self.batch_size < 1, "batch_size must be >= 1"),
-            (self.strategy not in get_args(Strategy), f"strategy must be one of {', '.join(get_args(Strategy))}"),
+            (not isinstance(self.cuts, CutOptions), "cuts must be a CutOptions"),
         ) if bad] + Decoding.override_problems(self.decoding)
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def shot_threshold(self) -> float:
+        """The old name of :attr:`scene_threshold` (shots were cut by semantic distance before
+        issue #22), kept while the web UI still reads it."""
+        return self.scene_threshold
 
 
 def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = TagOptions(), *,
@@ -61,14 +75,21 @@ def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = Tag
               **changes: Any) -> VideoTags:
     """Tag one video with a :class:`captioning.Captioner` (see :mod:`pipelines.video`).
 
-    ``changes`` replace options by name, Decoding's among them: ``tag_video(path, captioner, fps=2.0, beam_size=5)``.
-    ``progress(frames, seconds)`` is called after each batch with the number of frames just
-    tagged and the video time they advanced. ``max_seconds`` caps the work on one video
-    (None: no cap): reading stops with :class:`VideoTooLong` at the first sampled frame past
-    it, whatever duration the container announces (it may announce none, or a wrong one).
-    Raises :class:`VideoError` when the file cannot be read at all; a video that breaks off
-    part-way gives results with ``partial=True``; ValueError for invalid options.
+    ``changes`` replace options by name, Decoding's and CutOptions' among them:
+    ``tag_video(path, captioner, fps=2.0, beam_size=5, min_shot_frames=4)`` (``shot_threshold``,
+    the old name of ``scene_threshold``, is still taken). ``progress(frames, seconds)`` is called
+    after each batch with the number of frames just tagged and the video time they advanced.
+    ``max_seconds`` caps the work on one video (None: no cap): decoding stops with
+    :class:`VideoTooLong` at the first frame past it, whatever duration the container announces
+    (it may announce none, or a wrong one). Raises :class:`VideoError` when the file cannot be
+    read at all; a video that breaks off part-way gives results with ``partial=True``;
+    ValueError for invalid options.
     """
+    if "shot_threshold" in changes:
+        changes["scene_threshold"] = changes.pop("shot_threshold")
+    cuts = {k: changes.pop(k) for k in CUT_OPTIONS if k in changes}
+    if cuts:
+        changes["cuts"] = dataclasses.replace(changes.get("cuts", options.cuts), **cuts)
     options = with_changes(options, changes) if changes else options
     with VideoReader(path) as reader:
         return Tagger(captioner, options).run(reader, progress, max_seconds)
@@ -81,64 +102,98 @@ class Tagger:
         self.cap, self.opt = captioner, options
         self.decoding = dict(options.decoding)  # over the bundle's recorded decoding
         self.timings = {"decode": 0.0, "encode": 0.0, "caption": 0.0}
-        self.times: list[float] = []
         self.indices: list[int] = []
-        self.vectors: list[np.ndarray] = []  # (B, 1280) unit semantic vectors per batch
+        self.times: list[float] = []
+        self.sampled: list[bool] = []
+        self.vectors: list[np.ndarray] = []  # (B, D) unit semantic vectors per batch
         self.probs: list[np.ndarray] = []  # (B, 1000) ImageNet probabilities per batch
-        self.frame_tags: list[list[Any]] = []
+        self.frame_tags: list[Any] = []
         self.frame_captions: list[Any] = []
-        self.raw: list[Any] = []  # closed raw segments
-        self.raw_captions: dict[int, Any] = {}  # raw segment number -> CaptionResult
-        self.pending: list[int] = []  # raw segments waiting for a keyframe caption
+        self.bounds: deque[tuple[Boundary, int]] = deque()  # boundaries not reached, with the position they come at
+        self.shot = OpenShot(0)  # the shot being read
+        self.shot_start: Boundary | None = None  # the boundary it starts at (None: the first shot)
+        self.shots: list[tuple[Boundary | None, RawShot]] = []  # closed shots
+        self.captions: dict[int, Any] = {}  # shot number -> its keyframe's CaptionResult
+        self.pending: list[int] = []  # shots waiting for a keyframe caption
 
     def run(self, reader: VideoReader, progress: Callable[[int, float], None] | None,
             max_seconds: float | None) -> VideoTags:
         start = time.perf_counter()
-        tracker = ShotTracker(threshold=self.opt.shot_threshold)
-        last_time = 0.0
-        frames = _prefetch(self._frames(reader, max_seconds), 2 * self.opt.batch_size)
-        for batch in _batched(frames, self.opt.batch_size):
-            t = time.perf_counter()
-            enc = self.cap.encode([array for _, _, array in batch])
-            self.frame_tags += self.cap.top_tags(enc, k=self.opt.tags)
-            vectors = torch.nn.functional.normalize(enc.pooled.float(), dim=1).cpu().numpy()
-            self.vectors.append(vectors)
-            self.probs.append(enc.logits.float().softmax(-1).cpu().numpy())
-            self.timings["encode"] += time.perf_counter() - t
-            if self.opt.caption_every_frame:
-                self.frame_captions += self._caption(enc)
-            for i, (index, when, _) in enumerate(batch):
-                self.indices.append(index)
-                self.times.append(when)
-                payload = (lambda i=i: None) if self.opt.caption_every_frame else \
-                    (lambda i=i: (enc.grid[i].clone(), enc.pooled[i].clone(), enc.logits[i].clone()))
-                self._closed(tracker.add(vectors[i], payload))
-            if len(self.pending) >= self.opt.batch_size:
-                self._caption_pending()
-            if progress:
-                progress(len(batch), batch[-1][1] - last_time)
-                last_time = batch[-1][1]
+        received, batch, done = 0, [], [0.0]  # done: video time tagged so far
+        for item in _prefetch(self._scan(reader, max_seconds), 2 * self.opt.batch_size):
+            if isinstance(item, Boundary):
+                self.bounds.append((item, received))
+                continue
+            batch.append(item)
+            received += 1
+            if len(batch) == self.opt.batch_size:
+                self._encode(batch, progress, done)
+                batch = []
+        if batch:
+            self._encode(batch, progress, done)
         if not self.times:
             raise VideoError(f"{reader.path}: no frame could be decoded ({'; '.join(reader.errors) or 'no frames'})")
-        self._closed(tracker.finish())
+        self._close(None)
         self._caption_pending()
         return self._result(reader, time.perf_counter() - start)
 
-    def _frames(self, reader: VideoReader, max_seconds: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
-        """Sampled frames with their encoder-ready RGB arrays (runs in the prefetch thread); raises
-        :class:`VideoTooLong` at the first sample past ``max_seconds``, so decoding stops there."""
-        frames = reader.sample(fps=self.opt.fps, every_n=self.opt.every_n_frames, strategy=self.opt.strategy)
+    def _scan(self, reader: VideoReader, max_seconds: float | None) -> Iterator[Picked | Boundary]:
+        """scan() over the reader's frames, timed (it runs in the prefetch thread)."""
+        detector = CutDetector(self.opt.cuts, fps=float(reader.info.rate))
+        sampler = Sampler(fps=None if self.opt.every_n_frames else self.opt.fps, every_n=self.opt.every_n_frames,
+                          period=1 / float(reader.info.rate))
+        items = scan(_limited(reader, max_seconds), detector, sampler, self._convert)
         while True:
             t = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None:
-                self.timings["decode"] += time.perf_counter() - t
-                return
-            if max_seconds is not None and frame.time > max_seconds:
-                raise VideoTooLong(f"{reader.path}: longer than {max_seconds:g} s")
-            array = self.cap.preprocessing.to_array(Image.fromarray(frame.image))
+            item = next(items, None)
             self.timings["decode"] += time.perf_counter() - t
-            yield frame.index, frame.time, array
+            if item is None:
+                return
+            yield item
+
+    def _convert(self, frame: DecodedFrame) -> np.ndarray:
+        """The encoder's input: the frame resized to the bundle's square input by FFmpeg's scaler
+        as it is converted (within about one grey level of converting, then resizing with PIL)."""
+        side = self.cap.preprocessing.size
+        return self.cap.preprocessing.to_array(Image.fromarray(frame.rgb((side, side))))
+
+    def _encode(self, batch: list[Picked], progress: Callable[[int, float], None] | None, done: list[float]) -> None:
+        t = time.perf_counter()
+        enc = self.cap.encode([p.array for p in batch])
+        self.frame_tags += self.cap.top_tags(enc, k=self.opt.tags)
+        vectors = torch.nn.functional.normalize(enc.pooled.float(), dim=1).cpu().numpy()
+        self.vectors.append(vectors)
+        self.probs.append(enc.logits.float().softmax(-1).cpu().numpy())
+        self.timings["encode"] += time.perf_counter() - t
+        if self.opt.caption_every_frame:
+            self.frame_captions += self._caption(enc)
+        for i, p in enumerate(batch):
+            while self.bounds and self.bounds[0][1] <= len(self.indices):
+                self._close(self.bounds.popleft()[0])
+            self.indices.append(p.index)
+            self.times.append(p.time)
+            self.sampled.append(p.sampled)
+            payload = (lambda: None) if self.opt.caption_every_frame else \
+                (lambda i=i: (enc.grid[i].clone(), enc.pooled[i].clone(), enc.logits[i].clone()))
+            self.shot.add(vectors[i], payload)
+        if len(self.pending) >= self.opt.batch_size:
+            self._caption_pending()
+        if progress:
+            progress(len(batch), batch[-1].time - done[0])
+            done[0] = batch[-1].time
+
+    def _close(self, boundary: Boundary | None) -> None:
+        """The open shot ends (at ``boundary``; None: at the end of the video)."""
+        if len(self.shot) == 0:  # cannot happen (scan gives every shot a frame): the boundary moves
+            self.shot_start = boundary if self.shots or boundary is None else self.shot_start
+            return
+        raw = self.shot.close()
+        self.shots.append((self.shot_start, raw))
+        if self.opt.caption_every_frame:
+            self.captions[len(self.shots) - 1] = self.frame_captions[raw.keyframe]
+        else:
+            self.pending.append(len(self.shots) - 1)
+        self.shot, self.shot_start = OpenShot(len(self.indices)), boundary
 
     def _caption(self, enc: Any) -> list[Any]:
         t = time.perf_counter()
@@ -146,56 +201,45 @@ class Tagger:
         self.timings["caption"] += time.perf_counter() - t
         return results
 
-    def _closed(self, segment: Any) -> None:
-        if segment is None:
-            return
-        self.raw.append(segment)
-        if self.opt.caption_every_frame:
-            self.raw_captions[len(self.raw) - 1] = self.frame_captions[segment.keyframe]
-        else:
-            self.pending.append(len(self.raw) - 1)
-
     def _caption_pending(self) -> None:
         for i in range(0, len(self.pending), self.opt.batch_size):
             chunk = self.pending[i:i + self.opt.batch_size]
-            rows = [self.raw[r].payload for r in chunk]
+            rows = [self.shots[n][1].payload for n in chunk]
             enc = Encoded(*(torch.stack([row[j] for row in rows]) for j in range(3)))
-            for r, result in zip(chunk, self._caption(enc)):
-                self.raw_captions[r] = result
-                self.raw[r] = type(self.raw[r])(self.raw[r].first, self.raw[r].stop, self.raw[r].keyframe, None)
+            for n, result in zip(chunk, self._caption(enc)):
+                self.captions[n] = result
+                start, raw = self.shots[n]
+                self.shots[n] = (start, dataclasses.replace(raw, payload=None))  # the rows are not needed any more
         self.pending = []
 
     def _result(self, reader: VideoReader, seconds: float) -> VideoTags:
-        info, times = reader.info, np.asarray(self.times)
-        duration = max(reader.end_time, float(times[-1]))
-        vectors, probs = np.concatenate(self.vectors), np.concatenate(self.probs)
-        starts, ends = frame_spans(times, duration)
-        groups = group_segments(self.raw, vectors, starts, ends, threshold=self.opt.shot_threshold,
-                                min_seconds=self.opt.min_shot_seconds)
-        captions = [self.raw_captions[r] for r in range(len(self.raw))]
-        every = self.frame_captions if self.opt.caption_every_frame else None
-        frames = [FrameTags(i, t, tuple(tg), 0, every[pos].text if every else None)
-                  for pos, (i, t, tg) in enumerate(zip(self.indices, self.times, self.frame_tags))]
-        shots = build_shots(self.raw, groups, vectors=vectors, probs=probs, starts=starts, ends=ends,
-                            frames=frames, raw_captions=captions, frame_captions=every, k=self.opt.tags)
-        for n, g in enumerate(groups):
-            for pos in range(self.raw[g[0]].first, self.raw[g[-1]].stop):
-                frames[pos] = FrameTags(frames[pos].index, frames[pos].time, frames[pos].tags, n, frames[pos].caption)
-        meta = VideoMeta(info.path, duration, info.fps, info.frame_count, info.width, info.height,
-                         None if self.opt.every_n_frames else self.opt.fps, len(frames))
-        options = {k: v for k, v in asdict(self.opt).items() if k not in ("batch_size", "strategy", "decoding")}
+        tagged = Tagged(np.asarray(self.indices), np.asarray(self.times), np.asarray(self.sampled), self.frame_tags,
+                        np.concatenate(self.vectors), np.concatenate(self.probs),
+                        self.frame_captions if self.opt.caption_every_frame else None)
+        options = {k: v for k, v in asdict(self.opt).items() if k not in ("batch_size", "decoding")}
         options.update(self.cap.decoding.replace(**self.decoding).asdict())  # the whole decoding in effect
-        return VideoTags(meta, tuple(frames), tuple(shots), summarize(frames, shots, probs, starts, ends, duration),
-                         build_index(frames, shots, starts, ends, every), bool(reader.errors), tuple(reader.errors),
-                         {"name": self.cap.name, "version": self.cap.version}, options,
-                         {**{k: round(v, 3) for k, v in self.timings.items()}, "total": round(seconds, 3)})
+        timings = {**{k: round(v, 3) for k, v in self.timings.items()}, "total": round(seconds, 3)}
+        return assemble(Stream(reader.info, reader.end_time, reader.frames_read, tuple(reader.errors)), tagged,
+                        self.shots, [self.captions[n] for n in range(len(self.shots))], k=self.opt.tags,
+                        scene_threshold=self.opt.scene_threshold, scene_span=self.opt.scene_span,
+                        sampled_fps=None if self.opt.every_n_frames else self.opt.fps,
+                        extra={"model": {"name": self.cap.name, "version": self.cap.version}, "options": options,
+                               "timings": timings})
+
+
+def _limited(reader: VideoReader, max_seconds: float | None) -> Iterator[DecodedFrame]:
+    """The reader's frames; :class:`VideoTooLong` at the first one past ``max_seconds``."""
+    for frame in reader.frames():
+        if max_seconds is not None and frame.time > max_seconds:
+            raise VideoTooLong(f"{reader.path}: longer than {max_seconds:g} s")
+        yield frame
 
 
 _END = object()
 
 
 def _prefetch(items: Iterator[Any], size: int) -> Iterator[Any]:
-    """Run ``items`` in a background thread (video decoding overlaps encoding: OpenCV and
+    """Run ``items`` in a background thread (video decoding overlaps encoding: FFmpeg and
     torch release the GIL); errors are re-raised here; stops the thread when abandoned."""
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()

@@ -1,0 +1,90 @@
+"""Tags over shots, scenes and the whole video, and the search index, from per-frame encoder outputs."""
+from __future__ import annotations
+
+import numpy as np
+
+from captioning.api import CaptionResult, Tag
+from captioning.encoder import imagenet_categories
+
+from .results import FrameTags, Segment, Shot, ShotTag, merge_segments
+from .words import caption_words
+
+SUMMARY_TAGS = 10  # labels (and caption words) listed in the video summary
+
+
+def caption_confidence(result: CaptionResult) -> float:
+    """Geometric-mean probability of the caption's words and its end token."""
+    return float(np.exp(result.logprob / (len(result.tokens) + 1)))
+
+
+def word_tags(captions: list[CaptionResult]) -> list[ShotTag]:
+    """The content words of ``captions``, each with the mean confidence of the captions using it."""
+    found: dict[str, list[float]] = {}
+    for c in captions:
+        for w in caption_words(c.text):
+            found.setdefault(w, []).append(caption_confidence(c))
+    return [ShotTag(w, float(np.mean(p)), len(p), "caption") for w, p in found.items()]
+
+
+def top_labels(mean_probs: np.ndarray, frame_tags: list[tuple[Tag, ...]], k: int) -> list[ShotTag]:
+    """The k most probable ImageNet labels of ``mean_probs`` (1000,), each with the number of
+    ``frame_tags`` (the frames' top-k) holding it."""
+    names = imagenet_categories()
+    counts: dict[str, int] = {}
+    for tags in frame_tags:
+        for t in tags:
+            counts[t.label] = counts.get(t.label, 0) + 1
+    top = np.argsort(-mean_probs, kind="stable")[:k]
+    return [ShotTag(names[i], float(mean_probs[i]), counts.get(names[i], 0)) for i in top]
+
+
+def weighted_mean(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(F, C) probabilities averaged with (F,) weights (the time each frame stands for)."""
+    return (probs * weights[:, None]).sum(0) / max(float(weights.sum()), 1e-12)
+
+
+def build_index(frames: list[FrameTags], shots: list[Shot], starts: np.ndarray, ends: np.ndarray,
+                frame_captions: list[CaptionResult] | None) -> dict[str, tuple[Segment, ...]]:
+    """tag -> segments: runs of consecutive frames with the label in their top-k (confidence =
+    time-weighted mean probability), and caption words over their shots (or captioned frames)."""
+    hits: dict[str, list[tuple[int, float]]] = {}  # label -> (position, probability)
+    for pos, f in enumerate(frames):
+        for t in f.tags:
+            hits.setdefault(t.label, []).append((pos, t.probability))
+        if frame_captions is not None:
+            for w in caption_words(frame_captions[pos].text):
+                hits.setdefault(w, []).append((pos, caption_confidence(frame_captions[pos])))
+    index: dict[str, list[Segment]] = {}
+    for label, items in hits.items():
+        runs: list[list[tuple[int, float]]] = []
+        for pos, p in items:
+            if runs and runs[-1][-1][0] == pos - 1:
+                runs[-1].append((pos, p))
+            elif not (runs and runs[-1][-1][0] == pos):  # a word twice in one caption
+                runs.append([(pos, p)])
+        for run in runs:
+            w = np.array([ends[pos] - starts[pos] for pos, _ in run])
+            conf = float(np.dot(w, [p for _, p in run]) / max(w.sum(), 1e-12))
+            index.setdefault(label, []).append(Segment(float(starts[run[0][0]]), float(ends[run[-1][0]]), conf))
+    if frame_captions is None:
+        for s in shots:
+            for t in s.tags:
+                if t.source == "caption":
+                    index.setdefault(t.label, []).append(Segment(s.start, s.end, t.probability))
+    return {label: tuple(merge_segments(segs, gap=0.0)) for label, segs in sorted(index.items())}
+
+
+def summary_tags(frames: list[FrameTags], shots: list[Shot], probs: np.ndarray, weights: np.ndarray,
+                 duration: float) -> list[ShotTag]:
+    """Top labels over the whole video (time-weighted mean probability) and top caption words
+    (caption confidence times the share of the video their shots cover)."""
+    labels = top_labels(weighted_mean(probs, weights), [f.tags for f in frames], SUMMARY_TAGS)
+    words: dict[str, list[float]] = {}
+    for s in shots:
+        for t in s.tags:
+            if t.source == "caption":
+                words.setdefault(t.label, [0.0, 0])
+                words[t.label][0] += t.probability * (s.end - s.start) / max(duration, 1e-12)
+                words[t.label][1] += t.frames
+    ranked = sorted(words.items(), key=lambda kv: (-kv[1][0], kv[0]))[:SUMMARY_TAGS]
+    return labels + [ShotTag(w, p, int(n), "caption") for w, (p, n) in ranked]

@@ -1,0 +1,93 @@
+""":class:`VideoTags` from what one pass over a video gathered: the tagged frames' encoder
+outputs, the shots (their boundaries and keyframes) and the keyframe captions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from captioning.api import CaptionResult, Tag
+
+from .aggregate import build_index, caption_confidence, summary_tags, top_labels, weighted_mean, word_tags
+from .cuts import Boundary
+from .io import VideoInfo
+from .results import FrameTags, Scene, Shot, Summary, VideoMeta, VideoTags
+from .shots import RawShot, frame_spans, group_scenes, most_central
+from .timecode import is_drop_frame, nominal_rate, timecode
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """What the encoder said about the tagged frames, in frame order (F frames)."""
+    indices: np.ndarray  # (F,) frame numbers
+    times: np.ndarray  # (F,) presentation times
+    sampled: np.ndarray  # (F,) bool: a sample (False: a shot's first frames)
+    tags: list[tuple[Tag, ...]]  # top-k ImageNet labels per frame
+    vectors: np.ndarray  # (F, D) unit semantic vectors
+    probs: np.ndarray  # (F, 1000) ImageNet probabilities
+    captions: list[CaptionResult] | None  # per frame, with caption_every_frame
+
+
+@dataclass(frozen=True)
+class Stream:
+    """What the reader saw."""
+    info: VideoInfo  # the container's facts
+    duration: float  # end of the last frame decoded
+    frames_decoded: int  # frames decoded
+    errors: tuple[str, ...]  # problems met (partial results)
+
+
+def assemble(stream: Stream, tagged: Tagged, shots: list[tuple[Boundary | None, RawShot]],
+             captions: list[CaptionResult], *, k: int, scene_threshold: float, scene_span: int,
+             sampled_fps: float | None, extra: dict[str, Any]) -> VideoTags:
+    """The result of one video; ``shots`` in order, each with the boundary it starts at (None
+    for the first) and ``captions[i]`` its keyframe's caption; ``extra``: model, options, timings."""
+    rate = nominal_rate(stream.info.rate)
+    tc = lambda t: timecode(t, rate)  # noqa: E731
+    duration = max(stream.duration, float(tagged.times[-1]))
+    starts = [float(tagged.times[0]) if b is None else b.time for b, _ in shots]
+    frames_at = [0 if b is None else b.frame for b, _ in shots] + [stream.frames_decoded]
+    bounds = np.array(starts + [duration])  # (S + 1,)
+    shot_of = np.concatenate([np.full(raw.stop - raw.first, n) for n, (_, raw) in enumerate(shots)])  # (F,)
+    span_starts, span_ends = frame_spans(tagged.times, shot_of, bounds)
+    weights = span_ends - span_starts
+    means = np.stack([tagged.vectors[raw.first:raw.stop].mean(0) for _, raw in shots])  # (S, D)
+    scenes = group_scenes(means, threshold=scene_threshold, span=scene_span)
+    scene_of = {s: n for n, members in enumerate(scenes) for s in members}
+    frames = [FrameTags(int(i), float(t), tc(t), int(shot_of[p]), bool(tagged.sampled[p]), tuple(tagged.tags[p]),
+                        tagged.captions[p].text if tagged.captions else None)
+              for p, (i, t) in enumerate(zip(tagged.indices, tagged.times))]
+    shot_list = []
+    for n, ((b, raw), caption) in enumerate(zip(shots, captions)):
+        key = frames[raw.keyframe]
+        own = [tagged.captions[p] for p in range(raw.first, raw.stop)] if tagged.captions else [caption]
+        labels = top_labels(tagged.probs[raw.first:raw.stop].mean(0), [f.tags for f in frames[raw.first:raw.stop]], k)
+        shot_list.append(Shot(n, scene_of[n], float(bounds[n]), float(bounds[n + 1]), frames_at[n], frames_at[n + 1],
+                              tc(bounds[n]), tc(bounds[n + 1]), None if b is None else b.kind, raw.stop - raw.first,
+                              key.index, key.time, caption.text, caption_confidence(caption),
+                              tuple(labels + word_tags(own))))
+    scene_list = [_scene(n, members, shots, shot_list, tagged, weights, frames, k) for n, members in enumerate(scenes)]
+    v = stream.info
+    width, height = v.display_size
+    meta = VideoMeta(v.path, duration, float(tagged.times[0]), v.fps, v.frame_count, stream.frames_decoded,
+                     width, height, v.width, v.height, f"{v.sample_aspect.numerator}:{v.sample_aspect.denominator}",
+                     v.rotation, str(rate), is_drop_frame(rate), sampled_fps, len(frames))
+    summary = Summary(duration, len(shot_list), len(scene_list),
+                      tuple(summary_tags(frames, shot_list, tagged.probs, weights, duration)))
+    index = build_index(frames, shot_list, span_starts, span_ends, tagged.captions)
+    return VideoTags(meta, tuple(frames), tuple(shot_list), tuple(scene_list), summary, index,
+                     bool(stream.errors), stream.errors, **extra)
+
+
+def _scene(n: int, members: list[int], shots: list[tuple[Boundary | None, RawShot]], shot_list: list[Shot],
+           tagged: Tagged, weights: np.ndarray, frames: list[FrameTags], k: int) -> Scene:
+    """Scene ``n`` of the shots ``members``: its keyframe is the shot keyframe closest to the scene's mean vector."""
+    first, last = shot_list[members[0]], shot_list[members[-1]]
+    lo, hi = shots[members[0]][1].first, shots[members[-1]][1].stop
+    centre = tagged.vectors[lo:hi].mean(0)
+    best = most_central(members, lambda s: float(tagged.vectors[shots[s][1].keyframe] @ centre))
+    labels = top_labels(weighted_mean(tagged.probs[lo:hi], weights[lo:hi]), [f.tags for f in frames[lo:hi]], k)
+    return Scene(n, first.start, last.end, first.start_frame, last.end_frame, first.start_timecode,
+                 last.end_timecode, members[0], len(members), shot_list[best].keyframe_index,
+                 shot_list[best].keyframe_time, shot_list[best].caption, tuple(labels))

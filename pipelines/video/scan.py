@@ -1,0 +1,90 @@
+"""One pass over every decoded frame: cut detection on each, and the frames the encoder gets.
+
+:func:`scan` feeds each frame's small luma picture to the :class:`~pipelines.video.cuts.CutDetector`
+and converts only the frames the encoder needs: the samples (``fps`` / ``every_n_frames``),
+and for a shot that no sample falls in, the frame on which its boundary was proposed (a few
+frames after a cut; the first frame after a fade's black or after a dissolve), so every shot
+has at least one tagged frame. It yields, strictly in frame order, :class:`Picked` frames and
+the :class:`~pipelines.video.cuts.Boundary` before each shot's frames: a consumer closes a shot
+at each boundary. Samples wait until the detector's horizon passes them (about the dissolve
+window, ~1 s), so memory holds a second of converted frames at most.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from .cuts import Boundary, CutDetector, Update
+from .io import DecodedFrame, Sampler
+
+
+@dataclass(frozen=True)
+class Picked:
+    index: int  # frame number
+    time: float  # its presentation time
+    array: Any  # what ``convert`` made of it (the encoder's input)
+    sampled: bool  # False: a shot's first frames, picked because no sample falls in the shot
+
+
+class _Shots:
+    """The scan's bookkeeping: samples waiting for the horizon, and each candidate boundary's frame."""
+
+    def __init__(self) -> None:
+        self.held: deque[Picked] = deque()  # converted samples not yet past the detector's horizon
+        self.probes: dict[int, Picked] = {}  # candidate boundary frame -> frame converted when proposed
+        self.start = 0  # first frame of the open shot
+        self.has_frame = False  # a tagged frame of the open shot has been handed out
+
+    def release(self, horizon: float) -> Iterator[Picked]:
+        while self.held and self.held[0].index <= horizon:
+            self.has_frame = True
+            yield self.held.popleft()
+        self.probes = {k: p for k, p in self.probes.items() if k > horizon or (k == self.start and not self.has_frame)}
+
+    def close(self, b: Boundary) -> Iterator[Picked | Boundary]:
+        """The open shot ends before ``b``: its last samples, its probe if it has no sample, then ``b``."""
+        probe = self.probes.get(self.start)
+        before = [p for p in self.held if p.index < b.frame]
+        if not (self.has_frame or before) and (probe is None or probe.index >= b.frame):
+            return  # this shot would have no frame to tag: it runs on to the next boundary
+        for _ in before:
+            yield self.held.popleft()
+        if not (self.has_frame or before):
+            yield probe
+        yield b
+        self.start, self.has_frame = b.frame, False
+        self.probes = {k: p for k, p in self.probes.items() if k >= b.frame}
+
+    def finish(self) -> Iterator[Picked]:
+        had = self.has_frame or bool(self.held)
+        yield from self.release(float("inf"))
+        if not had and self.start in self.probes:
+            yield self.probes[self.start]
+
+
+def scan(frames: Iterable[DecodedFrame], detector: CutDetector, sampler: Sampler,
+         convert: Callable[[DecodedFrame], Any]) -> Iterator[Picked | Boundary]:
+    """Picked frames and boundaries in frame order (see the module docstring)."""
+    shots = _Shots()
+    last: DecodedFrame | None = None
+    for f in frames:
+        last = f
+        update = detector.push(f.index, f.time, f.luma())
+        picked = Picked(f.index, f.time, convert(f), True) if sampler.wants(f.index, f.time) else None
+        if picked is not None:
+            shots.held.append(picked)
+        yield from _handle(update, shots, f, picked, convert)
+    if last is not None:
+        yield from _handle(detector.finish(), shots, last, None, convert)
+        yield from shots.finish()
+
+
+def _handle(update: Update, shots: _Shots, f: DecodedFrame, picked: Picked | None,
+            convert: Callable[[DecodedFrame], Any]) -> Iterator[Picked | Boundary]:
+    if update.proposed:
+        probe = Picked(f.index, f.time, picked.array if picked is not None else convert(f), False)
+        shots.probes.update({frame: probe for frame in update.proposed})
+    for b in update.final:
+        yield from shots.close(b)
+    yield from shots.release(update.horizon)
