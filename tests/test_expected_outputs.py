@@ -66,7 +66,7 @@ def _outputs(captioner: Captioner, photos: list[Path], clip: Path) -> dict[str, 
     records = caption_images(photos, captioner, batch_size=2, beam_size=3, max_length=20, n_best=2, tags=3)
     batch = {Path(r["path"]).stem: {k: r[k] for k in ("caption", "score", "n_best", "tags", "width", "height",
                                                         "model", "model_version", "error")} for r in records}
-    video = tag_video(clip, captioner, fps=1.0, shot_threshold=0.3, min_shot_seconds=1.0, tags=5, batch_size=8,
+    video = tag_video(clip, captioner, fps=1.0, scene_threshold=0.3, scene_span=4, tags=5, batch_size=8,
                       beam_size=3).to_dict()
     video.pop("timings", None)
     video["video"].pop("path")
