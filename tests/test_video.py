@@ -278,6 +278,25 @@ def test_cli_batch_with_bad_files_outputs_and_query(video_dir, tiny_bundle_dir, 
     assert hits[0][3] == "tiger cat" and abs(float(hits[0][1].split(" --> ")[1][6:]) - 3.0) <= 1.0
 
 
+def test_cli_writes_the_editor_and_report_formats(video_dir, tiny_bundle_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(video_dir / "Short.AVI"), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--out", str(out),
+                 "--formats", "json,chapters", "--formats", "edl,otio,html", "--strip", "2", "--strict"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["Short.chapters.vtt", "Short.edl", "Short.html", "Short.json",
+                                                     "Short.otio"]
+    d = json.loads((out / "Short.json").read_text())
+    assert [s["start_frame"] for s in d["shots"]] == [0, 30] and d["video"]["timecode_rate"] == "10"
+    edl = (out / "Short.edl").read_text()
+    assert "001  AX       V     C        00:00:00:00 00:00:03:00 00:00:00:00 00:00:03:00" in edl
+    assert "002  AX       V     C        00:00:03:00 00:00:06:00 00:00:03:00 00:00:06:00" in edl
+    assert (out / "Short.html").read_text().count("data:image/jpeg;base64,") == 4  # 2 shots x --strip 2
+    (out / "Short.edl").write_text("edited by hand\n")  # a file tag-video did not write: the video fails, one line
+    assert main([str(video_dir / "Short.AVI"), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--out", str(out),
+                 "--formats", "json,edl", "--strict"]) == 1
+    assert "Short.edl: exists and was not written by tag-video" in capsys.readouterr().err
+    assert (out / "Short.edl").read_text() == "edited by hand\n"
+
+
 def test_cli_summary_without_out(video_dir, tiny_bundle_dir, capsys):
     assert main([str(video_dir / "Short.AVI"), "--weights", str(tiny_bundle_dir), "--device", "cpu",
                  "--fps", "0.5"]) == 0

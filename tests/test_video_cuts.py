@@ -41,6 +41,9 @@ def clips(tmp_path_factory):
         "motion": pan_shot("astronaut", 50) + zoom_shot("coffee", 50) + pan_shot("chelsea", 60),
         # fast pan, then a still: one cut at 60
         "pan_cut": pan_shot("rocket", 60) + S("chelsea", 40),
+        # black from the start, fading in; a long black (frames 60-119) between cuts; fading out to black at the end
+        "blacks": [BLACK] * 10 + fade(S("coffee", 50), 10, out=False) + [BLACK] * 60
+        + fade(S("astronaut", 50), 12, out=True) + [BLACK] * 10,
     }
     return {name: write_av(d / f"{name}.mp4", frames) for name, frames in made.items()}
 
@@ -60,6 +63,11 @@ def test_cuts_between_fast_camera_moves_are_exact_and_the_moves_cut_nothing(clip
 def test_a_fade_through_black_is_one_boundary_inside_the_black(clips, name, black):
     found = boundaries(clips[name])
     assert len(found) == 1 and found[0].kind == "fade" and found[0].frame in black, found
+
+
+def test_black_at_either_end_is_no_boundary_and_a_long_black_is_one(clips):
+    found = boundaries(clips["blacks"])
+    assert [(b.frame, b.kind) for b in found] == [(90, "fade")]  # the middle of the black between the pictures
 
 
 def test_a_dissolve_is_one_boundary_inside_it(clips):

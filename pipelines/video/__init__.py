@@ -28,9 +28,10 @@ Python API::
     tags = tag_video("clip.mp4", Captioner.load(), fps=1.0)
     tags.shots[0].start_frame, tags.shots[0].caption, tags.scenes, tags.search("dog"), tags.to_json()
 """
+from .cuts import CutOptions
 from .export import OutputOptions
 from .io import VideoError
 from .results import VideoTags
 from .tagger import TagOptions, VideoTooLong, tag_video
 
-__all__ = ["OutputOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong", "tag_video"]
+__all__ = ["CutOptions", "OutputOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong", "tag_video"]

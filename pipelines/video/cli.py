@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import re
 import sys
 import time
@@ -106,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     options, output = _options(p, args)
     runtime = runtime_from_args(p, args)
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages: our errors say it in one line
     videos = find_videos(args.inputs)
     if not videos:
         print("tag-video: no video files found in " + " ".join(args.inputs), file=sys.stderr)

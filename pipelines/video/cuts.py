@@ -186,11 +186,13 @@ class CutDetector:
             self._dark.append((f.index, f.time))
             return
         run, self._dark = self._dark, None
-        if run is None or run[0][0] == 0:
-            return  # no run, or the video starts black: nothing to cut from
+        if run is None:
+            return
         first, last = run[0][0], run[-1][0]
-        self._faded = (first - 1, last + 1)
+        self._faded = (first - 1, last + 1)  # no cut into or out of the black
         self._pending = [b for b in self._pending if not (b.kind == "cut" and first - 1 <= b.frame <= last + 1)]
+        if first == 0:
+            return  # the video starts black: a fade in, nothing to cut from
         middle = run[len(run) // 2]
         self._propose(Boundary(middle[0], middle[1], "fade"))
 
@@ -252,8 +254,8 @@ class CutDetector:
     def _horizon(self, newest: int) -> int:
         """The last frame no rule can still put a boundary at (or that a fade may still take)."""
         limits = [newest - self.opt.cut_window - 1, newest - self.window - 1]
-        if self._dark is not None:
-            limits.append(self._dark[0][0] - 2)
+        if self._dark is not None:  # its fade will be at its middle, at least this far in (no cut at its edges)
+            limits.append(self._dark[0][0] + len(self._dark) // 2 - 1)
         if self._track is not None:
             limits.append(self._track[0] - self.window)
         return min(limits)

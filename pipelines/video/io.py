@@ -1,7 +1,7 @@
 """Video decoding: the one module that reads video files (PyAV, i.e. FFmpeg's demuxers and decoders).
 
-:class:`VideoReader` opens a file; :meth:`VideoReader.frames` decodes every frame (the decoder
-on all cores, ``thread_type="AUTO"``) and hands each out as a :class:`DecodedFrame`, cheap
+:class:`VideoReader` opens a file; :meth:`VideoReader.frames` decodes every frame (FFmpeg's frame
+and slice threads, on every core unless told ``threads``) and hands each out as a :class:`DecodedFrame`, cheap
 until asked for pixels: :meth:`DecodedFrame.luma` is the luma plane subsampled to about
 :data:`SMALL_WIDTH` pixels wide, read in place (what the cut detector needs, nearly free);
 :meth:`DecodedFrame.rgb` converts to RGB as a player shows the picture: stretched to the
@@ -43,7 +43,6 @@ FALLBACK_FPS = 25.0  # assumed frame rate when the container reports none and ha
 MAX_FAILURES = 50  # consecutive undecodable packets after which reading stops
 SMALL_WIDTH = 160  # the luma pictures handed to the cut detector are about this many pixels wide
 SEEK_AHEAD = 2.0  # read_frames seeks (instead of decoding on) to a frame more than this many seconds ahead
-DECODER_THREADS = "AUTO"  # FFmpeg decoder threading: frame and slice threads on every core
 
 
 class VideoError(ValueError):
@@ -168,7 +167,7 @@ class VideoReader:
     >>> reader.errors, reader.end_time             # problems met (partial results), end of the stream
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_failures: int = MAX_FAILURES):
+    def __init__(self, path: str | os.PathLike, *, max_failures: int = MAX_FAILURES, threads: int = 0):
         self.path = str(path)
         self.max_failures = max_failures
         self.errors: list[str] = []  # problems met while reading; non-empty means partial results
@@ -186,7 +185,8 @@ class VideoReader:
         except IndexError:
             self._container.close()
             raise VideoError(f"{self.path}: cannot open as a video (no video stream)") from None
-        self._stream.thread_type = DECODER_THREADS
+        self._stream.thread_type = "AUTO"  # frame and slice threads
+        self._stream.codec_context.thread_count = threads  # 0: FFmpeg's choice, every core
         self._origin = _origin(self._container)
         self._tick = float(self._stream.time_base or 0)  # seconds per timestamp unit (frames carry the stream's)
         self._time = -math.inf  # time of the frame last decoded
