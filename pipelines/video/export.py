@@ -43,7 +43,8 @@ KEYFRAME_QUALITY = 90  # JPEG quality of the keyframe thumbnails
 class OutputOptions:
     """Which files ``tag-video`` writes (its output flags are made from these fields)."""
     out_dir: str | None = None  # folder for the output files (None: none, a summary is printed)
-    formats: tuple[str, ...] = ("json",)  # output formats, comma-separated or repeated: json, csv, srt, vtt, chapters, edl, otio, html
+    formats: tuple[str, ...] = ("json",)  # output formats, comma-separated or repeated:
+    # json, csv, srt, vtt, chapters, edl, otio, html
     thumbnails: bool = False  # also write each shot's keyframe as a JPEG (STEM_keyframes/shot_NNN.jpg)
     cue_tags: bool = False  # add a "tags: ..." line to each SRT/VTT cue
     strip: int = 5  # thumbnails per shot in the HTML report (its first frame, then tagged frames)

@@ -201,8 +201,8 @@ class VideoReader:
         fps = _number(s.average_rate) or _number(s.guessed_rate)
         rate = Fraction(s.average_rate or s.guessed_rate) if fps else Fraction(FALLBACK_FPS)
         count = int(s.frames) if 0 < (s.frames or 0) < 1e12 else 0
-        duration = max(_number(s.duration * s.time_base) if s.duration and s.time_base else _number((c.duration or 0) / 1e6),
-                       count / fps if fps else 0.0)  # the longest the container announces (its index may be cut off)
+        stated = _number(s.duration * s.time_base) if s.duration and s.time_base else _number((c.duration or 0) / 1e6)
+        duration = max(stated, count / fps if fps else 0.0)  # the longest the container announces (its index may be cut)
         sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
         sar = Fraction(sar) if sar and sar > 0 else Fraction(1)
         start = _number(s.start_time * s.time_base - self._origin) if s.start_time is not None and s.time_base else 0.0

@@ -191,8 +191,9 @@ class Tagger:
 
     def _close(self, boundary: Boundary | None) -> None:
         """The open shot ends (at ``boundary``; None: at the end of the video)."""
-        if len(self.shot) == 0:  # cannot happen (scan gives every shot a frame): the boundary moves
-            self.shot_start = boundary if self.shots or boundary is None else self.shot_start
+        if len(self.shot) == 0:  # no frame since the last boundary (scan gives every shot one): the earlier
+            if self.shots and boundary is not None:  # shot runs on to this boundary; the first one starts at 0
+                self.shot_start = boundary
             return
         raw = self.shot.close()
         self.shots.append((self.shot_start, raw))
