@@ -1,11 +1,12 @@
 """What both wings know about files: the image and video extensions they take, a folder walk
 that is safe on deep trees and symlink loops (no recursion, each real folder entered once),
-and how a list goes into a CSV cell."""
+how a list goes into a CSV cell, and the removal of temp files a killed run left."""
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator, Pattern, Sequence
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
@@ -73,3 +74,33 @@ def csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (someone else's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, patterns: Sequence[Pattern[str]]) -> list[str]:
+    """Delete the files in ``folder`` whose name matches one of ``patterns`` (group 1: the pid of the
+    process that writes it) and whose process is gone. Returns the names deleted."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = next((m for m in (p.match(name) for p in patterns) if m), None)
+        if m and not process_alive(int(m[1])):
+            try:
+                (folder / name).unlink()
+                removed.append(name)
+            except OSError:
+                pass
+    return removed

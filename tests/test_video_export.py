@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import subprocess
 from fractions import Fraction
 
 import cv2
@@ -278,3 +279,21 @@ def test_unknown_formats_are_refused(tmp_path, formats):
     with pytest.raises(ValueError, match="formats"):
         write_outputs(_tags(), tmp_path, "clip", formats=formats)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_temp_files_of_a_killed_run_are_removed_and_live_ones_kept(tmp_path):
+    from pipelines.video.writing import clean_stale_temps
+
+    dead = _dead_pid()
+    stale, live, other = (tmp_path / f".clip.json.tag-video-{dead}.tmp", tmp_path / f".clip.vtt.tag-video-{os.getpid()}.tmp",
+                          tmp_path / f".clip.json.other-{dead}.tmp")
+    for f in (stale, live, other):
+        f.write_text("partial")
+    assert clean_stale_temps(tmp_path) == [stale.name]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid  # reaped: no process has it (pids are not reused this quickly)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Protocol
 
-from ..files import csv_cell
+from ..files import csv_cell, remove_stale_temps
 from .inputs import path_key
 from .records import FIELDS, SETTINGS
 
@@ -62,16 +62,6 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{TEMP_TAG}-{os.getpid()}.tmp")  # hidden: never taken for an input
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def clean_stale_temps(folder: Path, *, legacy_ending: str | None = None) -> list[str]:
     """Delete this tool's temp files in ``folder`` that a killed run left (their process is
     gone); ``legacy_ending`` also matches the older names ``.<name><legacy_ending>.<pid>.tmp``
@@ -79,20 +69,7 @@ def clean_stale_temps(folder: Path, *, legacy_ending: str | None = None) -> list
     patterns = [re.compile(rf"^\..+\.{TEMP_TAG}-(\d+)\.tmp$")]
     if legacy_ending:
         patterns.append(re.compile(rf"^\..+{re.escape(legacy_ending)}\.(\d+)\.tmp$"))
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    removed = []
-    for name in names:
-        m = next((m for m in (p.match(name) for p in patterns) if m), None)
-        if m and not _alive(int(m[1])):
-            try:
-                (folder / name).unlink()
-                removed.append(name)
-            except OSError:
-                pass
-    return removed
+    return remove_stale_temps(folder, patterns)
 
 
 def _lock(f: BinaryIO, path: Path) -> None:

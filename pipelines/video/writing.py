@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from ..files import remove_stale_temps
+
 OWNER_XATTR = "user.tag-video.sha256"  # on each file written: sha256 of its bytes
 TEMP_TAG = "tag-video"  # in the names of temp files: ".<name>.tag-video-<pid>.tmp"
 _TEMP = re.compile(rf"^\..+\.{TEMP_TAG}-(\d+)\.tmp$")
@@ -80,27 +82,4 @@ def write_file(path: Path, data: bytes | str) -> Path:
 
 def clean_stale_temps(folder: Path) -> list[str]:
     """Delete tag-video temp files in ``folder`` that a killed run left (their process is gone)."""
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        m = _TEMP.match(name)
-        if m and not _alive(int(m[1])):
-            try:
-                (folder / name).unlink()
-                removed.append(name)
-            except OSError:
-                pass
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+    return remove_stale_temps(folder, [_TEMP])
