@@ -13,7 +13,8 @@ once each leave a whole file; a graph whose sha256 does not match its record is 
 parity with torch is checked once, when the runtime first runs the graph, and recorded beside it;
 OpenVINO also caches its compiled graph there (``CACHE_DIR``), so a later process skips compiling.
 
-A runtime runs ``threads`` (0: every core) single-threaded lanes, each batch split among them.
+ONNX Runtime runs ``threads`` (0: every core) single-threaded lanes, each batch split among them;
+OpenVINO one request on that many threads.
 
 ``auto`` picks, on the CPU, the fastest of OpenVINO and ONNX Runtime that imports, compiles and
 matches torch (timed once per graph and thread count, recorded beside the graph), else torch (one
@@ -237,11 +238,12 @@ def _in_lanes(run_part: RunPart, n: int) -> Encode:
 def _openvino(graph: EncoderGraph, threads: int) -> Encode:
     import openvino as ov
 
-    n = lanes(threads)
+    # One request on lanes(threads) threads of OpenVINO's own: two requests run from Python lane
+    # threads hung intermittently inside infer (the input copy), so OpenVINO is not run in lanes.
     config = {"INFERENCE_PRECISION_HINT": "f32",  # bf16 (the default on CPUs that have it) changes the grid
-              "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": n, "INFERENCE_NUM_THREADS": n,  # one thread per lane
+              "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": lanes(threads),
               "CACHE_DIR": str(graph.folder / "openvino")}
-    return openvino_encode(ov.Core().compile_model(str(graph.ensure()), "CPU", config), n)
+    return openvino_encode(ov.Core().compile_model(str(graph.ensure()), "CPU", config))
 
 
 def openvino_encode(compiled: Any, n: int = 1) -> Encode:
