@@ -51,3 +51,20 @@ def photo() -> np.ndarray:
     import skimage.data
 
     return skimage.data.chelsea()  # (300, 451, 3) uint8, a cat
+
+
+@pytest.fixture
+def decoded_frames(monkeypatch) -> list[int]:
+    """``decoded_frames[0]``: frames the video reader decodes from now on (VideoReader._decode
+    decodes every packet)."""
+    from pipelines.video.io import VideoReader
+
+    frames, decode = [0], VideoReader._decode
+
+    def counting(self, packet):
+        out = decode(self, packet)
+        frames[0] += len(out)
+        return out
+
+    monkeypatch.setattr(VideoReader, "_decode", counting)
+    return frames

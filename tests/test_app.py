@@ -18,7 +18,7 @@ from PIL import Image
 
 import app
 from captioning import ImageError, load_image
-from pipelines.video.io import FALLBACK_FPS, VideoReader
+from pipelines.video.io import FALLBACK_FPS
 from test_video import no_duration_clip
 from test_video_clips import make_clip
 
@@ -87,23 +87,13 @@ def test_batch_with_zip_and_bad_file(handlers, cat_path, tmp_path):
 
 
 # -- video length (issue #18.7) ----------------------------------------------------------
-def _counting_grabs(monkeypatch) -> list[int]:
-    """Frames decoded from now on (VideoReader._decode decodes every packet)."""
-    grabs, decode = [0], VideoReader._decode
-
-    def counting_decode(self, packet):
-        frames = decode(self, packet)
-        grabs[0] += len(frames)
-        return frames
-
-    monkeypatch.setattr(VideoReader, "_decode", counting_decode)
-    return grabs
 
 
-def test_video_without_a_duration_stops_at_the_limit(captioner, tmp_path, monkeypatch):
+def test_video_without_a_duration_stops_at_the_limit(captioner, tmp_path, decoded_frames):
     clip = no_duration_clip(tmp_path / "raw.mkv", seconds=10)  # the container announces no duration
     handlers = app.Handlers(captioner, max_video_seconds=3, workdir=str(tmp_path))
-    grabs = _counting_grabs(monkeypatch)
+    grabs = decoded_frames
+    grabs[0] = 0  # counted from here
     with pytest.raises(gr.Error) as e:
         handlers.tag_video(str(clip))
     assert e.value.message == ("The video is longer than 3 s; this server takes up to 3 s "
@@ -111,10 +101,11 @@ def test_video_without_a_duration_stops_at_the_limit(captioner, tmp_path, monkey
     assert grabs[0] <= 3 * FALLBACK_FPS + 4  # stopped at the first frame past 3 s, not at the end of the file
 
 
-def test_video_announcing_its_duration_is_refused_before_decoding(captioner, tmp_path, monkeypatch):
+def test_video_announcing_its_duration_is_refused_before_decoding(captioner, tmp_path, decoded_frames):
     clip = make_clip(tmp_path / "clip.avi", fps=10.0, shots=(("chelsea", 5.0),))
     handlers = app.Handlers(captioner, max_video_seconds=3, workdir=str(tmp_path))
-    grabs = _counting_grabs(monkeypatch)
+    grabs = decoded_frames
+    grabs[0] = 0  # counted from here
     with pytest.raises(gr.Error) as e:
         handlers.tag_video(str(clip))
     assert e.value.message == "The video is 5 s long; this server takes up to 3 s (use tag-video for longer ones)."

@@ -166,24 +166,12 @@ def no_duration_clip(path: Path, seconds: float) -> Path:
     return raw.rename(path)
 
 
-def counting_decodes(monkeypatch) -> list[int]:
-    """Frames decoded from now on (VideoReader._decode is where every packet is decoded)."""
-    frames, decode = [0], VideoReader._decode
-
-    def counting(self, packet):
-        out = decode(self, packet)
-        frames[0] += len(out)
-        return out
-
-    monkeypatch.setattr(VideoReader, "_decode", counting)
-    return frames
-
-
-def test_max_seconds_stops_a_video_without_a_duration(tmp_path, captioner, monkeypatch):
+def test_max_seconds_stops_a_video_without_a_duration(tmp_path, captioner, decoded_frames):
     clip = no_duration_clip(tmp_path / "raw.mkv", seconds=40)
     with VideoReader(clip) as reader:
         assert reader.info.duration == 0.0
-    decoded = counting_decodes(monkeypatch)
+    decoded = decoded_frames
+    decoded[0] = 0  # counted from here
     tagged = []
     with pytest.raises(VideoTooLong, match=r"raw\.mkv: longer than 5 s$"):
         tag_video(clip, captioner, fps=1.0, batch_size=2, max_seconds=5, progress=lambda n, s: tagged.append(s))
