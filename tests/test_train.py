@@ -271,11 +271,12 @@ def test_more_decoders_on_a_fine_tuned_encoder_form_an_ensemble(dataset, tmp_pat
 
 def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
     """SCST-only run from a finished bundle: same vocabulary and sizes, the start scored as
-    epoch 0 and kept if no later epoch beats it, provenance and decoding in the manifest."""
+    epoch 0 and kept if no later epoch beats it, provenance and decoding in the manifest; the
+    bundle keeps the start's name when --name is not given."""
     from captioning.training.trainer import main
 
     out = tmp_path / "continued"
-    args = _args(dataset, out, dataset / "cache", epochs=0, **{
+    args = _args(dataset, out, dataset / "cache", epochs=0, name="", **{
         "init-from": trained / "bundle", "scst-epochs": 1, "scst-lr": 1e-3, "embed-dim": 99,
         "eval-no-repeat-ngram-size": 2, "eval-length-penalty": 0.5, "eval-no-dangling-end": True})
     assert main(args) == 0
@@ -285,7 +286,7 @@ def test_init_from_a_bundle_continues_it(trained, dataset, tmp_path):
     assert result.vocab.itos == start.vocab.itos
     assert result.model.config.decoder == start.model.config.decoder  # sized by the bundle, not --embed-dim
     m = result.manifest
-    assert m["training"]["init_from"]["name"] == "tiny_sat.shapes"
+    assert m["name"] == m["training"]["init_from"]["name"] == "tiny_sat.shapes"
     assert m["decoding"] == {"beam_size": 2, "max_length": 10, "min_length": 0, "length_penalty": 0.5,
                              "no_repeat_ngram_size": 2, "no_repeat_words": False, "no_dangling_end": True}
     best = max(rows, key=lambda r: r["dev_CIDEr-D"])

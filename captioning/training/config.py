@@ -22,7 +22,8 @@ class TrainConfig:
     train_split: str = "train"  # split to train on
     dev_split: str = "dev"  # split for model selection (never trained on)
     cache: str = CACHE_DIR  # encoder feature cache folder
-    name: str = "lite0_sat.flickr8k"  # bundle name, "<arch>.<tag>"
+    name: str = ""  # bundle name, "<arch>.<tag>"; "" = the --init-from bundle's, else "<arch>_sat.<the datasets'
+    #                 names joined by _>" (lite0_sat.flickr8k for Flickr8k on Lite0)
     version: str = "1.0.0"  # bundle version
     init_from: str = ""  # start from this bundle (its vocabulary, decoder sizes and weights); "" = from scratch
     encoder_from: str = ""  # take the encoder from this bundle instead (e.g. train more decoders on a

@@ -130,7 +130,9 @@ class Trainer:
         if self.source is not None and cfg.encoder and cfg.encoder != self.arch:
             raise SystemExit(f"--encoder {cfg.encoder} but {self.source.name} has {self.arch} (the bundle's is kept)")
         check_finetune(self.arch, cfg.finetune_blocks)
-        problem = name_problem(cfg.name, self.arch)
+        self.name = cfg.name or (self.start.name if self.start is not None else
+                                 f"{arch(self.arch).short}_sat." + "_".join(d.name for d in self.sets))
+        problem = name_problem(self.name, self.arch)
         if problem:
             raise SystemExit(f"--{problem}: pass --name {arch(self.arch).short}_sat.<tag>")
         self.encoder = (self.source.model.encoder if self.source is not None
@@ -354,7 +356,7 @@ class Trainer:
                                    best_epoch=self.state["best_epoch"], minutes=minutes, world=self.world,
                                    start=self.start, source=self.source)
         info = BundleInfo(
-            name=cfg.name, version=cfg.version, training=training, decoding=self.decoding.asdict(),
+            name=self.name, version=cfg.version, training=training, decoding=self.decoding.asdict(),
             metrics=datasets_metrics(self.sets, scores, split=cfg.dev_split, decoding=self.decoding, rule=cfg.select_on),
             encoder_source=encoder_source(self.source, cfg.finetune_blocks, self.arch))
         path = save_bundle(self.out / "bundle", self.model, self.vocab, info, preprocessing=self.prep)
