@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (FLICKR_IMAGES, BackendRuns, interleave, machine_facts, median, parse_backends, show,  # noqa: E402
                     spread, timer, tool, warm_backends)
 
-from pipelines.images.inputs import discover  # noqa: E402
 from pipelines.images.local import BATCH_SIZE, WORKERS  # noqa: E402
+from pipelines.inputs import discover  # noqa: E402
 
 
 def _random_bundle(directory: Path) -> Path:

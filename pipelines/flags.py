@@ -1,12 +1,13 @@
 """Flags and option helpers of the batch tools beyond the dataclass-made ones
-(:func:`captioning.options.add_dataclass_flags` makes those): the Ray engine flags, and
-:func:`with_changes` for keyword overrides of an options dataclass.
+(:func:`captioning.options.add_dataclass_flags` makes those): the Ray engine flags, ``-r``,
+:func:`with_changes` for keyword overrides of an options dataclass, and
+:func:`setting_differences`, how a resumed run names what an earlier one did otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from captioning.decoding import DECODING_OPTIONS
 
@@ -24,9 +25,28 @@ def add_engine_flags(parser: argparse.ArgumentParser, *, actors: int | None,
                         help=f"ray engine: model actors, one Captioner each (default: {actors_default})")
 
 
+def add_recursive_flag(parser: argparse.ArgumentParser) -> None:
+    """``-r/--recursive``: folders given are searched at their top level only unless it is given
+    (:func:`pipelines.inputs.discover`), in every tool that takes folders."""
+    parser.add_argument("-r", "--recursive", action="store_true", help="also look inside subfolders (default: off)")
+
+
 def with_changes(options: Options, changes: dict[str, Any]) -> Options:
     """``options`` (a dataclass with a ``decoding`` mapping of Decoding overrides) with ``changes``
     by name, Decoding's options among them: ``beam_size=5`` lands in ``decoding``."""
     decoding = {k: v for k, v in changes.items() if k in DECODING_OPTIONS}
     rest = {k: v for k, v in changes.items() if k not in DECODING_OPTIONS}
     return dataclasses.replace(options, decoding={**options.decoding, **decoding}, **rest)
+
+
+def setting_differences(recorded: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """What an earlier run recorded otherwise than this run's settings, one ``name old (this run:
+    new)`` each, in ``current``'s order; nested mappings by dotted name (``options.beam_size``)."""
+    differences = []
+    for key, new in current.items():
+        old = recorded.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            differences += setting_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences.append(f"{prefix}{key} {old!r} (this run: {new!r})")
+    return differences

@@ -19,10 +19,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images.cli import main
-from pipelines.images.inputs import discover
 from pipelines.images.outputs import JsonlOutput
-from pipelines.video.io import find_videos
+from pipelines.inputs import discover
 
 PROJECT = Path(__file__).resolve().parent.parent
 PHOTOS = {"cat": skimage.data.chelsea()[::3, ::3], "coffee": skimage.data.coffee()[::3, ::3],
@@ -217,7 +217,8 @@ def deep_tree(tmp_path):
 def test_a_very_deep_tree_is_walked_without_recursion(tmp_path, deep_tree):
     photo = _photo(deep_tree / "bottom.png")
     (deep_tree / "clip.mp4").write_bytes(b"not really a video")
-    assert find_videos([tmp_path / "tree"]) == [deep_tree / "clip.mp4"]
+    assert discover([str(tmp_path / "tree")], recursive=True, extensions=VIDEO_EXTENSIONS).paths == \
+        [str(deep_tree / "clip.mp4")]
     assert discover([str(tmp_path / "tree")], recursive=True).paths == [str(photo)]
     assert discover([str(tmp_path / "tree" / "**" / "*.png")]).paths == [str(photo)]
 

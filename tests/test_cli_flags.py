@@ -19,7 +19,7 @@ TOOLS = {"caption": caption, "caption-images": caption_images, "tag-video": tag_
          "caption-ensemble": caption_ensemble, "caption-average": caption_average, "caption-train": caption_train,
          "app.py": app._parser}
 SHARED = ("--weights", "--device", "--backend", "--strict", "--beam-size", "--max-length", "--n-best", "--engine", "--address",
-          "--actors", "--workers")
+          "--actors", "--workers", "--recursive")
 MEANING = re.compile(r"\s*\((?:default|required).*$")  # the help without its default note
 
 

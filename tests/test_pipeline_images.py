@@ -18,8 +18,8 @@ from PIL import Image
 
 from pipelines.images import caption_images, write_records
 from pipelines.images.cli import main
-from pipelines.images.inputs import discover
 from pipelines.images.records import FIELDS, CaptionOptions, prepare_image
+from pipelines.inputs import discover
 
 GOOD = ["a.png", "b.JPG", "sub/c.webp", "sub/deeper/d.bmp", "sub/e.gif", "f.tiff"]
 BAD = {"bad/empty.jpg": "empty", "bad/truncated.jpg": "truncated", "bad/text.jpg": "not an image",

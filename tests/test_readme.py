@@ -1,5 +1,6 @@
-"""README's quick start runs as written: the Python example and every command of its quick-start
-block but the web UI (run in a scratch folder that sees the package's shipped examples)."""
+"""README's examples run as written: the Python example and every command of its quick-start
+block but the web UI, and the video tagging section's commands (run in a scratch folder that
+sees the package's shipped examples)."""
 from __future__ import annotations
 
 import os
@@ -15,10 +16,15 @@ pytestmark = pytest.mark.slow  # the shipped model, loaded by each command
 PROJECT = Path(__file__).resolve().parent.parent
 README = (PROJECT / "README.md").read_text()
 QUICK_START = README[README.index("## Quick start"):README.index("## How it works")]
+VIDEO_TAGGING = README[README.index("### Video tagging"):README.index("### Safety")]
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", QUICK_START, flags=re.S)
+def _blocks(language: str, section: str = QUICK_START) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+def _commands(block: str) -> list[str]:
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
 @pytest.fixture
@@ -42,11 +48,22 @@ def test_python_example_runs(scratch):
 
 def test_quick_start_commands_run(scratch):
     (block,) = _blocks("bash")
-    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    commands = _commands(block)
     assert commands[0] == "python app.py"  # the UI is tested in test_app.py and test_browser.py
     for command in commands[1:]:
         done = _run(shlex.split(command), scratch)
         assert done.returncode == 0, f"{command}: {done.stderr}"
         assert done.stdout.strip() or "captioned 4" in done.stderr, command
     assert (scratch / "captions.jsonl").read_text().count("\n") == 4
-    assert {p.name for p in (scratch / "tags").iterdir()} >= {"clip.json", "clip.srt", "clip.vtt"}
+    assert {p.name for p in (scratch / "tags" / "clip").iterdir()} >= {"clip.json", "clip.srt", "clip.vtt"}
+
+
+def test_video_tagging_commands_run_and_resume(scratch):
+    (block,) = _blocks("bash", VIDEO_TAGGING)
+    for command in _commands(block) * 2:  # the second time every video is already done
+        done = _run(shlex.split(command), scratch)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+    assert "tagged 0, skipped 1 (already done), failed 0" in done.stderr
+    names = {p.name for p in (scratch / "video-tags" / "clip").iterdir()}
+    assert names == {f"clip{suffix}" for suffix in (".json", ".srt", ".chapters.vtt", ".edl", ".otio", ".html",
+                                                     ".run.json", "_keyframes")}

@@ -249,15 +249,17 @@ def test_cli_batch_with_bad_files_outputs_and_query(video_dir, tiny_bundle_dir, 
                "--out", str(out), "--formats", "json,csv,srt,vtt", "--thumbnails", "--query", "tiger cat",
                "--batch-size", "4", "--strict"])
     captured = capsys.readouterr()
-    assert rc == 1  # --strict: two inputs failed (the good one was still tagged); without it, 0 as caption-images
+    assert rc == 1  # --strict: a video failed (the good one was still tagged); without it, 0 as caption-images
     errors = [line for line in captured.err.splitlines() if line.startswith("tag-video:")]
     assert any("fake.mp4: cannot open as a video" in e for e in errors)
-    assert any("missing.mp4: file not found" in e for e in errors)
-    assert errors[-1] == "tag-video: 2 of 3 videos failed"
-    assert main([str(video_dir / "missing.mp4"), "--weights", str(tiny_bundle_dir), "--device", "cpu"]) == 0
-    assert capsys.readouterr().err.strip().endswith("tag-video: 1 of 1 videos failed")  # reported, not fatal
-    assert sorted(p.name for p in out.iterdir()) == ["Short.csv", "Short.json", "Short.srt", "Short.vtt",
-                                                     "Short_keyframes"]
+    assert any("missing.mp4: no such file or folder" in e for e in errors)  # as caption-images says it
+    assert errors[-1].startswith("tag-video: tagged 1, skipped 0 (already done), failed 1 in ")
+    assert main([str(video_dir / "missing.mp4"), "--weights", str(tiny_bundle_dir), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().endswith("tag-video: no videos found in the given inputs")
+    assert [p.name for p in out.iterdir()] == ["Short"]  # a folder per video
+    assert sorted(p.name for p in (out / "Short").iterdir()) == ["Short.csv", "Short.json", "Short.run.json",
+                                                                 "Short.srt", "Short.vtt", "Short_keyframes"]
+    out = out / "Short"
     assert len(list((out / "Short_keyframes").glob("shot_*.jpg"))) == 2
     d = json.loads((out / "Short.json").read_text())
     assert len(d["shots"]) == 2 and d["video"]["path"].endswith("Short.AVI")
@@ -267,11 +269,12 @@ def test_cli_batch_with_bad_files_outputs_and_query(video_dir, tiny_bundle_dir, 
 
 
 def test_cli_writes_the_editor_and_report_formats(video_dir, tiny_bundle_dir, tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main([str(video_dir / "Short.AVI"), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--out", str(out),
-                 "--formats", "json,chapters", "--formats", "edl,otio,html", "--strip", "2", "--strict"]) == 0
+    argv = [str(video_dir / "Short.AVI"), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--out",
+            str(tmp_path / "out")]
+    assert main([*argv, "--formats", "json,chapters", "--formats", "edl,otio,html", "--strip", "2", "--strict"]) == 0
+    out = tmp_path / "out" / "Short"
     assert sorted(p.name for p in out.iterdir()) == ["Short.chapters.vtt", "Short.edl", "Short.html", "Short.json",
-                                                     "Short.otio"]
+                                                     "Short.otio", "Short.run.json"]
     d = json.loads((out / "Short.json").read_text())
     assert [s["start_frame"] for s in d["shots"]] == [0, 30] and d["video"]["timecode_rate"] == "10"
     edl = (out / "Short.edl").read_text()
@@ -279,8 +282,7 @@ def test_cli_writes_the_editor_and_report_formats(video_dir, tiny_bundle_dir, tm
     assert "002  AX       V     C        00:00:03:00 00:00:06:00 00:00:03:00 00:00:06:00" in edl
     assert (out / "Short.html").read_text().count("data:image/jpeg;base64,") == 4  # 2 shots x --strip 2
     (out / "Short.edl").write_text("edited by hand\n")  # a file tag-video did not write: the video fails, one line
-    assert main([str(video_dir / "Short.AVI"), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--out", str(out),
-                 "--formats", "json,edl", "--strict"]) == 1
+    assert main([*argv, "--formats", "json,edl", "--strict", "--overwrite"]) == 1
     assert "Short.edl: exists and was not written by tag-video" in capsys.readouterr().err
     assert (out / "Short.edl").read_text() == "edited by hand\n"
 
@@ -330,8 +332,8 @@ def test_cli_flags_are_the_tag_cut_and_output_options():
 
 
 def test_cli_no_videos(tmp_path, capsys):
-    assert main([str(tmp_path)]) == 1
-    assert "no video files found" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2  # a usage error, as caption-images finding no images
+    assert "no videos found in the given inputs" in capsys.readouterr().err
 
 
 def test_cli_help_states_every_default():
@@ -362,6 +364,6 @@ def test_decoding_options_as_every_tool_takes_them(clip, captioner, tmp_path, ti
     assert short.options["beam_size"] == captioner.decoding.beam_size  # the whole decoding in effect is recorded
     assert main([str(clip), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--out", str(tmp_path),
                  "--max-length", "3", "--length-penalty", "1.0", "--batch-size", "8"]) == 0
-    written = json.loads((tmp_path / "clip.json").read_text())
+    written = json.loads((tmp_path / "clip" / "clip.json").read_text())
     assert [s["caption"] for s in written["shots"]] == [s.caption for s in short.shots]
     assert written["options"]["max_length"] == 3

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.video.io import MAX_FAILURES, Sampler, VideoError, VideoReader, find_videos, read_frames
+from pipelines.video.io import MAX_FAILURES, Sampler, VideoError, VideoReader, read_frames
 from test_video_clips import SHOTS, make_clip, photo_rgb, red_clip, still_shot, truncate, write_av
 
 DURATION = sum(s for _, s in SHOTS)
@@ -223,14 +223,6 @@ def test_directory_and_fifo_are_refused_without_opening(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(VideoError, match="not a regular file"):
         VideoReader(fifo)  # would block forever if opened
-
-
-def test_find_videos_scans_folders_case_insensitively(tmp_path):
-    (tmp_path / "sub").mkdir()
-    for name in ("a.MP4", "b.avi", "sub/c.Mkv", "d.webm", "e.mov", "f.m4v", "notes.txt", "g.jpg"):
-        (tmp_path / name).write_bytes(b"x")
-    found = find_videos([tmp_path, tmp_path / "notes.txt"])
-    assert [p.name for p in found] == ["a.MP4", "b.avi", "d.webm", "e.mov", "f.m4v", "c.Mkv", "notes.txt"]
 
 
 # -- a decoder that fails: what real files rarely show on demand ------------------------

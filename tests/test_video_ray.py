@@ -7,6 +7,7 @@ import pytest
 
 from pipelines.video import OutputOptions, TagOptions, tag_video
 from pipelines.video.cli import main
+from pipelines.video.layout import Target
 from test_video_clips import make_clip
 
 pytestmark = pytest.mark.slow  # starting Ray and two model actors takes well over 20 s
@@ -39,7 +40,7 @@ def test_ray_engine_matches_local(ray_local, videos, tiny_bundle_dir, captioner,
 
     videos[2].write_text("not a video")
     options, output = TagOptions(batch_size=4), OutputOptions(str(tmp_path / "out"), ("json", "srt"))
-    jobs = [(str(v), v.stem) for v in videos]
+    jobs = [(str(v), Target(tmp_path / "out" / v.stem, v.stem)) for v in videos]
     results = {path: (tags, error) for path, tags, error in
                tag_videos_ray(jobs, bundle=str(tiny_bundle_dir), runtime=RuntimeOptions(device="cpu"), options=options,
                               output=output)}
@@ -51,9 +52,10 @@ def test_ray_engine_matches_local(ray_local, videos, tiny_bundle_dir, captioner,
         assert error is None and len(tags.shots) == 2
         local = tag_video(video, captioner, batch_size=4)
         assert _essentials(tags) == _essentials(local)
-        written = json.loads((tmp_path / "out" / f"{video.stem}.json").read_text())
+        folder = tmp_path / "out" / video.stem
+        written = json.loads((folder / f"{video.stem}.json").read_text())
         assert written["shots"] == json.loads(local.to_json())["shots"]
-        assert (tmp_path / "out" / f"{video.stem}.srt").is_file()
+        assert (folder / f"{video.stem}.srt").is_file() and (folder / f"{video.stem}.run.json").is_file()
 
 
 def test_cli_engine_ray(ray_local, videos, tiny_bundle_dir, tmp_path, capsys):
@@ -62,4 +64,7 @@ def test_cli_engine_ray(ray_local, videos, tiny_bundle_dir, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].startswith(str(videos[0]))
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["one.json", "two.json"]
+    assert sorted(p.name for p in tmp_path.glob("*/*.json")) == ["one.json", "one.run.json", "two.json", "two.run.json"]
+    assert main([str(videos[0]), str(videos[1]), "--engine", "ray", "--weights", str(tiny_bundle_dir),
+                 "--device", "cpu", "--out", str(tmp_path)]) == 0  # resumed: both done, Ray not needed again
+    assert capsys.readouterr().err.count("(same bundle and options); skipped") == 2

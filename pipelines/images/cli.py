@@ -20,8 +20,8 @@ from captioning import BundleError, Captioner
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 options_from_args, runtime_from_args)
 
-from ..flags import add_engine_flags
-from .inputs import discover, path_key, read_list
+from ..flags import add_engine_flags, add_recursive_flag
+from ..inputs import discover, path_key, read_list
 from .local import BATCH_SIZE, WORKERS, caption_images
 from .outputs import OutputError, RecordOutput, open_output
 from .ray import RayEngine
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns (quote them)")
     p.add_argument("--from-list", metavar="FILE", help="text file with one image path per line, '-' for stdin "
                    "(default: none)")
-    p.add_argument("-r", "--recursive", action="store_true", help="also look inside subfolders (default: off)")
+    add_recursive_flag(p)
     p.add_argument("-o", "--out", help="output file: .csv for CSV, any other name for JSONL, '-' for stdout "
                    "(default: stdout when no --sidecar is given, else none)")
     p.add_argument("--sidecar", metavar="EXT", help="also write the caption next to each image with this "

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Protocol
 
 from ..files import csv_cell, remove_stale_temps
-from .inputs import path_key
+from ..flags import setting_differences
+from ..inputs import path_key
 from .records import FIELDS, SETTINGS
 
 _FORMAT1_FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model",
@@ -90,16 +91,9 @@ def _sync(f: BinaryIO) -> None:
 
 
 def _describe_difference(recorded: dict[str, Any], current: dict[str, Any]) -> str:
-    diffs = []
     if recorded.get("options") is None:
         return "no options recorded (written by an older caption-images)"
-    for key in SETTINGS:
-        old, new = recorded.get(key), current[key]
-        if isinstance(old, dict) and isinstance(new, dict):
-            diffs += [f"{key}.{k} {old.get(k)!r} (this run: {new[k]!r})" for k in new if old.get(k) != new[k]]
-        elif old != new:
-            diffs.append(f"{key} {old!r} (this run: {new!r})")
-    return ", ".join(diffs)
+    return ", ".join(setting_differences(recorded, {key: current[key] for key in SETTINGS}))
 
 
 class _AppendedFile:

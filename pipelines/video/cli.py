@@ -1,8 +1,10 @@
 """Tag videos frame by frame: frame-exact shots, scenes, tags, captions and a searchable timeline.
 
-    tag-video clip.mp4 videos/ --out tags/ --formats json,srt,vtt,chapters,edl,otio,html --query dog
+    tag-video clip.mp4 'videos/*.mkv' --out tags/ --formats json,srt,vtt,chapters,edl,otio,html --query dog
+    tag-video videos/ -r --out tags/       # re-run the same command to resume
 
-How a video is tagged: :mod:`pipelines.video`; the flags: ``tag-video --help``.
+How a video is tagged: :mod:`pipelines.video`; where its files go: :mod:`.layout`; resuming:
+:mod:`.runs`; the flags: ``tag-video --help``.
 """
 from __future__ import annotations
 
@@ -11,41 +13,28 @@ import dataclasses
 import re
 import sys
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
 
-from captioning import BundleError, Captioner
-from captioning.bundle import resolve_bundle
+from captioning import BundleError
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 dataclass_kwargs, flag, options_from_args, runtime_from_args)
 
 from ..files import VIDEO_EXTENSIONS
-from ..flags import add_engine_flags
+from ..flags import add_engine_flags, add_recursive_flag
+from ..inputs import discover
+from .batch import PROG, Bars, LocalEngine, RayEngine, plan
 from .cuts import CutOptions
 from .export import OutputOptions
-from .io import find_videos
-from .job import describe_error, process_video
-from .ray import tag_videos_ray
+from .layout import LayoutError, targets
 from .results import Segment, VideoTags
 from .subtitles import timestamp
 from .tagger import TagOptions
 
 OUTPUT_FLAGS = {"out_dir": "out"}  # OutputOptions field -> flag name, where they differ
-
-
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output file stems: the file name without extension, made unique with -2, -3..."""
-    stems, seen = [], set()
-    for p in paths:
-        stem, n = p.stem or "video", 1
-        while (stem if n == 1 else f"{stem}-{n}") in seen:
-            n += 1
-        stems.append(stem if n == 1 else f"{stem}-{n}")
-        seen.add(stems[-1])
-    return stems
+EPILOG = ("Resume: run the same command again; a video whose files are all in its --out folder, made with the same "
+          "bundle and options, is skipped; one made otherwise is refused, naming the difference, unless --overwrite.")
 
 
 def _format_segment(path: str, s: Segment) -> str:
@@ -65,12 +54,16 @@ def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None]) -
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tag-video", description=__doc__.split("\n\n")[0])
-    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
-                   help=f"video files, or folders searched recursively for {' '.join(VIDEO_EXTENSIONS)}")
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG)
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files, folders or glob patterns (quote them); "
+                   f"folders and patterns keep the {' '.join(VIDEO_EXTENSIONS)} files (any case)")
+    add_recursive_flag(p)
     add_dataclass_flags(p, TagOptions, skip=("cuts",))
     add_dataclass_flags(p.add_argument_group("cut detection (pipelines.video.cuts)"), CutOptions)
-    add_dataclass_flags(p.add_argument_group("output files"), OutputOptions, rename=OUTPUT_FLAGS)
+    files = p.add_argument_group("output files")
+    add_dataclass_flags(files, OutputOptions, rename=OUTPUT_FLAGS)
+    files.add_argument("--overwrite", action="store_true", help="start over: tag every video again, replacing the "
+                       "files earlier runs wrote (never another file) (default: off)")
     p.add_argument("--query", action="append", default=[], metavar="TAG",
                    help="print the segments where TAG is seen (path, start --> end, confidence, "
                    "matching tags; tab-separated) instead of a summary; repeatable (default: none)")
@@ -100,64 +93,64 @@ def _options(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TagO
     return dataclasses.replace(tag, cuts=cuts), _dataclass_from_args(p, OutputOptions, args, OUTPUT_FLAGS)
 
 
+def _error(line: object) -> None:
+    print(f"{PROG}: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
     options, output = _options(p, args)
     runtime = runtime_from_args(p, args)
-    videos = find_videos(args.inputs)
-    if not videos:
-        print("tag-video: no video files found in " + " ".join(args.inputs), file=sys.stderr)
-        return 1
-    jobs = list(zip(map(str, videos), unique_stems(videos)))
-    try:  # the model (local) or the bundle folder every Ray worker loads (ray)
-        if args.engine == "ray":
-            bundle = str(resolve_bundle(args.weights).resolve())
-        else:
-            captioner = Captioner.load(args.weights, **asdict(runtime))
-    except (BundleError, RuntimeError) as e:  # no/damaged bundle, unavailable device
-        print(f"tag-video: {e}", file=sys.stderr)
+    found = discover(args.inputs, recursive=args.recursive, extensions=VIDEO_EXTENSIONS)
+    for warning in found.warnings:
+        _error(warning)
+    if not found.paths:
+        _error("no videos found in the given inputs")
         return 2
-
-    failed = 0
-    bar = tqdm(unit="frame", desc="tag-video", dynamic_ncols=True, disable=None)
-    say = lambda line: tqdm.write(line, file=sys.stdout)  # noqa: E731
-    warn = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731
-    start, seconds = time.perf_counter(), [0.0]
-
-    def progress(frames: int, video_seconds: float) -> None:  # tqdm shows frames/s; add the real-time factor
-        seconds[0] += video_seconds
-        bar.update(frames)
-        bar.set_postfix_str(f"{seconds[0] / max(time.perf_counter() - start, 1e-9):.1f}x real time", refresh=False)
-
-    def done(path: str, tags: VideoTags | None, error: str | None) -> None:
-        nonlocal failed
-        if error is not None:
-            failed += 1
-            warn(f"tag-video: {error}")
-            return
-        if tags.partial:
-            warn(f"tag-video: {path}: partial results: {'; '.join(tags.errors)}")
-        _report(tags, args.query, say)
-
     try:
-        if args.engine == "ray":
-            for path, tags, error in tag_videos_ray(jobs, bundle=bundle, runtime=runtime, options=options,
-                                                    output=output, address=args.address, actors=args.actors):
-                if tags is not None:
-                    progress(tags.video.sampled_frames, tags.video.duration)
-                done(path, tags, error)
+        folders = targets(found.paths, found.relative, output.out_dir) if output.out_dir else [None] * len(found.paths)
+        if args.engine == "ray":  # the bundle folder every Ray actor loads
+            engine = RayEngine(args.weights, runtime, options, output, address=args.address, actors=args.actors)
         else:
-            for path, stem in jobs:
-                try:
-                    tags = process_video(path, stem, captioner, options, output, progress)
-                except Exception as e:  # one bad video never stops the batch
-                    done(path, None, describe_error(path, e))
-                else:
-                    done(path, tags, None)
-    finally:
-        bar.close()
-    if failed:
-        print(f"tag-video: {failed} of {len(jobs)} videos failed", file=sys.stderr)
-    return 1 if args.strict and failed else 0
+            engine = LocalEngine(args.weights, runtime, options, output)
+    except (LayoutError, BundleError, RuntimeError) as e:  # videos sharing a folder, no/damaged bundle, no device
+        _error(e)
+        return 2
+    todo = plan(found.paths, folders, engine.settings, overwrite=args.overwrite)
+    if todo.refused:
+        n = len(todo.refused) - 1
+        more = f" (and {n} more folder{'s' if n > 1 else ''})" if n else ""
+        _error(f"{todo.refused[0]}; resume with the same ones, start over with --overwrite, or choose another "
+               f"--out{more}")
+        return 2
+    for note in todo.skipped:
+        _error(note)
+    return _tag(engine, todo.jobs, len(todo.skipped), args)
 
+
+def _tag(engine: LocalEngine | RayEngine, jobs: list, skipped: int, args: argparse.Namespace) -> int:
+    """Tag ``jobs`` with ``engine``, reporting each video as it ends; returns the exit status."""
+    bars, start = Bars(len(jobs)), time.perf_counter()
+    tagged, failed, seconds = 0, 0, 0.0
+    say = lambda line: tqdm.write(line, file=sys.stdout)  # noqa: E731
+    try:
+        for path, tags, error in engine.run(jobs, bars):
+            bars.done()
+            if error is not None:
+                failed += 1
+                tqdm.write(f"{PROG}: {error}", file=sys.stderr)
+                continue
+            tagged, seconds = tagged + 1, seconds + tags.video.duration
+            if tags.partial:
+                tqdm.write(f"{PROG}: {path}: partial results: {'; '.join(tags.errors)}", file=sys.stderr)
+            _report(tags, args.query, say)
+    except KeyboardInterrupt:
+        bars.close()
+        _error("interrupted; run the same command again to resume")
+        return 130
+    bars.close()
+    wall = time.perf_counter() - start
+    speed = f" in {wall:.1f} s ({seconds / wall:.1f}x real time)" if tagged else ""
+    _error(f"tagged {tagged}, skipped {skipped} (already done), failed {failed}{speed}")
+    return 1 if args.strict and failed else 0

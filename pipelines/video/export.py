@@ -1,6 +1,7 @@
 """Writers for video tagging results: which files, from one :class:`OutputOptions`.
 
-For a video written under stem ``S`` in ``--out DIR`` (``formats``, any of :data:`FORMATS`):
+For a video written under stem ``S`` in a folder (``tag-video --out`` gives each video its own,
+see :mod:`.layout`), in the ``formats`` chosen (any of :data:`FORMATS`):
 
 - ``S.json``: :meth:`VideoTags.to_json` (schema in :mod:`pipelines.video.results`);
 - ``S.csv``: one row per tagged frame: ``frame,time,timecode,shot,caption,tags``, the tags as
@@ -42,7 +43,8 @@ KEYFRAME_QUALITY = 90  # JPEG quality of the keyframe thumbnails
 @dataclass(frozen=True)
 class OutputOptions:
     """Which files ``tag-video`` writes (its output flags are made from these fields)."""
-    out_dir: str | None = None  # folder for the output files (None: none, a summary is printed)
+    out_dir: str | None = None  # folder for the output files: in it a folder per video, its path below the input
+    # that found it without the extension (clips/a/x.mp4 in clips: OUT/a/x/x.json...) (None: none, a summary is printed)
     formats: tuple[str, ...] = ("json",)  # output formats, comma-separated or repeated:
     # json, csv, srt, vtt, chapters, edl, otio, html
     thumbnails: bool = False  # also write each shot's keyframe as a JPEG (STEM_keyframes/shot_NNN.jpg)

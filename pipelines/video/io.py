@@ -37,7 +37,6 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..files import VIDEO_EXTENSIONS, walk
 
 FALLBACK_FPS = 25.0  # assumed frame rate when the container reports none and has no timestamps
 MAX_FAILURES = 50  # consecutive undecodable packets after which reading stops
@@ -376,18 +375,3 @@ def _read_by_time(reader: VideoReader, wanted: list[tuple[int, float]]) -> Itera
                 if current <= when + tolerance:
                     yield index, DecodedFrame(index, current, frame, reader).rgb()
                 break
-
-
-def find_videos(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Video files among ``inputs``: files as given (any extension), folders scanned
-    recursively for :data:`VIDEO_EXTENSIONS` (case-insensitive), sorted; deep trees and
-    symlink loops are safe (:func:`pipelines.files.walk`)."""
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found += sorted(p for root, names in walk(str(path), skip_hidden=False) for p in (Path(root, n) for n in names)
-                            if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-        else:
-            found.append(path)
-    return found

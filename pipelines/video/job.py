@@ -1,6 +1,6 @@
 """One video start to finish, the job both engines of ``tag-video`` run (the local loop and
-each Ray actor), so their results are the same: tag it, write its files, or say in one line
-why it failed."""
+each Ray actor), so their results are the same: tag it, write its files and the record of the
+run (:mod:`.runs`), or say in one line why it failed."""
 from __future__ import annotations
 
 import os
@@ -8,17 +8,23 @@ from typing import Any, Callable
 
 from .export import OutputOptions, write_outputs
 from .io import VideoError
+from .layout import Target
 from .results import VideoTags
+from .runs import record_run, run_file, run_settings
 from .tagger import TagOptions, tag_video
+from .writing import check_replaceable
 
 
-def process_video(path: str | os.PathLike, stem: str, captioner: Any, options: TagOptions, output: OutputOptions,
-                  progress: Callable[[int, float], None] | None = None) -> VideoTags:
-    """Tag one video and write its output files (``stem``: their name without extension)."""
+def process_video(path: str | os.PathLike, target: Target | None, captioner: Any, options: TagOptions,
+                  output: OutputOptions, progress: Callable[[int, float], None] | None = None) -> VideoTags:
+    """Tag one video and, given its ``target`` folder, write its output files there, then the record of the run."""
     tags = tag_video(path, captioner, options, progress=progress)
-    if output.out_dir is not None:
-        write_outputs(tags, output.out_dir, stem, formats=output.formats, thumbnails=output.thumbnails,
-                      cue_tags=output.cue_tags, strip=output.strip)
+    if target is not None:
+        check_replaceable([run_file(target)])  # as write_outputs checks its files: before any is written
+        written = write_outputs(tags, target.folder, target.stem, formats=output.formats,
+                                thumbnails=output.thumbnails, cue_tags=output.cue_tags, strip=output.strip)
+        settings = run_settings(captioner.name, captioner.version, captioner.decoding, options, output)
+        record_run(target, str(path), settings, tags.partial, written)
     return tags
 
 

@@ -15,6 +15,7 @@ from captioning.runtime import RuntimeOptions
 
 from .export import OutputOptions
 from .job import describe_error, process_video
+from .layout import Target
 from .results import VideoTags
 from .tagger import TagOptions
 
@@ -25,18 +26,18 @@ class _Worker:
     def __init__(self, bundle: str, runtime: RuntimeOptions):
         self.captioner = Captioner.load(bundle, **asdict(runtime))
 
-    def run(self, path: str, stem: str, options: TagOptions, output: OutputOptions
+    def run(self, path: str, target: Target | None, options: TagOptions, output: OutputOptions
             ) -> tuple[str, VideoTags | None, str | None]:
         try:
-            return path, process_video(path, stem, self.captioner, options, output), None
+            return path, process_video(path, target, self.captioner, options, output), None
         except Exception as e:  # reported by the driver; the actor goes on with the next video
             return path, None, describe_error(path, e)
 
 
-def tag_videos_ray(jobs: list[tuple[str, str]], *, bundle: str, runtime: RuntimeOptions, options: TagOptions,
+def tag_videos_ray(jobs: list[tuple[str, Target | None]], *, bundle: str, runtime: RuntimeOptions, options: TagOptions,
                    output: OutputOptions, address: str | None = None, actors: int | None = None,
                    cpus_per_worker: float = 1.0) -> Iterator[tuple[str, VideoTags | None, str | None]]:
-    """Tag ``jobs`` (video path, output stem) on Ray; yields (path, tags or None, error or None)
+    """Tag ``jobs`` (video path, its output folder or None) on Ray; yields (path, tags or None, error or None)
     as videos finish. Uses the running Ray if initialised, else ``ray.init(address)``."""
     import ray  # an optional extra: only --engine ray needs it
     from ray.util import ActorPool

@@ -70,6 +70,13 @@ class TagOptions:
         return self.scene_threshold
 
 
+def recorded_options(options: TagOptions, decoding: Decoding) -> dict[str, Any]:
+    """The options a result records (its JSON's ``options``): all but the batch size, with the
+    whole decoding in effect (``decoding``, the bundle's recorded one, under ``options.decoding``)."""
+    recorded = {k: v for k, v in asdict(options).items() if k not in ("batch_size", "decoding")}
+    return {**recorded, **decoding.replace(**options.decoding).asdict()}
+
+
 def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = TagOptions(), *,
               progress: Callable[[int, float], None] | None = None, max_seconds: float | None = None,
               **changes: Any) -> VideoTags:
@@ -224,8 +231,7 @@ class Tagger:
         tagged = Tagged(np.asarray(self.indices), np.asarray(self.times), np.asarray(self.sampled), self.frame_tags,
                         np.concatenate(self.vectors), np.concatenate(self.probs),
                         self.frame_captions if self.opt.caption_every_frame else None)
-        options = {k: v for k, v in asdict(self.opt).items() if k not in ("batch_size", "decoding")}
-        options.update(self.cap.decoding.replace(**self.decoding).asdict())  # the whole decoding in effect
+        options = recorded_options(self.opt, self.cap.decoding)
         timings = {**{k: round(v, 3) for k, v in self.timings.items()}, "total": round(seconds, 3)}
         return assemble(Stream(reader.info, reader.end_time, reader.frames_read, tuple(reader.errors)), tagged,
                         self.shots, [self.captions[n] for n in range(len(self.shots))], k=self.opt.tags,
