@@ -165,6 +165,22 @@ def record_evaluation(path: str | Path, *, metrics: dict[str, Any], decoding: di
     path = Path(path)
     manifest = verified_manifest(path)
     manifest.update(metrics=metrics, decoding=decoding, **({"version": version} if version else {}))
+    _write_manifest(path, manifest)
+
+
+def attach_file(path: str | Path, source: str | Path) -> None:
+    """Copy ``source`` (e.g. a model card) into the bundle folder ``path`` under its own name and
+    list it under ``files`` with its size and sha256, so it is verified like the weights."""
+    path, source = Path(path), Path(source)
+    manifest = verified_manifest(path)
+    if source.name in (MANIFEST, WEIGHTS, VOCAB):
+        raise BundleError(f"{source}: {source.name} is a bundle's own file, not an attachment")
+    shutil.copyfile(source, path / source.name)
+    manifest["files"][source.name] = {"sha256": _sha256(path / source.name), "size": (path / source.name).stat().st_size}
+    _write_manifest(path, manifest)
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     _check_manifest(path / MANIFEST, manifest)  # never write a manifest that load_bundle would refuse
     tmp = path / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

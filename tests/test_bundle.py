@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator
 from safetensors.torch import load_file, save_file
 
 from captioning import BundleError, Captioner, NoDefaultBundleError, load_bundle
-from captioning.bundle import (MANIFEST, MANIFEST_SCHEMA, VOCAB, WEIGHTS, WEIGHTS_DIR, available_bundles, read_manifest,
-                               record_evaluation, resolve_bundle)
+from captioning.bundle import (MANIFEST, MANIFEST_SCHEMA, VOCAB, WEIGHTS, WEIGHTS_DIR, attach_file, available_bundles,
+                               read_manifest, record_evaluation, resolve_bundle)
 
 
 @pytest.fixture
@@ -361,6 +361,21 @@ def test_record_evaluation_never_writes_an_invalid_manifest(bundle_copy):
     assert (bundle_copy / MANIFEST).read_text() == before
     record_evaluation(bundle_copy, metrics={"BLEU-4": 0.1}, decoding={"beam_size": 2}, version="0.0.2")
     assert load_bundle(bundle_copy).default_decoding.beam_size == 2
+
+
+def test_an_attached_model_card_is_listed_and_verified(bundle_copy, tmp_path):
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("# tiny\nIntended use: tests.\n")
+    attach_file(bundle_copy, card)
+    entry = _manifest(bundle_copy)["files"]["MODEL_CARD.md"]
+    assert entry["size"] == card.stat().st_size and (bundle_copy / "MODEL_CARD.md").read_text() == card.read_text()
+    record_evaluation(bundle_copy, metrics={"BLEU-4": 0.1}, decoding={"beam_size": 2})  # the listing survives
+    assert "MODEL_CARD.md" in load_bundle(bundle_copy).manifest["files"]
+    with pytest.raises(BundleError, match="a bundle's own file"):
+        attach_file(bundle_copy, bundle_copy / "vocab.json")
+    (bundle_copy / "MODEL_CARD.md").write_text("# tiny\nIntended use: anything.\n")
+    with pytest.raises(BundleError, match=r"MODEL_CARD\.md: s"):  # size or sha256: edited after release
+        load_bundle(bundle_copy)
 
 
 # --- the schema itself ---
