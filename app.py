@@ -1,9 +1,10 @@
 """Gradio web UI: ``python app.py`` (127.0.0.1:7860, the default bundle).
 
 Three tabs on top of the Python API (no model logic here): an image (caption, n-best,
-ImageNet tags, attention heatmap per word), a video (shots, keyframes, tags, search,
-downloads) and a batch of images (table, CSV/JSONL downloads). ``build_demo(captioner)``
-makes the app without launching it, for tests; the model loads once, in ``main()``.
+ImageNet tags, attention heatmap per word), a video (a timeline picture of its shots, a shot
+table whose rows show their keyframe large, tags, search, downloads) and a batch of images
+(table, CSV/JSONL downloads). ``build_demo(captioner)`` makes the app without launching it,
+for tests; the model loads once, in ``main()``. The decoding options' controls: ``app_decoding.py``.
 
 Files: uploads and the files a request hands back (downloads, keyframes) live in Gradio's
 cache, which Gradio serves from and empties on the :data:`CACHE_CLEANUP` schedule; zip
@@ -14,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import functools
-import inspect
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -40,6 +37,9 @@ from pipelines.images.archives import ArchiveError, image_entries, is_zip, unpac
 from pipelines.video import TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
 from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
+from pipelines.video.timeline import clock, timeline
+
+from app_decoding import DECODING_FIELDS, decoding_controls, decoding_overrides, with_decoding_parameters  # noqa: F401 (tests)
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
@@ -47,11 +47,6 @@ MAX_BATCH_FILES = 2000
 UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
 CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
 VIDEO = TagOptions()  # the video tab's defaults: tag-video's
-# The UI's range (lowest, highest, step) of each numeric Decoding option; its on/off options are
-# checkboxes. Every control starts at the bundle's recorded value.
-DECODING_RANGES = {"beam_size": (1, 8, 1), "max_length": (5, 40, 1), "min_length": (0, 15, 1),
-                   "length_penalty": (0.0, 2.0, 0.1), "no_repeat_ngram_size": (0, 4, 1)}
-DECODING_FIELDS = [f.name for f in dataclasses.fields(Decoding)]  # the order the controls pass their values in
 
 
 class Handlers:
@@ -107,7 +102,7 @@ class Handlers:
             raise gr.Error(f"Cannot read this image: {_reason(e, image_path)}") from None
         cap = self.captioner
         enc = cap.encode([image])
-        result = cap.decode(enc, **_decoding(decoding))[0]
+        result = cap.decode(enc, **decoding_overrides(decoding))[0]
         tags = {t.label: t.probability for t in cap.top_tags(enc, k=5)[0]}
         nbest = [[a.text, round(a.score, 3)] for a in result.alternatives]
         words = [f"{i + 1}. {w}" for i, w in enumerate(result.tokens)]
@@ -130,8 +125,9 @@ class Handlers:
     # -- video tab -----------------------------------------------------------------------
     def tag_video(self, video_path: str | None, fps: float = VIDEO.fps, shot_threshold: float = VIDEO.shot_threshold,
                   *decoding: Any, progress: gr.Progress = gr.Progress()):
-        """-> shots table, keyframe gallery, top tags {label: p}, JSON/SRT/VTT paths, result state
-        (``decoding`` as in :meth:`caption_image`)."""
+        """-> shots table, timeline picture, top tags {label: p}, JSON/SRT/VTT paths, result state
+        (``decoding`` as in :meth:`caption_image`; the state: ``{"tags": VideoTags.to_dict(),
+        "keyframes": {shot index: its keyframe JPEG}}``)."""
         if not video_path:
             raise gr.Error("Upload a video first.")
         self._check_size(video_path)
@@ -150,7 +146,7 @@ class Handlers:
 
         try:
             tags = tag_video(video_path, self.captioner, fps=float(fps), shot_threshold=float(shot_threshold),
-                             progress=report, max_seconds=self.max_video_seconds, **_decoding(decoding))
+                             progress=report, max_seconds=self.max_video_seconds, **decoding_overrides(decoding))
         except VideoTooLong:  # found by sampling: the container announced no (or a shorter) duration
             raise self._too_long(f"longer than {self.max_video_seconds:g} s") from None
         except VideoError as e:
@@ -161,12 +157,29 @@ class Handlers:
         with self._new_downloads() as out:
             written = write_outputs(tags, out, stem, formats=("json", "srt", "vtt"), thumbnails=True)
         thumbs = {p.stem: str(p) for p in written if p.suffix == ".jpg"}
-        rows = [[_clock(s.start), _clock(s.end), s.caption, ", ".join(t.label for t in s.tags[:5])] for s in tags.shots]
-        gallery = [(thumbs[f"shot_{s.index:03d}"], f"{_clock(s.start)} {s.caption}") for s in tags.shots
-                   if f"shot_{s.index:03d}" in thumbs]
+        keyframes = {s.index: thumbs[f"shot_{s.index:03d}"] for s in tags.shots if f"shot_{s.index:03d}" in thumbs}
+        rows = [[s.index + 1, clock(s.start), clock(s.end), s.caption, ", ".join(t.label for t in s.tags[:5])]
+                for s in tags.shots]
         top = {t.label: t.probability for t in tags.summary.tags if t.source == "imagenet"}
         files = [str(out / f"{stem}.{ext}") for ext in ("json", "srt", "vtt")]
-        return rows, gallery, top, files, tags.to_dict()
+        return rows, timeline(tags, keyframes), top, files, {"tags": tags.to_dict(), "keyframes": keyframes}
+
+    def select_shot(self, result: dict | None, evt: gr.SelectData):
+        """A row of the shots table clicked -> that shot's keyframe at full size, what it holds, and
+        the timeline with the shot outlined."""
+        if not result:
+            raise gr.Error("Tag a video first.")
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        tags = VideoTags.from_dict(result["tags"])
+        if not 0 <= row < len(tags.shots):
+            return gr.update(), gr.update(), gr.update()
+        keyframes = result["keyframes"]
+        if not all(os.path.exists(p) for p in keyframes.values()):  # they left Gradio's cache (CACHE_CLEANUP)
+            raise gr.Error("The keyframes are no longer on the server; tag the video again.")
+        s = tags.shots[row]
+        text = (f"**Shot {row + 1}** of {len(tags.shots)}, {clock(s.start)} to {clock(s.end)}; keyframe at "
+                f"{clock(s.keyframe_time)}: *{s.caption}*  \nTags: {', '.join(t.label for t in s.tags[:8])}")
+        return keyframes.get(row), text, timeline(tags, keyframes, selected=row)
 
     def _too_long(self, length: str) -> gr.Error:
         return gr.Error(f"The video is {length}; this server takes up to {self.max_video_seconds:g} s "
@@ -178,8 +191,8 @@ class Handlers:
             raise gr.Error("Tag a video first.")
         if not query or not query.strip():
             return []
-        hits = VideoTags.from_dict(result).search(query.strip())
-        return [[_clock(s.start), _clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
+        hits = VideoTags.from_dict(result["tags"]).search(query.strip())
+        return [[clock(s.start), clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
 
     # -- batch tab -----------------------------------------------------------------------
     def caption_batch(self, files: list[str] | None, *decoding: Any):
@@ -203,7 +216,7 @@ class Handlers:
             paths = []
             for n, f in enumerate(files):
                 paths += unpack(f, members[f], Path(scratch, str(n))) if f in members else [f]
-            captioned = caption_images(paths, self.captioner, tags=3, **_decoding(decoding))
+            captioned = caption_images(paths, self.captioner, tags=3, **decoding_overrides(decoding))
             records = [_public(r) for r in gr.Progress(track_tqdm=False).tqdm(captioned, total=len(paths),
                                                                               desc="captioning")]
         with self._new_downloads() as out:
@@ -243,51 +256,46 @@ def _reason(error: BaseException, path: str) -> str:
     return str(error).removeprefix(f"{path}: ").replace(str(path), Path(path).name)
 
 
-def _decoding(values: tuple[Any, ...]) -> dict[str, Any]:
-    """Decoding overrides from the controls' values (in :data:`DECODING_FIELDS` order): a slider's
-    number as the option's type (int or float), a checkbox's as a bool; None is left out."""
-    kind = {name: type(getattr(Decoding(), name)) for name in DECODING_FIELDS}  # the defaults' types
-    return {name: kind[name](value) for name, value in zip(DECODING_FIELDS, values) if value is not None}
-
-
-def with_decoding_parameters(handler: Any) -> Any:
-    """``handler`` (taking the Decoding options as ``*decoding``) with them as named parameters,
-    default None (the bundle's), so Gradio's API page and clients name them (``beam_size``, ...)."""
-    signature = inspect.signature(handler)
-    before = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
-    after = [p for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
-    options = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-               for name in DECODING_FIELDS]
-    named = signature.replace(parameters=[*before, *options, *after])
-
-    @functools.wraps(handler)
-    def call(*args: Any, **kwargs: Any) -> Any:  # Gradio passes every input, in order: positions agree
-        return handler(*args, **kwargs)
-
-    call.__signature__ = named
-    return call
-
-
-def decoding_controls(decoding: Decoding) -> list[gr.components.Component]:
-    """A control per Decoding option, in an accordion, set to ``decoding`` (the bundle's): labelled
-    with the option's name, explained by its field comment (code references left out)."""
-    comments = field_comments(Decoding)
-    controls = []
-    with gr.Accordion("Decoding options", open=False):
-        for name in DECODING_FIELDS:
-            label, value = name.replace("_", " ").capitalize().replace("ngram", "n-gram"), getattr(decoding, name)
-            info = re.sub(r"\s*\([\w.]+\.[A-Z_]+\)", "", comments[name])
-            if isinstance(value, bool):
-                controls.append(gr.Checkbox(value=value, label=label, info=info))
-            else:
-                low, high, step = DECODING_RANGES[name]
-                controls.append(gr.Slider(low, max(high, value), value=value, step=step, label=label, info=info))
-    return controls
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(seconds, 60)
-    return f"{int(m):d}:{s:04.1f}"
+def _video_tab(h: Handlers, decoding: Decoding) -> None:
+    """The Video tab: its components and events (the handlers are ``h``'s)."""
+    with gr.Tab("Video"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                # a file box, not gr.Video: browsers cannot preview many codecs OpenCV reads
+                # (e.g. MPEG-4 part 2), and a failed preview shows a confusing error
+                video = gr.File(label="Video (mp4, avi, mkv, webm, mov)", type="filepath", height=120,
+                                file_types=list(VIDEO_EXTENSIONS))
+                with gr.Row():
+                    fps = gr.Slider(0.25, 5, value=VIDEO.fps, step=0.25, label="Frames per second sampled")
+                    threshold = gr.Slider(0.05, 0.6, value=VIDEO.scene_threshold, step=0.01,
+                                          label="Scene threshold")
+                video_decoding = decoding_controls(decoding)
+                tag = gr.Button("Tag video", variant="primary")
+                gr.Examples(examples=[str(examples.CLIP)], inputs=video, label="Try an example")
+            with gr.Column(scale=1):
+                top_tags = gr.Label(label="Top tags of the video", num_top_classes=8)
+                downloads = gr.File(label="Downloads (JSON, SRT, WebVTT)", file_count="multiple")
+        gr.Markdown("**Timeline**: each shot's keyframe over its time, shot boundaries in red, its top tags below")
+        strip = gr.Image(show_label=False, type="pil", format="png", interactive=False, elem_id="timeline",
+                         buttons=[])  # a label or buttons would cover the time ruler
+        with gr.Row():
+            shots = gr.Dataframe(headers=["shot", "start", "end", "caption", "tags"], label="Shots (click a row)",
+                                 interactive=False, elem_id="shots-table", wrap=True, scale=3,
+                                 column_widths=["8%", "11%", "11%", "40%", "30%"])
+            with gr.Column(scale=2):
+                keyframe = gr.Image(label="Keyframe of the shot", type="filepath", interactive=False,
+                                    elem_id="shot-keyframe", height=320)
+                about = gr.Markdown(elem_id="shot-about")
+        with gr.Row():
+            query = gr.Textbox(label="Search tags (e.g. dog, beach)", scale=3)
+            find = gr.Button("Search", scale=1)
+        hits = gr.Dataframe(headers=["start", "end", "confidence", "matched"], label="Matching segments",
+                            interactive=False)
+        video_state = gr.State()
+        tag.click(with_decoding_parameters(h.tag_video), [video, fps, threshold, *video_decoding],
+                  [shots, strip, top_tags, downloads, video_state], api_name="tag_video")
+        shots.select(h.select_shot, video_state, [keyframe, about, strip], api_visibility="private")
+        gr.on([find.click, query.submit], h.search_video, [query, video_state], hits, api_name="search_video")
 
 
 def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
@@ -322,35 +330,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
             run.click(with_decoding_parameters(h.caption_image), [image, *image_decoding], [caption, nbest, tags, word, heatmap, att_state],
                       api_name="caption_image", preprocess=False)
             word.change(h.attention_for_word, [word, att_state], heatmap, api_visibility="private")
-        with gr.Tab("Video"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    # a file box, not gr.Video: browsers cannot preview many codecs OpenCV reads
-                    # (e.g. MPEG-4 part 2), and a failed preview shows a confusing error
-                    video = gr.File(label="Video (mp4, avi, mkv, webm, mov)", type="filepath", height=120,
-                                    file_types=list(VIDEO_EXTENSIONS))
-                    with gr.Row():
-                        fps = gr.Slider(0.25, 5, value=VIDEO.fps, step=0.25, label="Frames per second sampled")
-                        threshold = gr.Slider(0.05, 0.6, value=VIDEO.shot_threshold, step=0.01,
-                                              label="Shot threshold")
-                    video_decoding = decoding_controls(captioner.decoding)
-                    tag = gr.Button("Tag video", variant="primary")
-                    gr.Examples(examples=[str(examples.CLIP)], inputs=video, label="Try an example")
-                with gr.Column(scale=1):
-                    top_tags = gr.Label(label="Top tags of the video", num_top_classes=8)
-                    downloads = gr.File(label="Downloads (JSON, SRT, WebVTT)", file_count="multiple")
-            shots = gr.Dataframe(headers=["start", "end", "caption", "tags"], label="Shots", interactive=False,
-                                 elem_id="shots-table", wrap=True)
-            keyframes = gr.Gallery(label="Keyframes", columns=6, height=240)
-            with gr.Row():
-                query = gr.Textbox(label="Search tags (e.g. dog, beach)", scale=3)
-                find = gr.Button("Search", scale=1)
-            hits = gr.Dataframe(headers=["start", "end", "confidence", "matched"], label="Matching segments",
-                                interactive=False)
-            video_state = gr.State()
-            tag.click(with_decoding_parameters(h.tag_video), [video, fps, threshold, *video_decoding], [shots, keyframes, top_tags, downloads, video_state],
-                      api_name="tag_video")
-            gr.on([find.click, query.submit], h.search_video, [query, video_state], hits, api_name="search_video")
+        _video_tab(h, captioner.decoding)
         with gr.Tab("Batch"):
             files = gr.File(label="Images or a .zip", file_count="multiple", type="filepath")
             batch_decoding = decoding_controls(captioner.decoding)

@@ -113,6 +113,30 @@ def test_video_tab_shows_shots(page, tmp_path):
     page.screenshot(path=str(SCREENSHOTS / "video_tab.png"), full_page=True)
 
 
+def test_video_tab_timeline_and_a_picked_shot(page):
+    from captioning import examples
+
+    page.reload(wait_until="load")  # a fresh tab: the upload box of the test before holds its clip
+    page.get_by_role("tab", name="Video").click()
+    page.locator("input[accept*='.mp4']").first.set_input_files(str(examples.CLIP))
+    page.get_by_role("button", name="Tag video").click()
+    table = page.locator("#shots-table")
+    table.get_by_text("0:12.0").first.wait_for(state="attached", timeout=180_000)  # the example clip: 12 s, 4 shots
+    timeline = page.locator("#timeline img")
+    timeline.wait_for(state="visible")
+    page.wait_for_function("() => { const i = document.querySelector('#timeline img');"
+                           " return i && i.complete && i.naturalWidth === 1200; }")
+    table.get_by_text("0:06.0").first.click()  # a cell of the second shot's row (it ends at 6 s)
+    about = page.locator("#shot-about")
+    about.get_by_text("Shot 2").wait_for()
+    page.wait_for_function("() => { const i = document.querySelector('#shot-keyframe img');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
+    keyframe = page.locator("#shot-keyframe img")
+    assert keyframe.evaluate("i => i.naturalWidth") == 256  # the keyframe at the clip's full size, not a thumbnail
+    assert keyframe.bounding_box()["width"] > 300  # shown large
+    page.screenshot(path=str(SCREENSHOTS / "video_timeline.png"), full_page=True)
+
+
 def test_gradio_client_image_endpoint(server, tmp_path):
     from gradio_client import Client, handle_file
 

@@ -17,7 +17,8 @@ Modules: ``io`` (the only reader of video files), ``cuts`` (the boundary detecto
 ``assemble`` (the :class:`VideoTags`), ``timecode`` (SMPTE timecodes), ``words`` (caption
 words, query matching), ``results`` (:class:`VideoTags` and its JSON layout), ``export`` (which
 files: CSV, JSON, thumbnails), ``subtitles`` (SRT, WebVTT, chapters), ``editors`` (EDL, OTIO),
-``report`` (HTML), ``writing`` (atomic, never over a file tag-video did not write),
+``report`` (HTML), ``timeline`` (the web UI's picture of the shots on a time axis),
+``writing`` (atomic, never over a file tag-video did not write),
 ``layout`` (a folder per video under ``--out``), ``runs`` (what a run records for the next to
 resume), ``job`` (one video tagged and written: what both engines run), ``ray`` (videos over
 Ray actors), ``batch`` (which videos, the engines, progress bars), ``cli``.

@@ -1,0 +1,70 @@
+"""The web UI's video tab, its handlers called directly (as tests/test_app.py does): tagging gives
+the shot table, the timeline picture and the state; a row picked shows that shot's keyframe at
+full size and outlines it on the timeline; search reads the same state."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from pipelines.video.timeline import BOUNDARY, SELECTED, Layout
+from test_video_clips import make_clip
+
+SHOTS = (("chelsea", 3.0), ("coffee", 3.0), ("astronaut", 3.0))  # cuts at 3 and 6 s of 9
+
+
+@pytest.fixture(scope="module")
+def tagged(captioner, tmp_path_factory):
+    """(handlers, what tag_video returned) for a 3-shot clip."""
+    folder = tmp_path_factory.mktemp("ui_video")
+    handlers = app.Handlers(captioner, workdir=str(folder / "work"), downloads=str(folder / "downloads"))
+    clip = make_clip(folder / "three.mp4", fps=10.0, shots=SHOTS, fourcc="mp4v")
+    return handlers, handlers.tag_video(str(clip), 1.0, 0.3)
+
+
+def _select(row: int, column: int = 3) -> gr.SelectData:
+    """What Gradio passes when a cell of the shots table is clicked."""
+    return gr.SelectData(None, {"index": [row, column], "value": "", "row_value": [], "col_value": []})
+
+
+def test_tagging_gives_rows_a_timeline_and_keyframes(tagged):
+    _, (rows, picture, top, files, state) = tagged
+    assert [row[:3] for row in rows] == [[1, "0:00.0", "0:03.0"], [2, "0:03.0", "0:06.0"], [3, "0:06.0", "0:09.0"]]
+    layout = Layout()
+    assert isinstance(picture, Image.Image) and picture.size == (layout.width, layout.height)
+    band = np.asarray(picture)[layout.band_top + layout.band // 2]
+    marks = np.flatnonzero(np.diff(np.all(band == BOUNDARY, axis=-1).astype(np.int8)) == 1)
+    assert len(marks) == 2  # the two cuts
+    assert sorted(state["keyframes"]) == [0, 1, 2] and top and len(files) == 3
+    assert all(Image.open(path).size == (320, 240) for path in state["keyframes"].values())
+
+
+def test_a_row_picked_shows_its_keyframe_and_outlines_it(tagged):
+    handlers, (rows, _, _, _, state) = tagged
+    keyframe, about, picture = handlers.select_shot(state, _select(1))
+    assert keyframe == state["keyframes"][1]
+    assert about.startswith("**Shot 2** of 3, 0:03.0 to 0:06.0; keyframe at ") and rows[1][3] in about
+    outlined = np.flatnonzero(np.all(np.asarray(picture) == SELECTED, axis=-1).any(axis=0))
+    layout = Layout()
+    third = (layout.width - 2 * layout.margin) / 3
+    assert layout.margin + third <= outlined.min() and outlined.max() <= layout.margin + 2 * third  # the second shot
+    assert handlers.select_shot(state, _select(7)) == (gr.update(), gr.update(), gr.update())  # no such row
+    with pytest.raises(gr.Error):
+        handlers.select_shot(None, _select(0))  # nothing tagged yet
+
+
+def test_search_reads_the_tab_state(tagged):
+    handlers, (_, _, _, _, state) = tagged
+    hits = handlers.search_video("cat", state)
+    assert hits and hits[0][0] == "0:00.0"
+
+
+def test_the_table_selects_into_the_keyframe_and_the_timeline(captioner):
+    demo = app.build_demo(captioner)
+    names = {c.get("props", {}).get("elem_id"): c["id"] for c in demo.config["components"]}
+    select = [d for d in demo.config["dependencies"]
+              if [tuple(t) for t in d["targets"]] == [(names["shots-table"], "select")]]
+    assert len(select) == 1
+    assert set(select[0]["outputs"]) == {names["shot-keyframe"], names["timeline"], names["shot-about"]}
