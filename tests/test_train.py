@@ -353,9 +353,12 @@ def test_ddp_fine_tuning_agrees_with_one_process(dataset, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-3), k
 
 
-def test_caption_eval_cli(trained, dataset, tmp_path, capsys):
+def test_caption_eval_cli(trained, dataset, tmp_path, capsys, monkeypatch):
+    """caption-eval scores the bundle's torch model: it never exports or times a runtime graph."""
+    from captioning import api
     from captioning.training.evaluate import main
 
+    monkeypatch.setattr(api, "EncoderGraph", lambda *a, **k: pytest.fail("caption-eval built a runtime graph"))
     out = tmp_path / "eval.json"
     assert main(["--weights", str(trained / "bundle"), "--data", str(dataset / "captions.csv"), "--split", "dev",
                  "--cache", str(dataset / "cache"), "--out", str(out)]) == 0

@@ -146,7 +146,7 @@ def _report(d: DataSet, scores: dict[str, float], texts: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        cap = Captioner.load(args.weights, device=args.device)
+        cap = Captioner.load(args.weights, device=args.device, backend="torch")  # scores cap.model; no runtime graph
         sets = read_dev_sets(args.data, args.split, limit=args.limit, images_dir=args.images_dir)
     except (BundleError, DatasetError, RuntimeError) as e:
         print(f"caption-eval: {e}", file=sys.stderr)
