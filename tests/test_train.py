@@ -376,11 +376,15 @@ def test_caption_eval_records_scores_and_decoding(trained, dataset, tmp_path):
     from captioning.training.evaluate import main
 
     bundle = shutil.copytree(trained / "bundle", tmp_path / "tiny_sat.shapes")
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("# tiny_sat.shapes\n")
     assert main(["--weights", str(bundle), "--data", str(dataset / "captions.csv"), "--split", "dev",
                  "--cache", str(dataset / "cache"), "--out", str(tmp_path / "eval.json"),
-                 "--no-repeat-ngram-size", "2", "--length-penalty", "1.0", "--record", "--version", "1.1.0"]) == 0
+                 "--no-repeat-ngram-size", "2", "--length-penalty", "1.0", "--record", "--version", "1.1.0",
+                 "--attach", str(card)]) == 0
     report = json.loads((tmp_path / "eval.json").read_text())
     b = load_bundle(bundle)  # hashes still verify
+    assert (bundle / "MODEL_CARD.md").read_text() == card.read_text() and "MODEL_CARD.md" in b.manifest["files"]
     assert b.version == "1.1.0" and b.decoding["no_repeat_ngram_size"] == 2 and b.decoding["length_penalty"] == 1.0
     assert b.manifest["metrics"]["CIDEr-D"] == pytest.approx(report["scores"]["CIDEr-D"], abs=1e-4)
     assert Captioner.load(bundle, device="cpu").decoding.no_repeat_ngram_size == 2

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..api import Captioner
-from ..bundle import BundleError, record_evaluation
+from ..bundle import BundleError, attach_file, record_evaluation
 from ..decoding import Decoding, beam_search
 from ..images import Preprocessing
 from ..model import CaptionModel
@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--record", action="store_true",
                    help="write these scores and decoding options into the bundle's manifest as its defaults")
     p.add_argument("--version", default=None, help="with --record: the bundle's new version (default: unchanged)")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE",
+                   help="with --record: also copy FILE (e.g. a model card) into the bundle, listed with its sha256; "
+                        "repeatable (default: none)")
     return p
 
 
@@ -145,6 +148,9 @@ def _report(d: DataSet, scores: dict[str, float], texts: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.attach and not args.record:
+        print("caption-eval: --attach goes with --record", file=sys.stderr)
+        return 2
     try:
         cap = Captioner.load(args.weights, device=args.device, backend="torch")  # scores cap.model; no runtime graph
         sets = read_dev_sets(args.data, args.split, limit=args.limit, images_dir=args.images_dir)
@@ -170,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         record_evaluation(cap.bundle.path, decoding=decoding.asdict(), version=args.version,
                           metrics=datasets_metrics(sets, scores, split=args.split, decoding=decoding))
-        print(f"recorded the scores and decoding in {cap.bundle.path / 'manifest.json'}")
+        for f in args.attach:
+            attach_file(cap.bundle.path, f)
+        print(f"recorded the scores and decoding{' and ' + ', '.join(args.attach) if args.attach else ''} "
+              f"in {cap.bundle.path / 'manifest.json'}")
     return 0
 
 
