@@ -298,12 +298,20 @@ def _video_tab(h: Handlers, decoding: Decoding) -> None:
         gr.on([find.click, query.submit], h.search_video, [query, video_state], hits, api_name="search_video")
 
 
+def dev_quality(metrics: dict) -> str:
+    """The bundle's recorded dev scores in a few words: "BLEU-4 0.238, CIDEr-D 0.607", or per dataset
+    for a bundle scored on several devs: "CIDEr-D flickr8k 0.607, coco_subset 0.448"."""
+    if "datasets" in metrics:
+        return "CIDEr-D " + ", ".join(f"{name} {m['CIDEr-D']:.3f}" for name, m in metrics["datasets"].items()
+                                      if isinstance(m.get("CIDEr-D"), float))
+    return ", ".join(f"{k} {metrics[k]:.3f}" for k in ("BLEU-4", "CIDEr-D") if isinstance(metrics.get(k), float))
+
+
 def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS) -> gr.Blocks:
     """The whole UI around one loaded Captioner (not launched)."""
     h = Handlers(captioner, max_upload_mb=max_upload_mb, max_video_seconds=max_video_seconds)
-    metrics = captioner.bundle.manifest.get("metrics", {})
-    quality = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("BLEU-4", "CIDEr-D") if isinstance(metrics.get(k), float))
+    quality = dev_quality(captioner.bundle.manifest.get("metrics", {}))
     with gr.Blocks(title="Image captioning & video tagging", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(f"## Image captioning & video tagging\nModel **{captioner.name}** v{captioner.version}"
                     + (f" (dev {quality})" if quality else "")

@@ -44,6 +44,14 @@ def test_build_demo_has_named_endpoints(captioner):
     assert demo.delete_cache == app.CACHE_CLEANUP
 
 
+def test_the_header_gives_the_bundles_dev_scores():
+    flat = {"split": "dev", "BLEU-4": 0.2376, "CIDEr-D": 0.6066}
+    both = {"split": "dev", "datasets": {"flickr8k": {"CIDEr-D": 0.6066}, "coco_subset": {"CIDEr-D": 0.4479}}}
+    assert app.dev_quality(flat) == "BLEU-4 0.238, CIDEr-D 0.607"
+    assert app.dev_quality(both) == "CIDEr-D flickr8k 0.607, coco_subset 0.448"
+    assert app.dev_quality({}) == ""
+
+
 def test_caption_image_handler(handlers, cat_path, captioner):
     text, nbest, tags, words, heatmap, state = handlers.caption_image(cat_path, 3, 12)
     assert text == captioner.caption(cat_path, beam_size=3, max_length=12).text
