@@ -39,7 +39,8 @@ from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
 from pipelines.video.timeline import clock, timeline
 
-from app_decoding import DECODING_FIELDS, decoding_controls, decoding_overrides, with_decoding_parameters  # noqa: F401 (tests)
+from app_decoding import DECODING_FIELDS  # noqa: F401 (the tests read app.DECODING_FIELDS)
+from app_decoding import decoding_controls, decoding_overrides, with_decoding_parameters
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
