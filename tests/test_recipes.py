@@ -59,6 +59,7 @@ def _run(recipe: str, env: dict[str, str]) -> list[str]:
     ("lite0_sat.flickr8k.sh", ["caption-train"] * 3 + ["caption-eval", "caption-train", "caption-average"]),
     ("lite0_sat_x3.flickr8k.sh", ["caption-train"] * 3 + ["caption-ensemble", "caption-eval"]),
     ("encoder_ab.coco_flickr8k.sh", ["caption-train"] * 2),
+    ("lite2_sat.coco_flickr8k.sh", ["caption-train", "caption-eval"]),
 ])
 def test_recipe_flags_parse_and_a_second_run_skips_finished_steps(stand_ins, recipe, steps):
     assert _run(recipe, stand_ins) == steps
