@@ -103,7 +103,7 @@ def decode_and_cut(video: Path) -> list[int]:
 
 def _check(out: Path, frames_expected: int, cuts: list[int]) -> tuple[str | None, dict]:
     """(problem or None, the video JSON): written, not partial, every sampled frame tagged, the cuts found."""
-    files = sorted(out.glob("*.json"))
+    files = sorted(f for f in out.rglob("*.json") if not f.name.endswith(".run.json"))  # OUT/<video>/<video>.json
     if len(files) != 1:
         return f"{len(files)} JSON files in {out}", {}
     try:
