@@ -65,7 +65,7 @@ class Handlers:
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
         self.max_unzipped_bytes = UNZIPPED_PER_UPLOAD * self.max_upload_bytes
         self.max_video_seconds = max_video_seconds
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="captioning-ui-"))
+        self.workdir = workdir  # None: the system's temp folder (nothing made until a request needs it)
         self.downloads = Path(downloads or get_upload_folder())
 
     def _check_size(self, path: str | None) -> None:
@@ -213,7 +213,7 @@ class Handlers:
         if unzipped > self.max_unzipped_bytes:
             raise gr.Error(f"The zips unpack to {unzipped / 2**20:.0f} MB; the limit is "
                            f"{self.max_unzipped_bytes / 2**20:.0f} MB.")
-        with tempfile.TemporaryDirectory(dir=self.workdir) as scratch, _shown(ArchiveError):
+        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="captioning-ui-") as scratch, _shown(ArchiveError):
             paths = []
             for n, f in enumerate(files):
                 paths += unpack(f, members[f], Path(scratch, str(n))) if f in members else [f]

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import struct
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def test_build_demo_has_named_endpoints(captioner):
     names = {d.get("api_name") for d in demo.config["dependencies"]}
     assert {"caption_image", "caption_batch", "tag_video", "search_video"} <= names
     assert demo.delete_cache == app.CACHE_CLEANUP
+
+
+def test_handlers_leave_no_folder_behind(captioner, tmp_path, monkeypatch):
+    """Without a workdir a request's scratch folder is made in the temp folder and removed with it;
+    building the handlers makes none (each app start and test used to leave an empty one)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    app.Handlers(captioner, downloads=str(tmp_path / "downloads"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_header_gives_the_bundles_dev_scores():
