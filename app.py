@@ -1,10 +1,11 @@
 """Gradio web UI: ``python app.py`` (127.0.0.1:7860, the default bundle).
 
 Three tabs on top of the Python API (no model logic here): an image (caption, n-best,
-ImageNet tags, attention heatmap per word), a video (a timeline picture of its shots, a shot
-table whose rows show their keyframe large, tags, search, downloads) and a batch of images
-(table, CSV/JSONL downloads). ``build_demo(captioner)`` makes the app without launching it,
-for tests; the model loads once, in ``main()``. The decoding options' controls: ``app_decoding.py``.
+everyday and ImageNet tags, attention heatmap per word), a video (a timeline picture of its
+shots, a shot table whose rows show their keyframe large, tags, search, downloads) and a batch
+of images (table, CSV/JSONL downloads). ``build_demo(captioner)`` makes the app without
+launching it, for tests; the model loads once, in ``main()``. The decoding options' controls:
+``app_decoding.py``; how tags are shown: ``app_tags.py``.
 
 Files: uploads and the files a request hands back (downloads, keyframes) live in Gradio's
 cache, which Gradio serves from and empties on the :data:`CACHE_CLEANUP` schedule; zip
@@ -41,6 +42,7 @@ from pipelines.video.timeline import clock, timeline
 
 from app_decoding import DECODING_FIELDS  # noqa: F401 (the tests read app.DECODING_FIELDS)
 from app_decoding import decoding_controls, decoding_overrides, with_decoding_parameters
+from app_tags import everyday_label, leading_source, record_tags, shown_tags
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
@@ -87,7 +89,8 @@ class Handlers:
 
     # -- image tab -----------------------------------------------------------------------
     def caption_image(self, image: str | dict | None, *decoding: Any):
-        """-> caption, n-best table, tags {label: p}, word choices, heatmap, attention state.
+        """-> caption, n-best table, tags {label: p}, word choices, heatmap, attention state, everyday
+        tags {"dog — golden retriever 0.61": p}.
 
         ``decoding``: values of the Decoding options in their field order (beam size, max length,
         ...; missing or None: the bundle's). ``image`` is a path, or gr.Image's upload payload as the event passes it unprocessed
@@ -105,12 +108,13 @@ class Handlers:
         enc = cap.encode([image])
         result = cap.decode(enc, **decoding_overrides(decoding))[0]
         tags = {t.label: t.probability for t in cap.top_tags(enc, k=5)[0]}
+        everyday = everyday_label(cap.top_everyday_tags(enc, k=5)[0])
         nbest = [[a.text, round(a.score, 3)] for a in result.alternatives]
         words = [f"{i + 1}. {w}" for i, w in enumerate(result.tokens)]
         state = {"path": image_path, "attention": result.attention.tolist(), "words": words}
         heatmap = self.attention_for_word(words[0] if words else None, state)
         return (result.text, nbest, tags, gr.update(choices=words, value=words[0] if words else None),
-                heatmap, state)
+                heatmap, state, everyday)
 
     def attention_for_word(self, word: str | None, state: dict | None):
         """The uploaded image overlaid with the attention map of the chosen word."""
@@ -159,9 +163,9 @@ class Handlers:
             written = write_outputs(tags, out, stem, formats=("json", "srt", "vtt"), thumbnails=True)
         thumbs = {p.stem: str(p) for p in written if p.suffix == ".jpg"}
         keyframes = {s.index: thumbs[f"shot_{s.index:03d}"] for s in tags.shots if f"shot_{s.index:03d}" in thumbs}
-        rows = [[s.index + 1, clock(s.start), clock(s.end), s.caption, ", ".join(t.label for t in s.tags[:5])]
+        rows = [[s.index + 1, clock(s.start), clock(s.end), s.caption, ", ".join(shown_tags(s.tags, 5))]
                 for s in tags.shots]
-        top = {t.label: t.probability for t in tags.summary.tags if t.source == "imagenet"}
+        top = {t.label: t.probability for t in tags.summary.tags if t.source == leading_source(tags.summary.tags)}
         files = [str(out / f"{stem}.{ext}") for ext in ("json", "srt", "vtt")]
         return rows, timeline(tags, keyframes), top, files, {"tags": tags.to_dict(), "keyframes": keyframes}
 
@@ -179,7 +183,7 @@ class Handlers:
             raise gr.Error("The keyframes are no longer on the server; tag the video again.")
         s = tags.shots[row]
         text = (f"**Shot {row + 1}** of {len(tags.shots)}, {clock(s.start)} to {clock(s.end)}; keyframe at "
-                f"{clock(s.keyframe_time)}: *{s.caption}*  \nTags: {', '.join(t.label for t in s.tags[:8])}")
+                f"{clock(s.keyframe_time)}: *{s.caption}*  \nTags: {', '.join(shown_tags(s.tags, 8))}")
         return keyframes.get(row), text, timeline(tags, keyframes, selected=row)
 
     def _too_long(self, length: str) -> gr.Error:
@@ -223,8 +227,7 @@ class Handlers:
         with self._new_downloads() as out:
             write_records(records, out / "captions.csv")
             write_records(records, out / "captions.jsonl")
-        rows = [[r["path"], r["caption"] or "", ", ".join(t["label"] for t in r["tags"] or []), r["error"] or ""]
-                for r in records]
+        rows = [[r["path"], r["caption"] or "", record_tags(r), r["error"] or ""] for r in records]
         return rows, str(out / "captions.csv"), str(out / "captions.jsonl")
 
 
@@ -327,6 +330,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                     gr.Examples(examples=[str(p) for p in examples.photos()], inputs=image, label="Try an example")
                 with gr.Column(scale=1):
                     caption = gr.Textbox(label="Caption", elem_id="caption", interactive=False)
+                    everyday = gr.Label(label="Everyday tags (word — its best ImageNet label)", num_top_classes=5)
                     tags = gr.Label(label="ImageNet tags", num_top_classes=5)
                     nbest = gr.Dataframe(headers=["alternative", "score"], label="n-best", interactive=False, elem_id="nbest",
                                          column_widths=["78%", "22%"], wrap=True)
@@ -336,7 +340,8 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
             att_state = gr.State()
             # preprocess=False: gr.Image's preprocessing would open the upload with PIL and convert
             # it to RGB first (a generic error for a file PIL cannot open, a 16-bit image all white)
-            run.click(with_decoding_parameters(h.caption_image), [image, *image_decoding], [caption, nbest, tags, word, heatmap, att_state],
+            run.click(with_decoding_parameters(h.caption_image), [image, *image_decoding],
+                      [caption, nbest, tags, word, heatmap, att_state, everyday],
                       api_name="caption_image", preprocess=False)
             word.change(h.attention_for_word, [word, att_state], heatmap, api_visibility="private")
         _video_tab(h, captioner.decoding)

@@ -12,6 +12,7 @@ import torch
 from .bundle import Bundle, load_bundle
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .encoder import imagenet_categories
+from .everyday import EverydayOptions, EverydayTag, everyday_tags
 from .images import ImageInput, load_image
 from .runtime import DEFAULT_BACKEND, EncoderGraph, choose_backend
 
@@ -180,6 +181,12 @@ class Captioner:
         names = imagenet_categories()
         return [[Tag(names[i], p) for p, i in zip(prow, irow)] for prow, irow in zip(probs.tolist(), idx.tolist())]
 
+    def top_everyday_tags(self, encoded: Encoded, *, k: int = 5, options: EverydayOptions = EverydayOptions()
+                          ) -> list[list[EverydayTag]]:
+        """Top-k everyday tags of each image of an encoded batch: ImageNet's classes rolled up into
+        words people write (:mod:`captioning.everyday`), each with its summed probability and its best class."""
+        return everyday_tags(encoded.logits.float().softmax(dim=-1).cpu().numpy(), k=k, options=options)
+
     # -- conveniences ------------------------------------------------------------------
     def caption(self, image: ImageInput, **options: Any) -> CaptionResult:
         """Caption one image (path, PIL image, numpy HxWx3 array or encoded bytes).
@@ -202,6 +209,11 @@ class Captioner:
     def tags(self, image: ImageInput, *, k: int = 5) -> list[Tag]:
         """Top-k ImageNet labels of one image with their probabilities."""
         return self.top_tags(self.encode([image]), k=k)[0]
+
+    def everyday_tags(self, image: ImageInput, *, k: int = 5, options: EverydayOptions = EverydayOptions()
+                      ) -> list[EverydayTag]:
+        """Top-k everyday tags of one image ("dog 0.93 — golden retriever 0.61"), see :meth:`top_everyday_tags`."""
+        return self.top_everyday_tags(self.encode([image]), k=k, options=options)[0]
 
     def embed(self, images: Iterable[ImageInput], *, batch_size: int = 32) -> np.ndarray:
         """Semantic vectors (B, 1280) as float32."""

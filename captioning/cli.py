@@ -9,9 +9,10 @@ from dataclasses import asdict
 
 from .api import Captioner
 from .bundle import BundleError
+from .everyday import EverydayOptions
 from .images import ImageError
-from .options import (N_BEST_HELP, TAGS_HELP, add_decoding_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
-                      decoding_from_args, runtime_from_args)
+from .options import (N_BEST_HELP, TAGS_HELP, add_dataclass_flags, add_decoding_flags, add_runtime_flags,
+                      add_strict_flag, add_weights_flag, decoding_from_args, options_from_args, runtime_from_args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="--method sample: seed (default: random)")
     p.add_argument("--n-best", metavar="N", type=int, default=0, help=f"{N_BEST_HELP} (default: %(default)s)")
     p.add_argument("--tags", metavar="K", type=int, default=5, help=f"{TAGS_HELP} (default: %(default)s)")
+    add_dataclass_flags(p, EverydayOptions)
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text (default: off)")
     add_strict_flag(p)
     return p
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
     runtime = runtime_from_args(p, args)
+    everyday = options_from_args(p, EverydayOptions, args)
     try:
         cap = Captioner.load(args.weights, **asdict(runtime))
     except (BundleError, RuntimeError) as e:
@@ -55,14 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         r = cap.decode(enc, method=args.method, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
                        **decoding.asdict())[0]
         tags = cap.top_tags(enc, k=args.tags)[0] if args.tags else []
+        words = cap.top_everyday_tags(enc, k=args.tags, options=everyday)[0] if args.tags else []
         if args.json:
             print(json.dumps({"path": path, "caption": r.text, "score": round(r.score, 4),
                               "n_best": [asdict(a) for a in r.alternatives[: args.n_best]],
-                              "tags": [asdict(t) for t in tags]}))
+                              "tags": [asdict(t) for t in tags], "everyday_tags": [w.asdict() for w in words]}))
             continue
         print(f"{path}\t{r.text}")
         for a in r.alternatives[1: args.n_best]:
             print(f"\t  {a.score:7.3f}  {a.text}")
+        if words:
+            print("\t  everyday tags: " + ", ".join(map(str, words)))
         if tags:
             print("\t  tags: " + ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags))
     return 1 if args.strict and failed else 0

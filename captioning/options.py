@@ -186,4 +186,4 @@ def add_strict_flag(parser: argparse.ArgumentParser) -> None:
 
 
 N_BEST_HELP = "the N best captions per image, the caption itself first (0: only the caption)"
-TAGS_HELP = "the top-K ImageNet labels per image (0: none)"
+TAGS_HELP = "the top-K ImageNet labels per image, and as many everyday tags (0: none)"

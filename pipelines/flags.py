@@ -10,6 +10,9 @@ import dataclasses
 from typing import Any, Mapping, TypeVar
 
 from captioning.decoding import DECODING_OPTIONS
+from captioning.everyday import EverydayOptions
+
+EVERYDAY_OPTIONS = tuple(f.name for f in dataclasses.fields(EverydayOptions))
 
 Options = TypeVar("Options")
 
@@ -32,10 +35,14 @@ def add_recursive_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def with_changes(options: Options, changes: dict[str, Any]) -> Options:
-    """``options`` (a dataclass with a ``decoding`` mapping of Decoding overrides) with ``changes``
-    by name, Decoding's options among them: ``beam_size=5`` lands in ``decoding``."""
+    """``options`` (a dataclass with a ``decoding`` mapping of Decoding overrides and an ``everyday``
+    :class:`EverydayOptions`) with ``changes`` by name, Decoding's and EverydayOptions' among them:
+    ``beam_size=5`` lands in ``decoding``, ``min_tag_probability=0.2`` in ``everyday``."""
     decoding = {k: v for k, v in changes.items() if k in DECODING_OPTIONS}
-    rest = {k: v for k, v in changes.items() if k not in DECODING_OPTIONS}
+    everyday = {k: v for k, v in changes.items() if k in EVERYDAY_OPTIONS}
+    rest = {k: v for k, v in changes.items() if k not in DECODING_OPTIONS and k not in EVERYDAY_OPTIONS}
+    if everyday:
+        rest["everyday"] = dataclasses.replace(options.everyday, **everyday)
     return dataclasses.replace(options, decoding={**options.decoding, **decoding}, **rest)
 
 

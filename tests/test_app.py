@@ -62,10 +62,11 @@ def test_the_header_gives_the_bundles_dev_scores():
 
 
 def test_caption_image_handler(handlers, cat_path, captioner):
-    text, nbest, tags, words, heatmap, state = handlers.caption_image(cat_path, 3, 12)
+    text, nbest, tags, words, heatmap, state, everyday = handlers.caption_image(cat_path, 3, 12)
     assert text == captioner.caption(cat_path, beam_size=3, max_length=12).text
     assert len(nbest) == 3 and nbest[0][0] == text
     assert next(iter(tags)) in {"tabby", "tiger cat", "Egyptian cat"}
+    assert next(iter(everyday)).startswith("cat — ") and max(everyday.values()) >= max(tags.values())  # summed
     assert words["choices"] == [f"{i + 1}. {w}" for i, w in enumerate(text.split())]
     if text:
         assert heatmap.size == Image.open(cat_path).size
@@ -259,7 +260,8 @@ def test_decoding_options_reach_the_captions(served, handlers, captioner, cat_pa
     rows, _, jsonl_path = handlers.caption_batch([cat_path], *values)
     record = json.loads(Path(jsonl_path).read_text().splitlines()[0])
     assert rows[0][1] == caption and record["options"] == {**captioner.decoding.asdict(), **options,
-                                                           "n_best": 0, "tags": 3}
+                                                           "n_best": 0, "tags": 3, "min_tag_probability": 0.0,
+                                                           "exclude_tags": []}
 
 
 # -- batch zips and work files (issue #18.9) ----------------------------------------------

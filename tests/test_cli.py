@@ -65,7 +65,8 @@ def test_bad_file_is_one_line_and_the_rest_goes_on(photos, tiny_bundle_dir, caps
 def test_tags_by_default_and_sampling_flags(photos, tiny_bundle_dir, capsys):
     path = str(photos / "cat.jpg")
     assert main([path, "--weights", str(tiny_bundle_dir), "--device", "cpu"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].startswith("\t  tags: ")  # --tags 5, as in caption-images
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("\t  everyday tags: ") and lines[2].startswith("\t  tags: ")  # --tags 5, as caption-images
 
     def sampled(*flags: str) -> str:
         assert main([path, "--weights", str(tiny_bundle_dir), "--device", "cpu", "--json", "--tags", "0",

@@ -19,7 +19,7 @@ TOOLS = {"caption": caption, "caption-images": caption_images, "tag-video": tag_
          "caption-ensemble": caption_ensemble, "caption-average": caption_average, "caption-train": caption_train,
          "app.py": app._parser}
 SHARED = ("--weights", "--device", "--backend", "--strict", "--beam-size", "--max-length", "--n-best", "--engine", "--address",
-          "--actors", "--workers", "--recursive")
+          "--actors", "--workers", "--recursive", "--min-tag-probability", "--exclude-tags")
 MEANING = re.compile(r"\s*\((?:default|required).*$")  # the help without its default note
 
 

@@ -43,7 +43,7 @@ def test_python_example_runs(scratch):
     (code,) = _blocks("python")
     done = _run([sys.executable, "-c", code], scratch)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 7  # caption, tags, 4 batch records, the shots and a search
+    assert len(done.stdout.splitlines()) == 8  # caption, tags, everyday tags, 4 batch records, the shots and a search
 
 
 def test_quick_start_commands_run(scratch):

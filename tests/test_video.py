@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from captioning import EverydayOptions
 from captioning.options import field_comments
 from pipelines.video import OutputOptions, TagOptions, VideoTooLong, tag_video
 from pipelines.video.cli import _parser, main
@@ -94,6 +95,18 @@ def test_search_finds_the_cat_segment(tagged):
     rocket = tagged.shots[3].tags[0].label  # the last shot's top label is found there
     assert any(s.start <= tagged.shots[3].keyframe_time < s.end for s in tagged.search(rocket))
     assert tagged.search("zebra") == []
+
+
+def test_shots_and_search_have_everyday_words(tagged):
+    """Issue #23: a shot's ImageNet labels rolled up into everyday words ("cat" for tabby, tiger cat...),
+    which the index holds too, so --query cat finds the word itself."""
+    cat_shot = tagged.shots[0]
+    words = [t for t in cat_shot.tags if t.source == "everyday"]
+    assert words[0].label == "cat" and words[0].frames == cat_shot.frames and len(words) <= 5
+    assert words[0].probability >= cat_shot.tags[0].probability  # the sum of the cat classes
+    assert tagged.index["cat"][0].start == 0.0 and tagged.index["cat"][0].end >= CUTS[0]
+    assert any(t.source == "everyday" for t in tagged.summary.tags)
+    assert tagged.to_dict()["options"]["everyday"] == {"min_tag_probability": 0.0, "exclude_tags": []}
 
 
 def test_summary_and_json(tagged):
@@ -319,11 +332,11 @@ def test_cli_names_the_flag_of_a_bad_option(video_dir, argv, message, capsys):
 
 def test_cli_flags_are_the_tag_cut_and_output_options():
     flags = {a.dest: a for a in _parser()._actions if a.option_strings}
-    for cls, skip, rename in ((TagOptions, ("cuts", "decoding"), {}), (CutOptions, (), {}),
-                              (OutputOptions, ("formats",), {"out_dir": "out"})):
+    for cls, skip, rename in ((TagOptions, ("cuts", "decoding", "everyday"), {}), (CutOptions, (), {}),
+                              (EverydayOptions, ("exclude_tags",), {}), (OutputOptions, ("formats",), {"out_dir": "out"})):
         comments = field_comments(cls)
         for f in dataclasses.fields(cls):
-            if f.name not in skip:  # cuts: CutOptions' flags; decoding: Decoding's; formats: repeatable
+            if f.name not in skip:  # cuts, everyday: their own flags; decoding: Decoding's; formats, exclude_tags: repeatable
                 comment = comments[f.name].split(" (None: ")[0]  # "(None: X)" reads "(default: X)" on the command line
                 flag = flags[rename.get(f.name, f.name)]
                 assert flag.default == f.default and flag.help.startswith(comment), f.name

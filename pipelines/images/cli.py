@@ -7,6 +7,7 @@ rest with the local or the Ray engine, and write records and sidecars as they co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
-from captioning import BundleError, Captioner
+from captioning import BundleError, Captioner, EverydayOptions
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 options_from_args, runtime_from_args)
 
@@ -51,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: off)")
     add_weights_flag(p)
     add_runtime_flags(p)
-    add_dataclass_flags(p, CaptionOptions)
+    add_dataclass_flags(p, CaptionOptions, skip=("everyday",))
+    add_dataclass_flags(p, EverydayOptions)
     p.add_argument("--batch-size", metavar="N", type=int, default=BATCH_SIZE,
                    help="images per model batch (default: %(default)s)")
     p.add_argument("--workers", metavar="N", type=int, default=WORKERS, help="threads (local) or parallel tasks (ray) "
@@ -78,7 +80,8 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptio
         except ValueError as e:
             p.error(str(e))
     args.runtime = runtime_from_args(p, args)  # checked with the other flags, used by _engine
-    return options_from_args(p, CaptionOptions, args)
+    options = options_from_args(p, CaptionOptions, args, skip=("everyday",))
+    return dataclasses.replace(options, everyday=options_from_args(p, EverydayOptions, args))
 
 
 Engine = Callable[[list[str]], Iterator[dict[str, Any]]]

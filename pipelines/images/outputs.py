@@ -28,6 +28,7 @@ from .records import FIELDS, SETTINGS
 
 _FORMAT1_FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model",
                    "model_version", "error")  # the CSV header before format_version existed
+_FORMAT2_FIELDS = tuple(f for f in FIELDS if f != "everyday_tags")  # the CSV header before everyday_tags
 TEMP_TAG = "caption-images"  # in the names of this tool's temp files: ".<name>.caption-images-<pid>.tmp"
 
 
@@ -250,9 +251,10 @@ class CsvOutput(_AppendedFile):
             ends.append(ends[-1] + len(line))
         reader = csv.reader((line.decode("utf-8", errors="surrogateescape") for line in lines), strict=True)
         header = next(reader, None)
-        if header == list(_FORMAT1_FIELDS):
-            raise OutputError(f"{self.path}: written by an older caption-images (record format 1); start over "
-                              "with --overwrite or choose another --out")
+        for version, fields in ((1, _FORMAT1_FIELDS), (2, _FORMAT2_FIELDS)):
+            if header == list(fields):
+                raise OutputError(f"{self.path}: written by an older caption-images (record format {version}); "
+                                  "start over with --overwrite or choose another --out")
         if header != list(FIELDS):
             raise OutputError(f"{self.path}: not a caption-images CSV (header {(header or [])[:4]}...); choose "
                               "another --out or start over with --overwrite")

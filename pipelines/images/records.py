@@ -16,12 +16,13 @@ from PIL import Image
 
 from captioning import Captioner, Encoded, ImageError, Preprocessing, load_image
 from captioning.decoding import Decoding
+from captioning.everyday import EverydayOptions
 from captioning.images import read_image_file
 
-RECORD_FORMAT = 2  # 2 added format_version, real_path and options; 1 had the other fields
+RECORD_FORMAT = 3  # 3 added everyday_tags; 2 added format_version, real_path and options; 1 had the other fields
 # Fields of a record, in output order (JSONL keys, CSV columns).
-FIELDS = ("format_version", "path", "real_path", "caption", "score", "n_best", "tags", "width", "height", "sha256",
-          "model", "model_version", "options", "error")
+FIELDS = ("format_version", "path", "real_path", "caption", "score", "n_best", "tags", "everyday_tags", "width",
+          "height", "sha256", "model", "model_version", "options", "error")
 SETTINGS = ("model", "model_version", "options")  # what made a record: a resumed run must use the same
 
 
@@ -29,10 +30,12 @@ SETTINGS = ("model", "model_version", "options")  # what made a record: a resume
 class CaptionOptions:
     """How images are captioned and what each record holds: :func:`caption_images`' options and
     ``caption-images``' flags (n_best and tags made from these fields and their comments, the
-    decoding ones from :class:`~captioning.decoding.Decoding`'s, as every tool's)."""
+    decoding ones from :class:`~captioning.decoding.Decoding`'s and the everyday-tag ones from
+    :class:`~captioning.everyday.EverydayOptions`', as every tool's)."""
     decoding: Mapping[str, Any] = field(default_factory=dict)  # Decoding options over the bundle's recorded ones
     n_best: int = 0  # the N best captions per image, the caption itself first (0: only the caption)
-    tags: int = 5  # the top-K ImageNet labels per image (0: none)
+    tags: int = 5  # the top-K ImageNet labels per image, and as many everyday tags (0: none)
+    everyday: EverydayOptions = EverydayOptions()  # which everyday tags (as many as tags) a record holds
 
     def __post_init__(self) -> None:
         problems = Decoding.override_problems(self.decoding)
@@ -50,7 +53,8 @@ def run_settings(name: str, version: str, decoding: Decoding, options: CaptionOp
     recorded decoding is ``decoding``: the options in effect, a default resolved to the bundle's
     value (so "default" and the same explicit value agree)."""
     return {"model": name, "model_version": version,
-            "options": {**options.decoding_for(decoding).asdict(), "n_best": options.n_best, "tags": options.tags}}
+            "options": {**options.decoding_for(decoding).asdict(), "n_best": options.n_best, "tags": options.tags,
+                        **options.everyday.recorded()}}
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,8 @@ def prepare_image(path: str, preprocessing: Preprocessing) -> Prepared:
 def _record(p: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
     """A record without caption (the caption fields are filled in for good images)."""
     return {"format_version": RECORD_FORMAT, "path": p.path, "real_path": p.real_path, "caption": None,
-            "score": None, "n_best": None, "tags": None, "width": p.width, "height": p.height, "sha256": p.sha256,
-            **settings, "error": p.error}
+            "score": None, "n_best": None, "tags": None, "everyday_tags": None, "width": p.width, "height": p.height,
+            "sha256": p.sha256, **settings, "error": p.error}
 
 
 def encode_prepared(captioner: Captioner, batch: Sequence[Prepared]) -> Encoded | None:
@@ -120,11 +124,14 @@ def caption_encoded(captioner: Captioner, batch: Sequence[Prepared], encoded: En
         decoding = options.decoding_for(captioner.decoding).for_n_best(options.n_best)
         results = captioner.decode(encoded, **decoding.asdict())
         tags = captioner.top_tags(encoded, k=options.tags) if options.tags else [[] for _ in good]
-        for i, r, t in zip(good, results, tags):
+        words = (captioner.top_everyday_tags(encoded, k=options.tags, options=options.everyday) if options.tags
+                 else [[] for _ in good])
+        for i, r, t, w in zip(good, results, tags, words):
             n_best = ([{"text": a.text, "score": round(a.score, 4)} for a in r.alternatives[: options.n_best]]
                       if options.n_best else None)
             records[i].update(caption=r.text, score=round(r.score, 4), n_best=n_best,
-                              tags=[{"label": x.label, "probability": round(x.probability, 4)} for x in t])
+                              tags=[{"label": x.label, "probability": round(x.probability, 4)} for x in t],
+                              everyday_tags=[x.asdict() for x in w])
     return records
 
 

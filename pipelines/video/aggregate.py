@@ -5,11 +5,14 @@ import numpy as np
 
 from captioning.api import CaptionResult, Tag
 from captioning.encoder import imagenet_categories
+from captioning.everyday import EverydayOptions, EverydayTag, everyday_tags
 
 from .results import FrameTags, Segment, Shot, ShotTag, merge_segments
 from .words import caption_words
 
 SUMMARY_TAGS = 10  # labels (and caption words) listed in the video summary
+INDEXED_WORD = 0.1  # an everyday word enters a frame's search index from this summed probability: below it, its
+# long weak tail ("dog 0.01" on every frame) would join a strong hit of the same caption word into one long segment
 
 
 def caption_confidence(result: CaptionResult) -> float:
@@ -38,19 +41,36 @@ def top_labels(mean_probs: np.ndarray, frame_tags: list[tuple[Tag, ...]], k: int
     return [ShotTag(names[i], float(mean_probs[i]), counts.get(names[i], 0)) for i in top]
 
 
+def everyday_labels(mean_probs: np.ndarray, frame_words: list[list[EverydayTag]], k: int,
+                    options: EverydayOptions) -> list[ShotTag]:
+    """The k top everyday tags of ``mean_probs`` (1000,) (source "everyday"), each with the number
+    of ``frame_words`` (the frames' everyday tags) holding it."""
+    counts: dict[str, int] = {}
+    for words in frame_words:
+        for w in words:
+            counts[w.word] = counts.get(w.word, 0) + 1
+    return [ShotTag(t.word, t.probability, counts.get(t.word, 0), "everyday")
+            for t in everyday_tags(mean_probs, k=k, options=options)[0]]
+
+
 def weighted_mean(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(F, C) probabilities averaged with (F,) weights (the time each frame stands for)."""
     return (probs * weights[:, None]).sum(0) / max(float(weights.sum()), 1e-12)
 
 
 def build_index(frames: list[FrameTags], shots: list[Shot], starts: np.ndarray, ends: np.ndarray,
-                frame_captions: list[CaptionResult] | None) -> dict[str, tuple[Segment, ...]]:
-    """tag -> segments: runs of consecutive frames with the label in their top-k (confidence =
-    time-weighted mean probability), and caption words over their shots (or captioned frames)."""
+                frame_captions: list[CaptionResult] | None, frame_words: list[list[EverydayTag]] | None = None
+                ) -> dict[str, tuple[Segment, ...]]:
+    """tag -> segments: runs of consecutive frames with the label (or everyday word, from
+    ``frame_words``, at least :data:`INDEXED_WORD`) in their top-k (confidence = time-weighted mean
+    probability), and caption words over their shots (or captioned frames)."""
     hits: dict[str, list[tuple[int, float]]] = {}  # label -> (position, probability)
     for pos, f in enumerate(frames):
         for t in f.tags:
             hits.setdefault(t.label, []).append((pos, t.probability))
+        for w in frame_words[pos] if frame_words else ():
+            if w.probability >= INDEXED_WORD:
+                hits.setdefault(w.word, []).append((pos, w.probability))
         if frame_captions is not None:
             for w in caption_words(frame_captions[pos].text):
                 hits.setdefault(w, []).append((pos, caption_confidence(frame_captions[pos])))
@@ -75,10 +95,15 @@ def build_index(frames: list[FrameTags], shots: list[Shot], starts: np.ndarray, 
 
 
 def summary_tags(frames: list[FrameTags], shots: list[Shot], probs: np.ndarray, weights: np.ndarray,
-                 duration: float) -> list[ShotTag]:
-    """Top labels over the whole video (time-weighted mean probability) and top caption words
-    (caption confidence times the share of the video their shots cover)."""
-    labels = top_labels(weighted_mean(probs, weights), [f.tags for f in frames], SUMMARY_TAGS)
+                 duration: float, frame_words: list[list[EverydayTag]] | None = None,
+                 everyday: EverydayOptions = EverydayOptions()) -> list[ShotTag]:
+    """Top labels over the whole video (time-weighted mean probability), its top everyday tags (the
+    same, rolled up; with ``frame_words``) and top caption words (caption confidence times the share
+    of the video their shots cover)."""
+    mean = weighted_mean(probs, weights)
+    labels = top_labels(mean, [f.tags for f in frames], SUMMARY_TAGS)
+    if frame_words is not None:
+        labels += everyday_labels(mean, frame_words, SUMMARY_TAGS, everyday)
     words: dict[str, list[float]] = {}
     for s in shots:
         for t in s.tags:

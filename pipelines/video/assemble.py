@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from captioning.api import CaptionResult, Tag
+from captioning.everyday import EverydayOptions, everyday_tags
 
-from .aggregate import build_index, caption_confidence, summary_tags, top_labels, weighted_mean, word_tags
+from .aggregate import (build_index, caption_confidence, everyday_labels, summary_tags, top_labels, weighted_mean,
+                        word_tags)
 from .cuts import Boundary
 from .io import VideoInfo
 from .results import FrameTags, Scene, Shot, Summary, VideoMeta, VideoTags
@@ -40,9 +42,11 @@ class Stream:
 
 def assemble(stream: Stream, tagged: Tagged, shots: list[tuple[Boundary | None, RawShot]],
              captions: list[CaptionResult], *, k: int, scene_threshold: float, scene_span: int,
-             sampled_fps: float | None, extra: dict[str, Any]) -> VideoTags:
+             sampled_fps: float | None, extra: dict[str, Any], everyday: EverydayOptions = EverydayOptions()
+             ) -> VideoTags:
     """The result of one video; ``shots`` in order, each with the boundary it starts at (None
-    for the first) and ``captions[i]`` its keyframe's caption; ``extra``: model, options, timings."""
+    for the first) and ``captions[i]`` its keyframe's caption; ``extra``: model, options, timings;
+    ``everyday``: which everyday tags (k of them) the shots, the summary and the index get."""
     rate = nominal_rate(stream.info.rate)
     tc = lambda t: timecode(t, rate)  # noqa: E731
     duration = max(stream.duration, float(tagged.times[-1]))
@@ -58,11 +62,14 @@ def assemble(stream: Stream, tagged: Tagged, shots: list[tuple[Boundary | None, 
     frames = [FrameTags(int(i), float(t), tc(t), int(shot_of[p]), bool(tagged.sampled[p]), tuple(tagged.tags[p]),
                         tagged.captions[p].text if tagged.captions else None)
               for p, (i, t) in enumerate(zip(tagged.indices, tagged.times))]
+    frame_words = everyday_tags(tagged.probs, k=k, options=everyday)  # per frame, for the index and the counts
     shot_list = []
     for n, ((b, raw), caption) in enumerate(zip(shots, captions)):
         key = frames[raw.keyframe]
         own = [tagged.captions[p] for p in range(raw.first, raw.stop)] if tagged.captions else [caption]
-        labels = top_labels(tagged.probs[raw.first:raw.stop].mean(0), [f.tags for f in frames[raw.first:raw.stop]], k)
+        mean = tagged.probs[raw.first:raw.stop].mean(0)
+        labels = top_labels(mean, [f.tags for f in frames[raw.first:raw.stop]], k)
+        labels += everyday_labels(mean, frame_words[raw.first:raw.stop], k, everyday)
         shot_list.append(Shot(n, scene_of[n], float(bounds[n]), float(bounds[n + 1]), frames_at[n], frames_at[n + 1],
                               tc(bounds[n]), tc(bounds[n + 1]), None if b is None else b.kind, raw.stop - raw.first,
                               key.index, key.time, caption.text, caption_confidence(caption),
@@ -74,8 +81,8 @@ def assemble(stream: Stream, tagged: Tagged, shots: list[tuple[Boundary | None, 
                      width, height, v.width, v.height, f"{v.sample_aspect.numerator}:{v.sample_aspect.denominator}",
                      v.rotation, str(rate), is_drop_frame(rate), sampled_fps, len(frames))
     summary = Summary(duration, len(shot_list), len(scene_list),
-                      tuple(summary_tags(frames, shot_list, tagged.probs, weights, duration)))
-    index = build_index(frames, shot_list, span_starts, span_ends, tagged.captions)
+                      tuple(summary_tags(frames, shot_list, tagged.probs, weights, duration, frame_words, everyday)))
+    index = build_index(frames, shot_list, span_starts, span_ends, tagged.captions, frame_words)
     return VideoTags(meta, tuple(frames), tuple(shot_list), tuple(scene_list), summary, index,
                      bool(stream.errors), stream.errors, **extra)
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from captioning import BundleError
+from captioning import BundleError, EverydayOptions
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 dataclass_kwargs, flag, options_from_args, runtime_from_args)
 
@@ -48,9 +48,11 @@ def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None]) -
             for s in tags.search(q):
                 write(_format_segment(tags.video.path, s))
         return
-    top = ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags.summary.tags if t.source == "imagenet")
+    top = {source: ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags.summary.tags if t.source == source)
+           for source in ("everyday", "imagenet")}
     write(f"{tags.video.path}: {tags.video.duration:.1f} s, {len(tags.shots)} shots, "
-          f"{tags.video.sampled_frames} frames; top tags: {top}")
+          f"{tags.video.sampled_frames} frames; top tags: {top['imagenet']}"
+          + (f"; everyday tags: {top['everyday']}" if top["everyday"] else ""))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files, folders or glob patterns (quote them); "
                    f"folders and patterns keep the {' '.join(VIDEO_EXTENSIONS)} files (any case)")
     add_recursive_flag(p)
-    add_dataclass_flags(p, TagOptions, skip=("cuts",))
+    add_dataclass_flags(p, TagOptions, skip=("cuts", "everyday"))
+    add_dataclass_flags(p, EverydayOptions)
     add_dataclass_flags(p.add_argument_group("cut detection (pipelines.video.cuts)"), CutOptions)
     files = p.add_argument_group("output files")
     add_dataclass_flags(files, OutputOptions, rename=OUTPUT_FLAGS)
@@ -89,8 +92,10 @@ def _options(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TagO
     if (args.formats or args.thumbnails) and not args.out:
         p.error("--formats and --thumbnails need --out DIR")
     cuts = _dataclass_from_args(p, CutOptions, args, {})
-    tag = options_from_args(p, TagOptions, args, skip=("cuts",))
-    return dataclasses.replace(tag, cuts=cuts), _dataclass_from_args(p, OutputOptions, args, OUTPUT_FLAGS)
+    tag = options_from_args(p, TagOptions, args, skip=("cuts", "everyday"))
+    everyday = options_from_args(p, EverydayOptions, args)
+    return (dataclasses.replace(tag, cuts=cuts, everyday=everyday),
+            _dataclass_from_args(p, OutputOptions, args, OUTPUT_FLAGS))
 
 
 def _error(line: object) -> None:

@@ -25,6 +25,7 @@ rounded to 4 decimals::
       "model": {"name", "version"},         # the caption bundle used
       "options": {...},                     # fps, every_n_frames, scene_threshold, scene_span, tags,
                                             # caption_every_frame, cuts: {the cut detector's options},
+                                            # everyday: {min_tag_probability, exclude_tags},
                                             # and the decoding in effect: beam_size, max_length,
                                             # min_length, length_penalty, no_repeat_ngram_size,
                                             # no_repeat_words, no_dangling_end
@@ -33,7 +34,8 @@ rounded to 4 decimals::
       "summary": {"duration", "shot_count", "scene_count",
                   "tags": [{"label", "probability", "frames", "source"}]},
                                             # top ImageNet labels over the whole video (probability =
-                                            # time-weighted mean) then top caption words
+                                            # time-weighted mean), top everyday tags (the same rolled
+                                            # up, captioning.everyday), then top caption words
       "scenes": [{"index", "start", "end", "start_frame", "end_frame", "start_timecode", "end_timecode",
                   "first_shot", "shot_count",
                   "keyframe_index", "keyframe_time",   # the shot keyframe most central to the scene
@@ -52,6 +54,8 @@ rounded to 4 decimals::
                  "tags": [{"label", "probability", "frames", "source"}]}],
                                             # source "imagenet": mean probability over the shot's
                                             # frames, frames = frames with the label in their top-k;
+                                            # source "everyday": the same rolled up into an everyday
+                                            # word ("dog"), frames = frames with it in their top-k;
                                             # source "caption": a content word of the caption,
                                             # probability = caption confidence
       "frames": [{"index", "time", "timecode", "shot",
@@ -60,8 +64,9 @@ rounded to 4 decimals::
                   "tags": [{"label", "probability"}],   # top-k ImageNet labels
                   "caption"}],              # null unless every frame is captioned
       "index": {"<tag>": [{"start", "end", "confidence"}]},
-                                            # where each ImageNet label / caption word (lower-case,
-                                            # singular) is seen, in time order; each tagged frame
+                                            # where each ImageNet label / everyday word (from a summed
+                                            # probability of 0.1) / caption word (lower-case, singular)
+                                            # is seen, in time order; each tagged frame
                                             # stands for the time of its shot nearest to it;
                                             # confidence = the time-weighted mean probability
                                             # (words: caption confidence)
@@ -93,10 +98,10 @@ class Segment:
 
 @dataclass(frozen=True)
 class ShotTag:
-    label: str  # ImageNet class name, or a content word of the caption
+    label: str  # ImageNet class name, everyday word ("dog", captioning.everyday) or a content word of the caption
     probability: float  # mean probability over the frames (caption words: the caption's confidence)
     frames: int  # frames with the label in their top-k (caption words: captioned frames using it)
-    source: str = "imagenet"  # "imagenet" or "caption"
+    source: str = "imagenet"  # "imagenet", "everyday" or "caption"
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Shot:
     keyframe_time: float  # its time in seconds
     caption: str  # caption of the keyframe
     caption_confidence: float  # geometric-mean word probability of the caption
-    tags: tuple[ShotTag, ...]  # ImageNet labels aggregated over the shot, then caption words
+    tags: tuple[ShotTag, ...]  # ImageNet labels aggregated over the shot, everyday tags, then caption words
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ class Summary:
     duration: float  # seconds
     shot_count: int  # number of shots
     scene_count: int  # number of scenes
-    tags: tuple[ShotTag, ...]  # top ImageNet labels (time-weighted mean probability), then caption words
+    tags: tuple[ShotTag, ...]  # top ImageNet labels (time-weighted mean probability), everyday tags, caption words
 
 
 @dataclass(frozen=True)
@@ -219,8 +224,9 @@ class VideoTags:
     def search(self, query: str, *, min_confidence: float = 0.0) -> list[Segment]:
         """Segments where a tag matching ``query`` is seen, merged when they touch or overlap.
 
-        Case-insensitive; matches ImageNet labels and caption words, whole label or every query
-        word among the label's words (so "cat" finds "tiger cat"); plurals fold ("dogs" = "dog").
+        Case-insensitive; matches ImageNet labels, everyday words ("dog" for every breed) and caption
+        words, whole label or every query word among the label's words (so "cat" finds "tiger cat");
+        plurals fold ("dogs" = "dog").
         """
         hits = [Segment(s.start, s.end, s.confidence, (label,))
                 for label, segments in self.index.items() if matches(label, query)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from captioning.api import Encoded
 from captioning.decoding import Decoding
+from captioning.everyday import EverydayOptions
 
 from ..flags import with_changes
 from .assemble import Stream, Tagged, assemble
@@ -43,11 +44,12 @@ class TagOptions:
     every_n_frames: int | None = None  # sample frames 0, N, 2N... instead of by time (None: off)
     scene_threshold: float = 0.3  # cosine distance between shots' mean semantic vectors that keeps them one scene
     scene_span: int = 4  # a shot joins a scene when similar to one of this many shots before it
-    tags: int = 5  # ImageNet labels kept per frame and per shot
+    tags: int = 5  # ImageNet labels (and as many everyday tags) kept per frame and per shot
     batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
     decoding: Mapping[str, Any] = field(default_factory=dict)  # Decoding options over the bundle's recorded ones
     caption_every_frame: bool = False  # caption every sampled frame, not only one keyframe per shot
     cuts: CutOptions = CutOptions()  # the cut detector's parameters (pipelines.video.cuts)
+    everyday: EverydayOptions = EverydayOptions()  # which everyday tags (as many as tags) shots and search get
 
     def __post_init__(self) -> None:
         problems = [why for bad, why in (
@@ -59,6 +61,7 @@ class TagOptions:
             (self.tags < 1, "tags must be >= 1"),
             (self.batch_size < 1, "batch_size must be >= 1"),
             (not isinstance(self.cuts, CutOptions), "cuts must be a CutOptions"),
+            (not isinstance(self.everyday, EverydayOptions), "everyday must be an EverydayOptions"),
         ) if bad] + Decoding.override_problems(self.decoding)
         if problems:
             raise ValueError("; ".join(problems))
@@ -235,6 +238,7 @@ class Tagger:
         timings = {**{k: round(v, 3) for k, v in self.timings.items()}, "total": round(seconds, 3)}
         return assemble(Stream(reader.info, reader.end_time, reader.frames_read, tuple(reader.errors)), tagged,
                         self.shots, [self.captions[n] for n in range(len(self.shots))], k=self.opt.tags,
+                        everyday=self.opt.everyday,
                         scene_threshold=self.opt.scene_threshold, scene_span=self.opt.scene_span,
                         sampled_fps=None if self.opt.every_n_frames else self.opt.fps,
                         extra={"model": {"name": self.cap.name, "version": self.cap.version}, "options": options,
