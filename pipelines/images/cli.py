@@ -3,12 +3,12 @@ rest with the local or the Ray engine, and write records and sidecars as they co
 
     caption-images PHOTOS/ --recursive --out captions.jsonl        # re-run to resume
     caption-images 'shots/*.png' --sidecar .txt --prefix "photo, "   # dataset-style sidecars
+    caption-images PHOTOS/ -r --xmp                                  # photo.jpg.xmp for darktable, digiKam
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from collections import Counter
@@ -27,26 +27,32 @@ from .local import BATCH_SIZE, WORKERS, caption_images
 from .outputs import OutputError, RecordOutput, open_output
 from .ray import RayEngine
 from .records import CaptionOptions, run_settings
-from .sidecars import Sidecars, check_sidecar_extension
+from .sidecars import SidecarFiles, Sidecars, check_sidecar_extension
+from .xmp import XmpSidecars
 
 PROG = "caption-images"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Caption folders of images, resumably, on this machine "
-                                "or a Ray cluster. Writes one record per image (JSONL or CSV) and/or sidecar files.")
+                                "or a Ray cluster. Writes one record per image (JSONL or CSV) and/or sidecar files "
+                                "(text, XMP).")
     p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns (quote them)")
     p.add_argument("--from-list", metavar="FILE", help="text file with one image path per line, '-' for stdin "
                    "(default: none)")
     add_recursive_flag(p)
     p.add_argument("-o", "--out", help="output file: .csv for CSV, any other name for JSONL, '-' for stdout "
-                   "(default: stdout when no --sidecar is given, else none)")
+                   "(default: stdout when neither --sidecar nor --xmp is given, else none)")
     p.add_argument("--sidecar", metavar="EXT", help="also write the caption next to each image with this "
                    "extension, e.g. .txt (default: none)")
     p.add_argument("--prefix", default="", help="text written before the caption in sidecars (default: none)")
     p.add_argument("--suffix", default="", help="text written after the caption in sidecars (default: none)")
+    p.add_argument("--xmp", action="store_true", help="also write an XMP sidecar next to each image, photo.jpg.xmp, "
+                   "with the caption as dc:description and the everyday tags as dc:subject, as darktable and digiKam "
+                   "read them (Lightroom reads XMP sidecars only for raw files); an existing one is merged into, every "
+                   "other field and its own keywords kept, and one that is not XMP is left alone (default: off)")
     p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,
-                   help="skip images already in --out (or with a sidecar when there is no --out), to resume an "
+                   help="skip images already in --out (or with their sidecars when there is no --out), to resume an "
                    "interrupted run (default: on)")
     p.add_argument("--overwrite", action="store_true", help="start over: empty --out and rewrite sidecars "
                    "(default: off)")
@@ -101,10 +107,11 @@ def _engine(args: argparse.Namespace, options: CaptionOptions) -> tuple[Engine, 
             run_settings(captioner.name, captioner.version, captioner.decoding, options))
 
 
-def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | Sidecars], *,
-         batch_size: int, tally: Counter[str]) -> None:
+def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | SidecarFiles], *,
+         batch_size: int, tally: Counter[str], captions: Counter[str]) -> None:
     """Write records batch by batch as they come (sidecars first, the resumable file last),
-    counting "captioned" and "failed" in ``tally`` once written (kept when interrupted)."""
+    counting "captioned" and "failed" in ``tally`` and each caption text in ``captions`` once
+    written (kept when interrupted)."""
     buffer: list[dict[str, Any]] = []
 
     with tqdm(total=total, unit="img", desc=PROG, dynamic_ncols=True, file=sys.stderr) as bar:
@@ -115,6 +122,7 @@ def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutp
                 for note in out.write(batch) or []:
                     bar.write(f"{PROG}: {note}", file=sys.stderr)
             tally.update("captioned" if r["error"] is None else "failed" for r in batch)
+            captions.update(r["caption"] for r in batch if r["error"] is None)
 
         try:
             for record in records:
@@ -134,6 +142,20 @@ def _self_sidecars(paths: list[str], sidecars: Sidecars) -> list[str]:
     return [p for p in paths if path_key(sidecars.path_for(p)) == path_key(p)]
 
 
+def _shared_sidecars(paths: list[str], sidecars: Sidecars, xmp: XmpSidecars) -> list[str]:
+    """Text sidecars that would be some image's XMP sidecar (``--sidecar .xmp`` and ``a.jpg.png`` beside ``a.jpg``)."""
+    xmp_files = {path_key(xmp.path_for(p)) for p in paths}
+    return [str(sidecars.path_for(p)) for p in paths if path_key(sidecars.path_for(p)) in xmp_files]
+
+
+def _collapse_warning(captions: Counter[str]) -> str | None:
+    """"N of M photos share a caption with another photo" when N > 0."""
+    shared = sum(n for n in captions.values() if n > 1)
+    if not shared:
+        return None
+    return f"warning: {shared:,} of {sum(captions.values()):,} photos share a caption with another photo"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -146,11 +168,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: no images found in the given inputs", file=sys.stderr)
         return 2
 
-    out_path = args.out if args.out is not None else (None if args.sidecar else "-")
+    out_path = args.out if args.out is not None else (None if args.sidecar or args.xmp else "-")
     sidecars = Sidecars(args.sidecar, prefix=args.prefix, suffix=args.suffix) if args.sidecar else None
     if sidecars and (clash := _self_sidecars(found.paths, sidecars)):
         print(f"{PROG}: {clash[0]}: its --sidecar {sidecars.extension} file would be the input itself"
               f"{f' (and {len(clash) - 1} more)' if len(clash) > 1 else ''}; choose another extension", file=sys.stderr)
+        return 2
+    xmp = XmpSidecars() if args.xmp else None
+    if sidecars and xmp and (clash := _shared_sidecars(found.paths, sidecars, xmp)):
+        print(f"{PROG}: {clash[0]}: would be both a --sidecar {sidecars.extension} file and an --xmp file; choose "
+              "another --sidecar extension", file=sys.stderr)
         return 2
     try:
         output = open_output(out_path, overwrite=args.overwrite) if out_path else None
@@ -160,26 +187,26 @@ def main(argv: list[str] | None = None) -> int:
     for note in output.notes if output else []:
         print(f"{PROG}: {note}", file=sys.stderr)
     try:
-        return _caption_found(args, options, found.paths, output, sidecars)
+        return _caption_found(args, options, found.paths, output, [s for s in (sidecars, xmp) if s is not None])
     finally:
         if output is not None:
             output.close()
 
 
 def _caption_found(args: argparse.Namespace, options: CaptionOptions, paths: list[str], output: RecordOutput | None,
-                   sidecars: Sidecars | None) -> int:
+                   sidecars: list[SidecarFiles]) -> int:
     """Caption what ``output`` (or the sidecars) does not hold yet; returns the exit status."""
     keys = {p: path_key(p) for p in paths}
     if not args.skip_existing or args.overwrite:
         done: set[str] = set()
     elif output is not None:
         done = output.done
-    else:  # sidecars only: an image with its sidecar is done
-        done = {keys[p] for p in paths if os.path.lexists(sidecars.path_for(p))}
+    else:  # sidecars only: an image with all its sidecars is done
+        done = {keys[p] for p in paths if all(s.done(p) for s in sidecars)}
     todo = [p for p in paths if keys[p] not in done]
     skipped = len(paths) - len(todo)
 
-    start, tally, status = time.perf_counter(), Counter[str](), 0
+    start, tally, captions, status = time.perf_counter(), Counter[str](), Counter[str](), 0
     checked = output is not None and skipped > 0  # what is kept as done must be what this run would write
     try:
         engine, settings = _engine(args, options) if todo or checked else (None, {})
@@ -194,8 +221,8 @@ def _caption_found(args: argparse.Namespace, options: CaptionOptions, paths: lis
             print(f"{PROG}: replacing {len(redo)} earlier records (failed images tried again, or --no-skip-existing)",
                   file=sys.stderr)
         if todo:
-            outputs = [o for o in (sidecars, output) if o is not None]
-            _run(engine(todo), len(todo), outputs, batch_size=args.batch_size, tally=tally)
+            outputs = [*sidecars, *([output] if output is not None else [])]
+            _run(engine(todo), len(todo), outputs, batch_size=args.batch_size, tally=tally, captions=captions)
     except OSError as e:
         print(f"{PROG}: cannot write output ({e})", file=sys.stderr)
         status = 2
@@ -206,6 +233,8 @@ def _caption_found(args: argparse.Namespace, options: CaptionOptions, paths: lis
     rate = f" in {seconds:.1f} s ({(captioned + failed) / seconds:.1f} images/s)" if captioned + failed else ""
     print(f"{PROG}: captioned {captioned}, skipped {skipped} (already done), failed {failed}{rate}",
           file=sys.stderr)
+    if warning := _collapse_warning(captions):
+        print(f"{PROG}: {warning}", file=sys.stderr)
     if status:
         return status
     return 1 if args.strict and failed else 0
