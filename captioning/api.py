@@ -11,7 +11,7 @@ import torch
 
 from .bundle import Bundle, load_bundle
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
-from .encoder import imagenet_categories
+from .imagenet import imagenet_categories
 from .everyday import EverydayOptions, EverydayTag, everyday_tags
 from .images import ImageInput, load_image
 from .runtime import DEFAULT_BACKEND, EncoderGraph, choose_backend

@@ -19,27 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class DecoderConfig:
-    vocab_size: int  # number of words incl. <pad> <start> <end> <unk>
-    feature_dim: int = 1280  # channels of each grid cell and of the semantic vector
-    embed_dim: int = 384  # word embedding width
-    hidden_dim: int = 512  # LSTM hidden and cell width
-    context_dim: int = 512  # width of the projected grid (the attention values)
-    attention_dim: int = 256  # width of the additive attention's tanh layer
-    dropout: float = 0.5  # dropout on the projected grid and before the output layer
-    layers: int = 1  # 1 = one attention LSTM (Show, Attend and Tell); 2 = attention LSTM + language LSTM (Up-Down)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .config import DecoderConfig  # noqa: F401 (re-exported)
 
 
 @dataclass

@@ -7,78 +7,16 @@ training calls :func:`sample` with gradients on.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
+from .config import DECODING_OPTIONS, Decoding  # noqa: F401 (re-exported)
 from .decoder import AttentionLSTMDecoder
 from .vocab import Vocabulary
 
 NEG_INF = float("-inf")
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """Beam-search options. A bundle records the ones its dev scores were measured with
-    (manifest ``decoding``); per-call options override them."""
-    beam_size: int = 3  # hypotheses kept per image
-    max_length: int = 20  # words before <end> is forced
-    min_length: int = 0  # words before <end> is allowed
-    length_penalty: float = 0.0  # rank finished captions by logprob / length ** this (0 = summed log-prob)
-    no_repeat_ngram_size: int = 0  # no n-gram of this many words twice in a caption (0 = allowed)
-    no_repeat_words: bool = False  # no word twice in a caption but articles, prepositions, pronouns and
-    #                                colours (vocab.REPEATABLE_WORDS)
-    no_dangling_end: bool = False  # no caption ends on an article, preposition or conjunction, as in
-    #                                "... in front of a" (vocab.DANGLING_WORDS)
-
-    def __post_init__(self) -> None:
-        lowest = {"beam_size": 1, "max_length": 1, "min_length": 0, "no_repeat_ngram_size": 0}
-        problems = [f"{name} must be >= {low}" for name, low in lowest.items() if getattr(self, name) < low]
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> "Decoding":
-        """From a manifest's ``decoding`` entry; an unknown option fails loudly."""
-        unknown = set(options) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown decoding option(s) {sorted(unknown)}")
-        return cls(**options)
-
-    def replace(self, **changes: Any) -> "Decoding":
-        """A copy with the given options changed; ``None`` keeps the current value."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    @classmethod
-    def override_problems(cls, overrides: Mapping[str, Any]) -> list[str]:
-        """What is wrong with ``overrides`` of a recorded decoding (unknown options, values out of range)."""
-        unknown = sorted(set(overrides) - DECODING_OPTIONS)
-        if unknown:
-            return [f"unknown decoding option(s) {', '.join(unknown)}"]
-        try:
-            cls().replace(**overrides)
-        except ValueError as e:
-            return [str(e)]
-        return []
-
-    def for_n_best(self, n: int) -> "Decoding":
-        """The decoding that yields ``n`` alternatives: the beam widened to at least ``n``."""
-        return self.replace(beam_size=max(self.beam_size, n))
-
-    @property
-    def is_greedy(self) -> bool:
-        """Beam 1 without blocks: the same captions as :func:`greedy`, which is faster."""
-        return self.beam_size == 1 and not (self.no_repeat_ngram_size or self.no_repeat_words
-                                            or self.no_dangling_end)
-
-    def asdict(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`beam_search` (and the manifest entry)."""
-        return dataclasses.asdict(self)
-
-
-DECODING_OPTIONS = frozenset(f.name for f in dataclasses.fields(Decoding))  # what a tool's decoding flags set
 
 
 @dataclass

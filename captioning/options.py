@@ -32,8 +32,7 @@ import tokenize
 import typing
 from typing import Any, Collection, Literal, Mapping, TypeVar
 
-from .decoding import DECODING_OPTIONS, Decoding
-from .runtime import RuntimeOptions
+from .config import DECODING_OPTIONS, Decoding, RuntimeOptions
 
 Options = TypeVar("Options")
 DECODING = "decoding"  # the field of an options dataclass that holds Decoding overrides

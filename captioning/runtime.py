@@ -31,20 +31,18 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Literal, Sequence, get_args
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from .config import BACKENDS, DEFAULT_BACKEND, Backend, RuntimeOptions  # noqa: F401 (re-exported)
 from .encoder import EncoderOutput
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "openvino", "onnxruntime", "torch"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
 RUNTIMES = ("openvino", "onnxruntime")  # what ``auto`` tries on the CPU, in this order
 EXPORT_VERSION = 1  # bump when the exported graph changes for the same weights (a new key, a new build)
 PARITY_ATOL = 1e-3  # largest |runtime - torch| allowed in any output on the parity input
@@ -52,24 +50,6 @@ CACHE_ENV = "CAPTIONING_CACHE"
 
 Encode = Callable[[torch.Tensor], EncoderOutput]  # pixels (B, 3, H, W) -> grid, semantic vector, logits
 
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """Where and how the model runs: :meth:`Captioner.load`'s keywords and every inference tool's
-    ``--device``, ``--backend`` and ``--threads``."""
-    device: str = "auto"  # cpu, cuda or auto (CUDA when available, else the CPU)
-    backend: Backend = "auto"  # the encoder's runtime: openvino, onnxruntime, torch, or auto (on the CPU the
-    #                            fastest of OpenVINO and ONNX Runtime that works here, else torch; torch on CUDA)
-    threads: int = 0  # CPU threads of the model (0: every core)
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        if self.threads < 0:
-            raise ValueError("threads must be >= 0")
-
-
-DEFAULT_BACKEND = RuntimeOptions.backend  # every tool's --backend default
 
 
 class BackendError(RuntimeError):
