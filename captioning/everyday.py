@@ -16,6 +16,10 @@ is "tiger"), espresso is "coffee", goldfish "fish", airliner "airplane"; the few
 mislead are overridden there (tusker: "elephant", hen: "chicken"). 229 classes (abacus, altar, ...)
 have no everyday word and add to no tag.
 
+For search, the table also maps synonyms to everyday words (:func:`synonym_words`): WordNet's other
+names for a word's synsets ("automobile": car, "aeroplane": airplane) and of a few synsets below
+them (puppy, doggy, hound: dog; kitty: cat), by the rule in the script.
+
     >>> everyday_tags(probabilities, k=3)  # (B, 1000) softmax rows -> per image, best first
     [[EverydayTag(word='dog', probability=0.93, label='golden retriever', label_probability=0.61), ...]]
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +76,7 @@ class EverydayTable:
     wnids: tuple[str, ...]  # the classes' WordNet ids, in logit order
     members: np.ndarray  # (1000, W) 1 where a class rolls up to a word: probabilities @ members sums them
     provenance: dict
+    synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # term -> the everyday words it names
 
     def classes_of(self, word: str) -> list[int]:
         """The ImageNet classes that roll up to ``word``."""
@@ -90,7 +95,14 @@ def everyday_table() -> EverydayTable:
     mapped = np.flatnonzero(word_of_class >= 0)
     members[mapped, word_of_class[mapped]] = 1.0
     return EverydayTable(words, word_of_class, tuple(r[1] for r in rows), tuple(r[0] for r in rows), members,
-                         data["provenance"])
+                         data["provenance"], {t: tuple(ws) for t, ws in data.get("synonyms", {}).items()})
+
+
+def synonym_words(term: str) -> tuple[str, ...]:
+    """The everyday words ``term`` names ("automobile": ("car",), "bike": ("motorcycle", "bicycle"));
+    () for any other term, an everyday word itself included. Case-insensitive, exact (no plurals:
+    the caller folds them)."""
+    return everyday_table().synonyms.get(" ".join(term.lower().split()), ())
 
 
 def roll_up(probabilities: np.ndarray) -> np.ndarray:

@@ -21,6 +21,15 @@ one with no other everyday ancestor of the class below it (a whippet is a racer,
 as a dog: "dog", not "animal"); among several, the nearest, then the one listed first. OVERRIDES
 replace that where WordNet's placement is not what a person would say.
 
+Synonyms, for search (``tag-video --query puppy`` finds "dog"): a lemma of an everyday word's
+synset (automobile: "car", aeroplane and plane: "airplane") or of a synset SYNONYMS lists for it
+(informal names and young, or a group of its classes: puppy, doggy, hound: "dog"; kitty: "cat"),
+when that synset is the lemma's first WordNet sense (so "machine", a lemma of car.n.01, is not one)
+or the lemma is the one SYNONYMS names it by ("kitty" for kitty.n.04, whose first sense is a pool
+of money). A SYNONYMS synset must lie below one of the word's synsets and be no ImageNet class (a
+class is found by its own label). The output depends on nothing but its inputs: ``generated`` stays
+the date in the existing table while the rest is unchanged.
+
     apt-get install wordnet-base
     pip download --no-deps -d /tmp/timm timm==1.0.31 && unzip -q -d /tmp/timm /tmp/timm/timm-1.0.31-*.whl
     python scripts/make_everyday_tags.py --synsets /tmp/timm/timm/data/_info/imagenet_synsets.txt --timm-version 1.0.31
@@ -121,6 +130,18 @@ OVERRIDES: dict[str, str | None] = {
     "n06359193": None,  # web site: under computer in WordNet; the photos are screenshots
 }
 
+# (word, synset named as in VOCABULARY): more synsets whose lemmas are the word's synonyms in search
+# (see the module docstring); the lemma a lemma.n.NN name gives is always one.
+SYNONYMS: list[tuple[str, str]] = [
+    ("dog", "puppy.n.01"), ("dog", "pooch.n.01"), ("dog", "cur.n.01"), ("dog", "hound.n.01"),
+    ("dog", "lapdog.n.01"), ("cat", "kitty.n.04"), ("cat", "tomcat.n.01"),
+    ("horse", "pony.n.01"), ("horse", "mare.n.01"), ("horse", "stallion.n.01"),
+    ("cow", "cow.n.01"), ("cow", "bull.n.01"),
+    ("chicken", "rooster.n.01"), ("chicken", "chick.n.01"), ("rabbit", "bunny.n.02"),
+    ("bicycle", "bike.n.02"), ("airplane", "jet.n.01"), ("sofa", "couch.n.01"),
+    ("phone", "phone.n.01"),
+]
+
 RENAMED = {"n02012849": "crane bird", "n03710721": "maillot tank suit"}  # torchvision's names for two classes
 
 
@@ -172,6 +193,26 @@ def everyday_ancestor(wnid: str, synsets: dict, order: dict[str, int]) -> str | 
     return best[0][2] if best else None
 
 
+def synonyms(wnids: list[str], synsets: dict, senses: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``{term: [everyday words]}``: the search synonyms (the module docstring's rule), sorted by term,
+    each term's words in VOCABULARY order; the everyday words themselves are left out."""
+    own: dict[str, set[str]] = {}
+    for word, name in VOCABULARY:
+        own.setdefault(word, set()).add(resolve(name, senses))
+    classes, words, found = set(wnids), [w for w, _ in VOCABULARY], {}
+    for word, name in [*VOCABULARY, *SYNONYMS]:
+        wnid = resolve(name, senses)
+        if (word, name) in SYNONYMS:  # checked: below the word, and no class
+            if wnid in classes or not own[word] & set(ancestors(wnid, synsets)):
+                sys.exit(f"SYNONYMS: {name} ({wnid} {synsets[wnid][0]}) is an ImageNet class or not below {word!r}")
+        named = name.rsplit(".", 2)[0].replace("_", " ").lower() if (word, name) in SYNONYMS else None
+        for lemma in synsets[wnid][0]:
+            first = senses.get(lemma.replace(" ", "_"), [None])[0] == wnid
+            if (first or lemma == named) and lemma not in own:
+                found.setdefault(lemma, set()).add(word)
+    return {term: sorted(ws, key=words.index) for term, ws in sorted(found.items())}
+
+
 def torchvision_categories() -> tuple[str, ...]:
     """torchvision's ImageNet class names from its source, as captioning.encoder reads them."""
     folder = importlib.util.find_spec("torchvision").submodule_search_locations[0]
@@ -186,6 +227,17 @@ def package_version(command: list[str]) -> str:
         return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def generated_date(path: Path, table: dict) -> str:
+    """The date the table in ``path`` was generated if it holds ``table`` (but for that date), else today's."""
+    try:
+        old = json.loads(path.read_text())
+        date = old["provenance"].pop("generated")
+    except (OSError, ValueError, KeyError, TypeError):
+        return datetime.date.today().isoformat()
+    same = old == {**table, "provenance": {k: v for k, v in table["provenance"].items() if k != "generated"}}
+    return date if same else datetime.date.today().isoformat()
 
 
 def main() -> None:
@@ -212,26 +264,28 @@ def main() -> None:
         ancestor = everyday_ancestor(wnid, synsets, order)
         rows.append([wnid, name, OVERRIDES[wnid] if wnid in OVERRIDES else words.get(ancestor)])
     table = {
-        "format_version": 1,
+        "format_version": 2,
         "provenance": {
             "wordnet": "Princeton WordNet 3.0 (data.noun, index.noun), Debian package wordnet-base "
                        + package_version(["dpkg-query", "-W", "-f=${Version}", "wordnet-base"]),
             "class_ids": f"timm {args.timm_version}, timm/data/_info/imagenet_synsets.txt (PyPI)",
             "class_names": "torchvision " + importlib.metadata.version("torchvision") + ", models/_meta.py",
             "script": "scripts/make_everyday_tags.py",
-            "generated": datetime.date.today().isoformat(),
+            "generated": "",  # below
         },
         "rule": "a class takes the most specific of its everyday ancestors (itself, its hypernyms, transitively): "
                 "the one with no other below it, then the nearest, then the first in vocabulary; overrides first",
         "vocabulary": [[word, name, resolve(name, senses)] for word, name in VOCABULARY],  # [word, synset, id]
         "overrides": OVERRIDES,
         "classes": rows,  # [ImageNet id, torchvision name, everyday word or null], in logit order
+        "synonyms": synonyms(wnids, synsets, senses),  # {term: [everyday words]}, for search
     }
+    table["provenance"]["generated"] = generated_date(args.out, table)
     text = json.dumps(table, indent=None, separators=(",", ":"))
-    args.out.write_text(text.replace('],["', '],\n["') + "\n")  # a row a line: readable diffs
+    args.out.write_text(text.replace('],["', '],\n["').replace('],"', '],\n"') + "\n")  # a row a line
     mapped = sum(r[2] is not None for r in rows)
     print(f"{args.out}: {mapped} of 1000 classes have an everyday word, "
-          f"{len({r[2] for r in rows if r[2]})} words used")
+          f"{len({r[2] for r in rows if r[2]})} words used, {len(table['synonyms'])} synonyms")
 
 
 if __name__ == "__main__":
