@@ -38,6 +38,7 @@ from pipelines.images.archives import ArchiveError, image_entries, is_zip, unpac
 from pipelines.video import TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
 from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
+from pipelines.video.results import BLANK, SORTS, no_matches
 from pipelines.video.timeline import clock, timeline
 
 from app_decoding import DECODING_FIELDS  # noqa: F401 (the tests read app.DECODING_FIELDS)
@@ -163,8 +164,8 @@ class Handlers:
             written = write_outputs(tags, out, stem, formats=("json", "srt", "vtt"), thumbnails=True)
         thumbs = {p.stem: str(p) for p in written if p.suffix == ".jpg"}
         keyframes = {s.index: thumbs[f"shot_{s.index:03d}"] for s in tags.shots if f"shot_{s.index:03d}" in thumbs}
-        rows = [[s.index + 1, clock(s.start), clock(s.end), s.caption, ", ".join(shown_tags(s.tags, 5))]
-                for s in tags.shots]
+        rows = [[s.index + 1, clock(s.start), clock(s.end), BLANK if s.blank else s.caption,
+                 ", ".join(shown_tags(s.tags, 5))] for s in tags.shots]
         top = {t.label: t.probability for t in tags.summary.tags if t.source == leading_source(tags.summary.tags)}
         files = [str(out / f"{stem}.{ext}") for ext in ("json", "srt", "vtt")]
         return rows, timeline(tags, keyframes), top, files, {"tags": tags.to_dict(), "keyframes": keyframes}
@@ -183,21 +184,25 @@ class Handlers:
             raise gr.Error("The keyframes are no longer on the server; tag the video again.")
         s = tags.shots[row]
         text = (f"**Shot {row + 1}** of {len(tags.shots)}, {clock(s.start)} to {clock(s.end)}; keyframe at "
-                f"{clock(s.keyframe_time)}: *{s.caption}*  \nTags: {', '.join(shown_tags(s.tags, 8))}")
+                f"{clock(s.keyframe_time)}: *{BLANK if s.blank else s.caption}*  \n"
+                f"Tags: {', '.join(shown_tags(s.tags, 8)) or 'none'}")
         return keyframes.get(row), text, timeline(tags, keyframes, selected=row)
 
     def _too_long(self, length: str) -> gr.Error:
         return gr.Error(f"The video is {length}; this server takes up to {self.max_video_seconds:g} s "
                         "(use tag-video for longer ones).")
 
-    def search_video(self, query: str, result: dict | None):
-        """Segments of the tagged video that match a tag query."""
+    def search_video(self, query: str, result: dict | None, sort: str = SORTS[0]):
+        """Segments of the tagged video that match a tag query, in ``sort`` order (tag-video's
+        ``--sort``), and a line saying so when there are none (tag-video's)."""
         if not result:
             raise gr.Error("Tag a video first.")
         if not query or not query.strip():
-            return []
-        hits = VideoTags.from_dict(result["tags"]).search(query.strip())
-        return [[clock(s.start), clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
+            return [], ""
+        tags = VideoTags.from_dict(result["tags"])
+        hits = tags.search(query.strip(), sort=sort if sort in SORTS else SORTS[0])
+        rows = [[clock(s.start), clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
+        return rows, "" if hits else no_matches(query, Path(tags.video.path).name)
 
     # -- batch tab -----------------------------------------------------------------------
     def caption_batch(self, files: list[str] | None, *decoding: Any):
@@ -291,15 +296,18 @@ def _video_tab(h: Handlers, decoding: Decoding) -> None:
                                     elem_id="shot-keyframe", height=320)
                 about = gr.Markdown(elem_id="shot-about")
         with gr.Row():
-            query = gr.Textbox(label="Search tags (e.g. dog, beach)", scale=3)
+            query = gr.Textbox(label="Search tags (e.g. dog, puppy, beach)", scale=3)
+            order = gr.Radio(list(SORTS), value=SORTS[0], label="Order by", scale=1)
             find = gr.Button("Search", scale=1)
         hits = gr.Dataframe(headers=["start", "end", "confidence", "matched"], label="Matching segments",
                             interactive=False)
+        no_hits = gr.Markdown(elem_id="search-status")
         video_state = gr.State()
         tag.click(with_decoding_parameters(h.tag_video), [video, fps, threshold, *video_decoding],
                   [shots, strip, top_tags, downloads, video_state], api_name="tag_video")
         shots.select(h.select_shot, video_state, [keyframe, about, strip], api_visibility="private")
-        gr.on([find.click, query.submit], h.search_video, [query, video_state], hits, api_name="search_video")
+        gr.on([find.click, query.submit, order.change], h.search_video, [query, video_state, order], [hits, no_hits],
+              api_name="search_video")
 
 
 def dev_quality(metrics: dict) -> str:

@@ -3,12 +3,15 @@ the shot table, the timeline picture and the state; a row picked shows that shot
 full size and outlines it on the timeline; search reads the same state."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
 import app
+from pipelines.video.results import VideoTags
 from pipelines.video.timeline import BOUNDARY, SELECTED, Layout
 from test_video_clips import make_clip
 
@@ -57,8 +60,12 @@ def test_a_row_picked_shows_its_keyframe_and_outlines_it(tagged):
 
 def test_search_reads_the_tab_state(tagged):
     handlers, (_, _, _, _, state) = tagged
-    hits = handlers.search_video("cat", state)
-    assert hits and hits[0][0] == "0:00.0"
+    hits, said = handlers.search_video("cat", state)
+    assert hits and hits[0][0] == "0:00.0" and said == ""
+    by_confidence, _ = handlers.search_video("kitty", state, "confidence")  # a synonym of "cat" (issue #23)
+    assert by_confidence and [r[2] for r in by_confidence] == sorted((r[2] for r in by_confidence), reverse=True)
+    name = Path(VideoTags.from_dict(state["tags"]).video.path).name
+    assert handlers.search_video("deer", state) == ([], f"no matches for 'deer' in {name}")  # as tag-video says it
 
 
 def test_the_table_selects_into_the_keyframe_and_the_timeline(captioner):

@@ -155,15 +155,35 @@ def test_json_round_trip_and_versioning():
                                         "frames": 1, "source": "caption"}
     assert d["frames"][0] == {"index": 0, "time": 0.0, "timecode": "00:00:00:00", "shot": 0, "sampled": True,
                               "tags": [{"label": "tabby", "probability": 0.7}, {"label": "tiger cat", "probability": 0.2}],
-                              "caption": None}
+                              "caption": None, "blank": False}
+    assert d["shots"][1]["blank"] is False and d["shots"][1]["caption_confidence"] is not None
     assert d["shots"][1]["start_frame"] == 25 and d["shots"][1]["transition"] == "cut" and d["scenes"][1]["first_shot"] == 1
     assert d["index"]["dog"] == [{"start": 2.5, "end": 6.0, "confidence": round(np.exp(-2.0 / 7), 4)}]
     again = VideoTags.from_dict(d)
     assert again.to_dict() == d and [s.labels for s in again.search("dog")] == [("dog",)]
     with pytest.raises(ValueError, match="format_version"):
         VideoTags.from_dict({**d, "format_version": 99})
+    old = {**d, "format_version": 2, "frames": [{k: v for k, v in f.items() if k != "blank"} for f in d["frames"]],
+           "shots": [{k: v for k, v in s.items() if k != "blank"} for s in d["shots"]]}
+    assert VideoTags.from_dict(old).to_dict() == d  # version 2 reads as 3 with nothing blank
 
 
 def test_raw_shot_is_immutable():
     with pytest.raises(AttributeError):
         RawShot(0, 1, 0, None).first = 3
+
+
+def test_blank_frames_are_never_keyframes():
+    """Issue #23: a blank frame is counted but is no keyframe candidate and not in the mean; a shot of
+    blank frames only is blank, its first frame its keyframe, with no payload."""
+    shot = OpenShot(10)
+    vectors = np.eye(3)
+    shot.add(vectors[0], lambda: "black", blank=True)
+    shot.add(vectors[1], lambda: "cat")
+    shot.add(vectors[2], lambda: "grey", blank=True)
+    raw = shot.close()
+    assert (raw.first, raw.stop, raw.keyframe, raw.payload, raw.blank) == (10, 13, 11, "cat", False)
+    only_blank = OpenShot(5)
+    for v in vectors:
+        only_blank.add(v, lambda: 1 / 0, blank=True)  # the payload of a blank frame is never made
+    assert only_blank.close() == RawShot(5, 8, 5, None, blank=True) and len(only_blank) == 3

@@ -5,7 +5,8 @@ Every frame is decoded (PyAV) and a cheap content signal on its small luma pictu
 shot boundaries at the exact frame: hard cuts, fades through black and dissolves, not flashes
 or camera motion (:mod:`.cuts`). Frames are sampled (``fps``, default 1, or ``every_n_frames``)
 with their true timestamps, plus a shot's first frames when no sample falls in it, and encoded
-in batches: one encoder pass gives each frame its top-k ImageNet labels and its semantic vector.
+in batches: one encoder pass gives each frame its top-k ImageNet labels and its semantic vector;
+a near-uniform frame (black, grey, a flat colour: ``blank_spread``) is blank, with no tags or caption.
 The vectors pick each shot's keyframe (the frame closest to the shot's mean vector), which is
 captioned, and join similar shots into scenes (``scene_threshold``). Shot tags are the labels
 averaged over the shot plus the content words of the caption; a tag index (tag -> time

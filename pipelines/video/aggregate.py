@@ -59,11 +59,11 @@ def weighted_mean(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def build_index(frames: list[FrameTags], shots: list[Shot], starts: np.ndarray, ends: np.ndarray,
-                frame_captions: list[CaptionResult] | None, frame_words: list[list[EverydayTag]] | None = None
+                frame_captions: list[CaptionResult | None] | None, frame_words: list[list[EverydayTag]] | None = None
                 ) -> dict[str, tuple[Segment, ...]]:
     """tag -> segments: runs of consecutive frames with the label (or everyday word, from
     ``frame_words``, at least :data:`INDEXED_WORD`) in their top-k (confidence = time-weighted mean
-    probability), and caption words over their shots (or captioned frames)."""
+    probability), and caption words over their shots less their blank frames (or over captioned frames)."""
     hits: dict[str, list[tuple[int, float]]] = {}  # label -> (position, probability)
     for pos, f in enumerate(frames):
         for t in f.tags:
@@ -71,7 +71,7 @@ def build_index(frames: list[FrameTags], shots: list[Shot], starts: np.ndarray, 
         for w in frame_words[pos] if frame_words else ():
             if w.probability >= INDEXED_WORD:
                 hits.setdefault(w.word, []).append((pos, w.probability))
-        if frame_captions is not None:
+        if frame_captions is not None and frame_captions[pos] is not None:  # None: a blank frame
             for w in caption_words(frame_captions[pos].text):
                 hits.setdefault(w, []).append((pos, caption_confidence(frame_captions[pos])))
     index: dict[str, list[Segment]] = {}
@@ -86,12 +86,29 @@ def build_index(frames: list[FrameTags], shots: list[Shot], starts: np.ndarray, 
             w = np.array([ends[pos] - starts[pos] for pos, _ in run])
             conf = float(np.dot(w, [p for _, p in run]) / max(w.sum(), 1e-12))
             index.setdefault(label, []).append(Segment(float(starts[run[0][0]]), float(ends[run[-1][0]]), conf))
-    if frame_captions is None:
+    if frame_captions is None:  # a keyframe's caption words: over its shot, less the shot's blank frames
+        pictured: dict[int, list[int]] = {}
+        for pos, f in enumerate(frames):
+            if not f.blank:
+                pictured.setdefault(f.shot, []).append(pos)
         for s in shots:
+            spans = _pictured_spans(pictured.get(s.index, []), starts, ends)
             for t in s.tags:
                 if t.source == "caption":
-                    index.setdefault(t.label, []).append(Segment(s.start, s.end, t.probability))
+                    index.setdefault(t.label, []).extend(Segment(a, b, t.probability) for a, b in spans)
     return {label: tuple(merge_segments(segs, gap=0.0)) for label, segs in sorted(index.items())}
+
+
+def _pictured_spans(positions: list[int], starts: np.ndarray, ends: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) of each run of consecutive ``positions`` (a shot's frames that are not blank): the
+    whole shot when none of its frames is blank."""
+    runs: list[list[int]] = []
+    for pos in positions:
+        if runs and runs[-1][-1] == pos - 1:
+            runs[-1].append(pos)
+        else:
+            runs.append([pos])
+    return [(float(starts[r[0]]), float(ends[r[-1]])) for r in runs]
 
 
 def summary_tags(frames: list[FrameTags], shots: list[Shot], probs: np.ndarray, weights: np.ndarray,
@@ -99,10 +116,11 @@ def summary_tags(frames: list[FrameTags], shots: list[Shot], probs: np.ndarray, 
                  everyday: EverydayOptions = EverydayOptions()) -> list[ShotTag]:
     """Top labels over the whole video (time-weighted mean probability), its top everyday tags (the
     same, rolled up; with ``frame_words``) and top caption words (caption confidence times the share
-    of the video their shots cover)."""
+    of the video their shots cover). ``weights`` are 0 for blank frames: a video of blank frames only
+    has no label."""
     mean = weighted_mean(probs, weights)
-    labels = top_labels(mean, [f.tags for f in frames], SUMMARY_TAGS)
-    if frame_words is not None:
+    labels = top_labels(mean, [f.tags for f in frames], SUMMARY_TAGS) if weights.sum() > 0 else []
+    if frame_words is not None and weights.sum() > 0:
         labels += everyday_labels(mean, frame_words, SUMMARY_TAGS, everyday)
     words: dict[str, list[float]] = {}
     for s in shots:

@@ -28,7 +28,7 @@ from .batch import PROG, Bars, LocalEngine, RayEngine, plan
 from .cuts import CutOptions
 from .export import OutputOptions
 from .layout import LayoutError, targets
-from .results import Segment, VideoTags
+from .results import SORTS, Segment, VideoTags, no_matches
 from .subtitles import timestamp
 from .tagger import TagOptions
 
@@ -42,11 +42,15 @@ def _format_segment(path: str, s: Segment) -> str:
             f"{s.confidence:.3f}\t{', '.join(s.labels)}")
 
 
-def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None]) -> None:
+def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None], *, sort: str = SORTS[0],
+            warn: Callable[[str], None] = lambda line: None) -> None:
     if queries:
-        for q in queries:  # like grep: one line per matching segment, nothing when none
-            for s in tags.search(q):
+        for q in queries:  # like grep: one line per matching segment; none: one line on stderr
+            hits = tags.search(q, sort=sort)
+            for s in hits:
                 write(_format_segment(tags.video.path, s))
+            if not hits:
+                warn(no_matches(q, tags.video.path))
         return
     top = {source: ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags.summary.tags if t.source == source)
            for source in ("everyday", "imagenet")}
@@ -69,7 +73,11 @@ def _parser() -> argparse.ArgumentParser:
                        "files earlier runs wrote (never another file) (default: off)")
     p.add_argument("--query", action="append", default=[], metavar="TAG",
                    help="print the segments where TAG is seen (path, start --> end, confidence, "
-                   "matching tags; tab-separated) instead of a summary; repeatable (default: none)")
+                   "matching tags; tab-separated) instead of a summary; TAG may be an everyday word's synonym "
+                   "(puppy, automobile); repeatable (default: none)")
+    p.add_argument("--sort", choices=SORTS, default=SORTS[0],
+                   help="order of --query's segments: by start time, or by confidence, highest first "
+                   f"(default: {SORTS[0]})")
     add_engine_flags(p, actors=None, actors_default="one per CPU, at most one per video")
     add_weights_flag(p)
     add_runtime_flags(p)
@@ -149,7 +157,8 @@ def _tag(engine: LocalEngine | RayEngine, jobs: list, skipped: int, args: argpar
             tagged, seconds = tagged + 1, seconds + tags.video.duration
             if tags.partial:
                 tqdm.write(f"{PROG}: {path}: partial results: {'; '.join(tags.errors)}", file=sys.stderr)
-            _report(tags, args.query, say)
+            _report(tags, args.query, say, sort=args.sort,
+                    warn=lambda line: tqdm.write(f"{PROG}: {line}", file=sys.stderr))
     except KeyboardInterrupt:
         bars.close()
         _error("interrupted; run the same command again to resume")

@@ -3,7 +3,8 @@
 - **EDL** (``S.edl``): one CMX 3600 event per shot, a cut (``C``) on the video track, source
   in/out = record in/out = the shot's timecodes (``FCM: DROP FRAME`` with drop-frame timecodes
   at 29.97 / 59.94 fps); comment lines name the clip and give the shot's scene, how it begins
-  (a fade or dissolve is still written as a cut at the boundary frame) and its caption.
+  (a fade or dissolve is still written as a cut at the boundary frame) and its caption ("(blank)"
+  for a blank shot: black, grey or one flat colour).
 - **OpenTimelineIO** (``S.otio``, written by the ``opentimelineio`` library's ``otio_json``
   adapter): a timeline with one video track holding a clip per shot (source range in frames
   at the timecode rate, an ExternalReference to the video's absolute ``file://`` URL), a marker
@@ -39,7 +40,7 @@ def to_edl(tags: VideoTags, *, title: str) -> str:
         lines.append(f"* FROM CLIP NAME: {clip}")
         how = f", begins with a {shot.transition}" if shot.transition in ("fade", "dissolve") else ""
         lines.append(f"* COMMENT: shot {shot.index + 1}, scene {shot.scene + 1}{how}: "
-                     f"{_edl_safe(shot.caption)[:EDL_TEXT]}")
+                     f"{_edl_safe(shot.caption or '(blank)')[:EDL_TEXT]}")
         lines.append("")
     return "\n".join(lines)
 
@@ -65,6 +66,7 @@ def to_otio(tags: VideoTags, *, title: str) -> str:
                                 source_range=span(shot.start, shot.end))
         clip.metadata["tag-video"] = {
             "shot": shot.index, "scene": shot.scene, "transition": shot.transition, "caption": shot.caption,
+            "blank": shot.blank,
             "start_frame": shot.start_frame, "end_frame": shot.end_frame, "keyframe_index": shot.keyframe_index,
             "tags": [t.label for t in shot.tags]}
         track.append(clip)

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from .results import FrameTags, Shot, VideoTags
+from .results import BLANK, FrameTags, Shot, VideoTags
 
 THUMB_HEIGHT = 90  # pixels
 THUMB_QUALITY = 80  # JPEG quality of the embedded thumbnails
@@ -64,6 +64,12 @@ def _labels(shot: Shot) -> str:
     return _e(", ".join(labels)) + (f"<br>words: {_e(', '.join(words))}" if words else "")
 
 
+def _caption(shot: Shot) -> str:
+    if shot.blank:
+        return BLANK
+    return _e(shot.caption) or "(no caption)"
+
+
 def _shot_html(shot: Shot, strip: Iterable[tuple[int, float]], thumbs: dict[int, bytes], timecode: dict[int, str]) -> str:
     figures = []
     for index, when in strip:
@@ -78,7 +84,7 @@ def _shot_html(shot: Shot, strip: Iterable[tuple[int, float]], thumbs: dict[int,
     return (f'<div class="shot" id="shot-{shot.index + 1}"><div class="meta"><b>Shot {shot.index + 1}</b>{how}<br>'
             f'<span class="time">{_e(shot.start_timecode)} &ndash; {_e(shot.end_timecode)}</span><br>'
             f'frames {shot.start_frame}&ndash;{shot.end_frame - 1} &middot; {shot.end - shot.start:.2f} s'
-            f'<div class="caption">{_e(shot.caption) or "(no caption)"}</div><div class="tags">{_labels(shot)}</div>'
+            f'<div class="caption">{_caption(shot)}</div><div class="tags">{_labels(shot)}</div>'
             f'</div><div class="strip">{"".join(figures)}</div></div>')
 
 
@@ -97,7 +103,8 @@ def to_html(tags: VideoTags, thumbs: dict[int, bytes], *, strip: int, title: str
              f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1><div class=\"facts\">{facts}</div>"]
     for scene in tags.scenes:
         parts.append(f'<h2 id="scene-{scene.index + 1}">Scene {scene.index + 1} &middot; <span class="time">'
-                     f'{_e(scene.start_timecode)} &ndash; {_e(scene.end_timecode)}</span> &middot; {_e(scene.caption)}</h2>')
+                     f'{_e(scene.start_timecode)} &ndash; {_e(scene.end_timecode)}</span>'
+                     + (f' &middot; {_e(scene.caption)}' if scene.caption else "") + '</h2>')
         for shot in tags.shots[scene.first_shot:scene.first_shot + scene.shot_count]:
             parts.append(_shot_html(shot, strip_frames(shot, frames, strip), thumbs, timecode))
     parts.append(f"<p class=\"facts\">made by tag-video with {_e(tags.model.get('name', '?'))} "

@@ -1,6 +1,6 @@
 """Results of video tagging: dataclasses, their JSON form, and search.
 
-JSON schema (``format_version`` 2), written by ``tag-video --formats json`` and
+JSON schema (``format_version`` 3), written by ``tag-video --formats json`` and
 ``VideoTags.to_json()``. Times are seconds on the player's clock (time 0 = the start of the
 file, see :mod:`pipelines.video.io`), frame numbers count decoded frames from 0, timecodes are
 ``HH:MM:SS:FF`` at ``video.timecode_rate`` (``HH:MM:SS;FF`` drop-frame at 29.97 and 59.94 fps,
@@ -8,8 +8,9 @@ see :mod:`pipelines.video.timecode`); probabilities and confidences are in 0..1;
 rounded to 4 decimals::
 
     {
-      "format_version": 2,                  # bumped on incompatible changes (2: frame-exact shots,
-                                            # scenes, timecodes, display size)
+      "format_version": 3,                  # bumped on incompatible changes (2: frame-exact shots,
+                                            # scenes, timecodes, display size; 3: blank frames and
+                                            # shots, null captions)
       "video": {"path",
                 "duration",                 # end of the last frame decoded (its time + its duration)
                 "start",                    # time of the first frame (0 unless the video starts late)
@@ -24,7 +25,7 @@ rounded to 4 decimals::
                 "sampled_frames"},          # frames tagged (samples + shot first frames)
       "model": {"name", "version"},         # the caption bundle used
       "options": {...},                     # fps, every_n_frames, scene_threshold, scene_span, tags,
-                                            # caption_every_frame, cuts: {the cut detector's options},
+                                            # caption_every_frame, blank_spread, cuts: {the cut detector's options},
                                             # everyday: {min_tag_probability, exclude_tags},
                                             # and the decoding in effect: beam_size, max_length,
                                             # min_length, length_penalty, no_repeat_ngram_size,
@@ -39,7 +40,7 @@ rounded to 4 decimals::
       "scenes": [{"index", "start", "end", "start_frame", "end_frame", "start_timecode", "end_timecode",
                   "first_shot", "shot_count",
                   "keyframe_index", "keyframe_time",   # the shot keyframe most central to the scene
-                  "caption",                # that keyframe's caption
+                  "caption",                # that keyframe's caption (null: every shot of the scene is blank)
                   "tags": [{"label", "probability", "frames", "source"}]}],   # ImageNet, time-weighted
       "shots": [{"index", "scene",
                  "start", "end",            # contiguous, non-overlapping, cover [video.start, duration]
@@ -49,9 +50,14 @@ rounded to 4 decimals::
                                             # boundary in the middle of the black), "dissolve" (at its
                                             # middle); null for the first shot
                  "frames",                  # tagged frames in the shot
-                 "keyframe_index", "keyframe_time",   # frame the caption describes
-                 "caption", "caption_confidence",     # geometric-mean word probability
-                 "tags": [{"label", "probability", "frames", "source"}]}],
+                 "keyframe_index", "keyframe_time",   # frame the caption describes (never a blank one
+                                            # unless the shot is blank: then its first tagged frame)
+                 "caption", "caption_confidence",     # geometric-mean word probability (both null
+                                            # for a blank shot)
+                 "tags": [{"label", "probability", "frames", "source"}],
+                                            # (over the shot's frames that are not blank)
+                 "blank"}],                 # true: every tagged frame of the shot is blank, so it
+                                            # has no caption and no tags
                                             # source "imagenet": mean probability over the shot's
                                             # frames, frames = frames with the label in their top-k;
                                             # source "everyday": the same rolled up into an everyday
@@ -61,8 +67,12 @@ rounded to 4 decimals::
       "frames": [{"index", "time", "timecode", "shot",
                   "sampled",                # false: a shot's first frames, tagged because no sample
                                             # falls in that shot
-                  "tags": [{"label", "probability"}],   # top-k ImageNet labels
-                  "caption"}],              # null unless every frame is captioned
+                  "tags": [{"label", "probability"}],   # top-k ImageNet labels ([] when blank)
+                  "caption",                # null unless every frame is captioned (and when blank)
+                  "blank"}],                # near-uniform (black, grey, a flat colour, a fade's
+                                            # darkest frames: its small luma picture's standard
+                                            # deviation under options.blank_spread): no tags, no
+                                            # caption, not in the index, the summary or a keyframe
       "index": {"<tag>": [{"start", "end", "confidence"}]},
                                             # where each ImageNet label / everyday word (from a summed
                                             # probability of 0.1) / caption word (lower-case, singular)
@@ -82,9 +92,12 @@ from typing import Any
 
 from captioning.api import Tag
 
-from .words import matches
+from .words import matches, synonym_targets
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READ_VERSIONS = (2, 3)  # format_version from_dict reads (2: as 3 with no frame blank)
+SORTS = ("time", "confidence")  # orders of search results: by start time, or highest confidence first
+BLANK = "blank (black, grey or one flat colour): not captioned"  # a blank shot's caption as the report and UI show it
 _DIGITS = 4  # decimals kept for floats in the JSON
 
 
@@ -112,7 +125,8 @@ class FrameTags:
     shot: int  # index of the shot the frame belongs to
     sampled: bool  # False: a shot's first frames, tagged because no sample falls in the shot
     tags: tuple[Tag, ...]  # top-k ImageNet labels, most probable first
-    caption: str | None = None  # caption of this frame (only with caption_every_frame)
+    caption: str | None = None  # caption of this frame (only with caption_every_frame; None when blank)
+    blank: bool = False  # near-uniform (black, grey, flat colour): no tags, no caption
 
 
 @dataclass(frozen=True)
@@ -129,9 +143,10 @@ class Shot:
     frames: int  # number of tagged frames in the shot
     keyframe_index: int  # frame number of the keyframe (the frame most central in semantic space)
     keyframe_time: float  # its time in seconds
-    caption: str  # caption of the keyframe
-    caption_confidence: float  # geometric-mean word probability of the caption
+    caption: str | None  # caption of the keyframe (None: a blank shot)
+    caption_confidence: float | None  # geometric-mean word probability of the caption (None: a blank shot)
     tags: tuple[ShotTag, ...]  # ImageNet labels aggregated over the shot, everyday tags, then caption words
+    blank: bool = False  # every tagged frame is blank: no caption, no tags
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,7 @@ class Scene:
     shot_count: int  # number of shots
     keyframe_index: int  # the shot keyframe closest to the scene's mean vector
     keyframe_time: float  # its time in seconds
-    caption: str  # that keyframe's caption
+    caption: str | None  # that keyframe's caption (None: every shot of the scene is blank)
     tags: tuple[ShotTag, ...]  # ImageNet labels over the scene's frames (time-weighted mean probability)
 
 
@@ -208,7 +223,7 @@ class VideoTags:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VideoTags":
-        if d.get("format_version") != FORMAT_VERSION:
+        if d.get("format_version") not in READ_VERSIONS:
             raise ValueError(f"format_version {d.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
         shot_tags = lambda items: tuple(ShotTag(**t) for t in items)  # noqa: E731
         return cls(
@@ -221,17 +236,28 @@ class VideoTags:
             partial=d.get("partial", False), errors=tuple(d.get("errors", ())), model=d.get("model", {}),
             options=d.get("options", {}), timings=d.get("timings", {}))
 
-    def search(self, query: str, *, min_confidence: float = 0.0) -> list[Segment]:
-        """Segments where a tag matching ``query`` is seen, merged when they touch or overlap.
+    def search(self, query: str, *, min_confidence: float = 0.0, sort: str = "time") -> list[Segment]:
+        """Segments where a tag matching ``query`` is seen, merged when they touch or overlap, in
+        ``sort`` order (:data:`SORTS`: "time", or "confidence": highest first, then by time).
 
         Case-insensitive; matches ImageNet labels, everyday words ("dog" for every breed) and caption
         words, whole label or every query word among the label's words (so "cat" finds "tiger cat");
-        plurals fold ("dogs" = "dog").
+        plurals fold ("dogs" = "dog"); a synonym of an everyday word finds that word ("puppy",
+        "doggy", "hound": "dog"; "automobile": "car"; :func:`pipelines.video.words.synonym_targets`).
         """
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        also = synonym_targets(query)
         hits = [Segment(s.start, s.end, s.confidence, (label,))
-                for label, segments in self.index.items() if matches(label, query)
+                for label, segments in self.index.items() if matches(label, query) or label in also
                 for s in segments if s.confidence >= min_confidence]
-        return merge_segments(hits)
+        merged = merge_segments(hits)
+        return sorted(merged, key=lambda s: (-s.confidence, s.start)) if sort == "confidence" else merged
+
+
+def no_matches(query: str, path: str) -> str:
+    """What the CLI and the web UI say when ``query`` finds nothing in the video at ``path``."""
+    return f"no matches for {query.strip()!r} in {path}"
 
 
 def merge_segments(segments: list[Segment], *, gap: float = 1e-3) -> list[Segment]:

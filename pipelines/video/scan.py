@@ -4,9 +4,10 @@
 and converts only the frames the encoder needs: the samples (``fps`` / ``every_n_frames``),
 and for a shot that no sample falls in, the frame on which its boundary was proposed (a few
 frames after a cut; the first frame after a fade's black or after a dissolve), so every shot
-has at least one tagged frame. It yields, strictly in frame order, :class:`Picked` frames and
-the :class:`~pipelines.video.cuts.Boundary` before each shot's frames: a consumer closes a shot
-at each boundary. Samples wait until the detector's horizon passes them (about the dissolve
+has at least one tagged frame; each comes with the spread of its small luma picture, which
+tells a near-uniform frame (black, grey, a flat colour) without looking at it again. It yields,
+strictly in frame order, :class:`Picked` frames and the :class:`~pipelines.video.cuts.Boundary`
+before each shot's frames: a consumer closes a shot at each boundary. Samples wait until the detector's horizon passes them (about the dissolve
 window, ~1 s), so memory holds a second of converted frames at most.
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
 
 from .cuts import Boundary, CutDetector, Update
 from .io import DecodedFrame, Sampler
@@ -25,6 +28,7 @@ class Picked:
     time: float  # its presentation time
     array: Any  # what ``convert`` made of it (the encoder's input)
     sampled: bool  # False: a shot's first frames, picked because no sample falls in the shot
+    spread: float = float("inf")  # standard deviation (0-255) of its small luma picture (inf: not measured)
 
 
 class _Shots:
@@ -68,22 +72,29 @@ def scan(frames: Iterable[DecodedFrame], detector: CutDetector, sampler: Sampler
     """Picked frames and boundaries in frame order (see the module docstring)."""
     shots = _Shots()
     last: DecodedFrame | None = None
+    last_luma: np.ndarray | None = None
     for f in frames:
-        last = f
-        update = detector.push(f.index, f.time, f.luma())
-        picked = Picked(f.index, f.time, convert(f), True) if sampler.wants(f.index, f.time) else None
+        last, last_luma = f, f.luma()
+        update = detector.push(f.index, f.time, last_luma)
+        picked = Picked(f.index, f.time, convert(f), True, _spread(last_luma)) \
+            if sampler.wants(f.index, f.time) else None
         if picked is not None:
             shots.held.append(picked)
-        yield from _handle(update, shots, f, picked, convert)
+        yield from _handle(update, shots, f, last_luma, picked, convert)
     if last is not None:
-        yield from _handle(detector.finish(), shots, last, None, convert)
+        yield from _handle(detector.finish(), shots, last, last_luma, None, convert)
         yield from shots.finish()
 
 
-def _handle(update: Update, shots: _Shots, f: DecodedFrame, picked: Picked | None,
+def _spread(luma: np.ndarray) -> float:
+    return float(np.std(luma, dtype=np.float64))
+
+
+def _handle(update: Update, shots: _Shots, f: DecodedFrame, luma: np.ndarray, picked: Picked | None,
             convert: Callable[[DecodedFrame], Any]) -> Iterator[Picked | Boundary]:
     if update.proposed:
-        probe = Picked(f.index, f.time, picked.array if picked is not None else convert(f), False)
+        probe = picked if picked is not None else Picked(f.index, f.time, convert(f), True, _spread(luma))
+        probe = Picked(probe.index, probe.time, probe.array, False, probe.spread)
         shots.probes.update({frame: probe for frame in update.proposed})
     for b in update.final:
         yield from shots.close(b)

@@ -6,7 +6,9 @@ their unit-length semantic vectors do the rest:
 
 - each shot's **keyframe** is, among a bounded, evenly spaced subset of its tagged frames
   (:class:`OpenShot`: memory stays constant however long a shot is), the one closest to the
-  shot's mean vector; it is captioned;
+  shot's mean vector; it is captioned. Blank frames (near-uniform: black, grey, a fade's darkest)
+  are neither candidates nor in the mean; a shot of blank frames only is blank: its first frame
+  is its keyframe, and it gets no caption;
 - **scenes** join consecutive shots: a scene ends between two shots unless some pair of similar
   shots (cosine distance of their mean vectors at most ``threshold``, at most ``span`` shots
   apart) straddles that point, so a shot / reverse-shot dialogue (A B A B) stays one scene
@@ -34,13 +36,14 @@ class RawShot:
     first: int  # position (among the tagged frames) of the shot's first tagged frame
     stop: int  # position after its last one
     keyframe: int  # position of its keyframe: the stored frame closest to the shot's mean vector
-    payload: Any  # what the caller stored for the keyframe (e.g. its encoder rows)
+    payload: Any  # what the caller stored for the keyframe (e.g. its encoder rows; None for a blank shot)
+    blank: bool = False  # every tagged frame of the shot is blank (its keyframe: its first frame)
 
 
 class OpenShot:
     """The tagged frames of the shot being read: a bounded, evenly spaced subset of them (every
     frame up to ``max_stored``, then every 2nd, 4th...) kept with a caller payload as keyframe
-    candidates; :meth:`close` picks the keyframe."""
+    candidates (blank frames are not); :meth:`close` picks the keyframe."""
 
     def __init__(self, first: int, *, max_stored: int = MAX_STORED):
         self.first, self.max_stored = first, max_stored
@@ -49,12 +52,18 @@ class OpenShot:
         self._stored: dict[int, tuple[np.ndarray, Any]] = {}  # position -> (vector, payload)
         self._stride = 1
 
-    def add(self, vector: np.ndarray, payload: Callable[[], Any]) -> None:
-        if (self._n - self.first) % self._stride == 0:
+    def add(self, vector: np.ndarray, payload: Callable[[], Any], *, blank: bool = False) -> None:
+        """The shot's next tagged frame: its unit vector, its payload (called if it is kept) and
+        whether it is blank (then it is only counted)."""
+        if blank:
+            self._n += 1
+            return
+        if (self._n - self.first) % self._stride == 0 or not self._stored:
             self._stored[self._n] = (vector, payload())
             if len(self._stored) > self.max_stored:  # thin out: keep every other stored frame
                 self._stride *= 2
-                self._stored = {p: v for p, v in self._stored.items() if (p - self.first) % self._stride == 0}
+                kept = {p: v for p, v in self._stored.items() if (p - self.first) % self._stride == 0}
+                self._stored = kept or dict([min(self._stored.items())])
         self._sum = vector.astype(np.float64) if self._sum is None else self._sum + vector
         self._n += 1
 
@@ -62,6 +71,8 @@ class OpenShot:
         return self._n - self.first
 
     def close(self) -> RawShot:
+        if not self._stored:
+            return RawShot(self.first, self._n, self.first, None, blank=True)
         key = most_central(sorted(self._stored), lambda p: float(self._stored[p][0] @ self._sum))
         return RawShot(self.first, self._n, key, self._stored[key][1])
 

@@ -6,7 +6,8 @@
   ``<track kind="chapters">`` and players' chapter menus.
 
 Times are the shots' true start and end (presentation timestamps on the player's clock,
-:mod:`pipelines.video.io`), to the millisecond; cues never overlap and zero-length ones are left out.
+:mod:`pipelines.video.io`), to the millisecond; cues never overlap and zero-length ones are left out,
+as are blank shots (black, grey: no caption), so a player shows nothing over them.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def cue_text(text: str) -> str:
 
 
 def _cue_lines(shot: Shot, *, cue_tags: bool) -> list[str]:
-    lines = [cue_text(shot.caption) or "(no caption)"]
+    lines = [cue_text(shot.caption or "") or "(no caption)"]
     labels = [t.label for t in shot.tags if t.source == "imagenet"][:CUE_TAGS]
     if cue_tags and labels:
         lines.append("tags: " + ", ".join(labels))
@@ -51,9 +52,14 @@ def _timed(spans: Iterable[tuple[float, float, object]]) -> list[tuple[int, int,
     return cues
 
 
+def _captioned(tags: VideoTags) -> Iterable[tuple[float, float, Shot]]:
+    """(start, end, shot) of the shots that are not blank."""
+    return ((s.start, s.end, s) for s in tags.shots if not s.blank)
+
+
 def to_srt(tags: VideoTags, *, cue_tags: bool = False) -> str:
     blocks = []
-    for n, (start, end, shot) in enumerate(_timed((s.start, s.end, s) for s in tags.shots), 1):
+    for n, (start, end, shot) in enumerate(_timed(_captioned(tags)), 1):
         text = "\n".join(_cue_lines(shot, cue_tags=cue_tags))
         blocks.append(f"{n}\n{timestamp(start / 1000)} --> {timestamp(end / 1000)}\n{text}\n")
     return "\n".join(blocks)
@@ -72,13 +78,15 @@ def _vtt(cues: list[tuple[int, int, str, list[str]]]) -> str:
 
 
 def to_vtt(tags: VideoTags, *, cue_tags: bool = False) -> str:
-    cues = _timed((s.start, s.end, s) for s in tags.shots)
+    cues = _timed(_captioned(tags))
     return _vtt([(start, end, f"shot-{n}", _cue_lines(shot, cue_tags=cue_tags))
                  for n, (start, end, shot) in enumerate(cues, 1)])
 
 
 def to_chapters(tags: VideoTags) -> str:
-    """WebVTT chapters: one cue per scene, titled with its caption ("Scene N" when it has none)."""
+    """WebVTT chapters: one cue per scene, titled with its caption ("Scene N" when it has none, as
+    when all its shots are blank: chapters cover the whole video)."""
     cues = _timed((s.start, s.end, s) for s in tags.scenes)
-    return _vtt([(start, end, f"chapter-{scene.index + 1}", [cue_text(scene.caption) or f"Scene {scene.index + 1}"])
+    return _vtt([(start, end, f"chapter-{scene.index + 1}",
+                  [cue_text(scene.caption or "") or f"Scene {scene.index + 1}"])
                  for start, end, scene in cues])

@@ -48,6 +48,8 @@ class TagOptions:
     batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
     decoding: Mapping[str, Any] = field(default_factory=dict)  # Decoding options over the bundle's recorded ones
     caption_every_frame: bool = False  # caption every sampled frame, not only one keyframe per shot
+    blank_spread: float = 8.0  # a tagged frame whose small luma picture's standard deviation (0-255) is below this
+    # is blank (black, grey, a flat colour, a fade's darkest frames): no tags, no caption, never a keyframe (0: off)
     cuts: CutOptions = CutOptions()  # the cut detector's parameters (pipelines.video.cuts)
     everyday: EverydayOptions = EverydayOptions()  # which everyday tags (as many as tags) shots and search get
 
@@ -60,6 +62,7 @@ class TagOptions:
             (self.scene_span < 1, "scene_span must be >= 1"),
             (self.tags < 1, "tags must be >= 1"),
             (self.batch_size < 1, "batch_size must be >= 1"),
+            (not 0 <= self.blank_spread <= 255, "blank_spread must be in [0, 255]"),
             (not isinstance(self.cuts, CutOptions), "cuts must be a CutOptions"),
             (not isinstance(self.everyday, EverydayOptions), "everyday must be an EverydayOptions"),
         ) if bad] + Decoding.override_problems(self.decoding)
@@ -122,6 +125,7 @@ class Tagger:
         self.indices: list[int] = []
         self.times: list[float] = []
         self.sampled: list[bool] = []
+        self.blank: list[bool] = []  # near-uniform frames (TagOptions.blank_spread)
         self.vectors: list[np.ndarray] = []  # (B, D) unit semantic vectors per batch
         self.probs: list[np.ndarray] = []  # (B, 1000) ImageNet probabilities per batch
         self.frame_tags: list[Any] = []
@@ -176,23 +180,25 @@ class Tagger:
 
     def _encode(self, batch: list[Picked], progress: Callable[[int, float], None] | None, done: list[float]) -> None:
         t = time.perf_counter()
-        enc = self.cap.encode([p.array for p in batch])
-        self.frame_tags += self.cap.top_tags(enc, k=self.opt.tags)
+        blank = [p.spread < self.opt.blank_spread for p in batch]
+        enc = self.cap.encode([p.array for p in batch])  # blank frames too: one batch shape, and they are rare
+        self.frame_tags += [() if b else tags for b, tags in zip(blank, self.cap.top_tags(enc, k=self.opt.tags))]
         vectors = torch.nn.functional.normalize(enc.pooled.float(), dim=1).cpu().numpy()
         self.vectors.append(vectors)
         self.probs.append(enc.logits.float().softmax(-1).cpu().numpy())
         self.timings["encode"] += time.perf_counter() - t
         if self.opt.caption_every_frame:
-            self.frame_captions += self._caption(enc)
+            self.frame_captions += self._caption_rows(enc, [i for i, b in enumerate(blank) if not b], len(batch))
         for i, p in enumerate(batch):
             while self.bounds and self.bounds[0][1] <= len(self.indices):
                 self._close(self.bounds.popleft()[0])
             self.indices.append(p.index)
             self.times.append(p.time)
             self.sampled.append(p.sampled)
+            self.blank.append(blank[i])
             payload = (lambda: None) if self.opt.caption_every_frame else \
                 (lambda i=i: (_copy(enc.grid[i]), _copy(enc.pooled[i]), _copy(enc.logits[i])))
-            self.shot.add(vectors[i], payload)
+            self.shot.add(vectors[i], payload, blank=blank[i])
         if len(self.pending) >= self.opt.batch_size:
             self._caption_pending()
         if progress:
@@ -207,8 +213,8 @@ class Tagger:
             return
         raw = self.shot.close()
         self.shots.append((self.shot_start, raw))
-        if self.opt.caption_every_frame:
-            self.captions[len(self.shots) - 1] = self.frame_captions[raw.keyframe]
+        if self.opt.caption_every_frame or raw.blank:  # a blank shot: no caption
+            self.captions[len(self.shots) - 1] = None if raw.blank else self.frame_captions[raw.keyframe]
         else:
             self.pending.append(len(self.shots) - 1)
         self.shot, self.shot_start = OpenShot(len(self.indices)), boundary
@@ -218,6 +224,17 @@ class Tagger:
         results = self.cap.decode(enc, **self.decoding)
         self.timings["caption"] += time.perf_counter() - t
         return results
+
+    def _caption_rows(self, enc: Encoded, rows: list[int], size: int) -> list[Any]:
+        """Captions of ``enc``'s ``rows`` (the batch's frames that are not blank), None for the others."""
+        if len(rows) == size:
+            return self._caption(enc)
+        if not rows:
+            return [None] * size
+        keep = torch.tensor(rows, device=enc.grid.device)
+        results = iter(self._caption(Encoded(enc.grid[keep], enc.pooled[keep], enc.logits[keep])))
+        chosen = set(rows)
+        return [next(results) if i in chosen else None for i in range(size)]
 
     def _caption_pending(self) -> None:
         for i in range(0, len(self.pending), self.opt.batch_size):
@@ -233,7 +250,7 @@ class Tagger:
     def _result(self, reader: VideoReader, seconds: float) -> VideoTags:
         tagged = Tagged(np.asarray(self.indices), np.asarray(self.times), np.asarray(self.sampled), self.frame_tags,
                         np.concatenate(self.vectors), np.concatenate(self.probs),
-                        self.frame_captions if self.opt.caption_every_frame else None)
+                        self.frame_captions if self.opt.caption_every_frame else None, np.asarray(self.blank, bool))
         options = recorded_options(self.opt, self.cap.decoding)
         timings = {**{k: round(v, 3) for k, v in self.timings.items()}, "total": round(seconds, 3)}
         return assemble(Stream(reader.info, reader.end_time, reader.frames_read, tuple(reader.errors)), tagged,

@@ -4,11 +4,15 @@ No NLP dependency: captions from this model are short, simple English ("a black 
 on the grass"), so a small stopword list (function words, colours, numbers, common
 caption verbs and adjectives) plus dropping "-ing" forms leaves mostly the nouns
 ("dog", "grass"). Words are lower-cased and plurals folded ("dogs" -> "dog"), and queries
-go through the same folding, so "Dogs" finds "dog".
+go through the same folding, so "Dogs" finds "dog". A query that is a synonym of an everyday
+word (:func:`captioning.everyday.synonym_words`, from WordNet) also finds that word: "puppies",
+"doggy" and "hound" find "dog", "automobile" finds "car".
 """
 from __future__ import annotations
 
 import re
+
+from captioning.everyday import synonym_words
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -81,3 +85,10 @@ def matches(label: str, query: str) -> bool:
     wanted = _fold(query_l)
     have = set(_fold(label_l))
     return bool(wanted) and all(w in have for w in wanted)
+
+
+def synonym_targets(query: str) -> tuple[str, ...]:
+    """The everyday words ``query`` names as a synonym, as given ("shades": sunglasses) or with its
+    plurals folded ("puppies": dog); () when it names none (an everyday word itself included)."""
+    given = " ".join(query.lower().split())
+    return tuple(dict.fromkeys(synonym_words(given) + synonym_words(" ".join(_fold(given)))))
