@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from typing import Any, Mapping, TypeVar
 
-from captioning.decoding import DECODING_OPTIONS
+from captioning.config import DECODING_OPTIONS
 from captioning.everyday import EverydayOptions
 
 EVERYDAY_OPTIONS = tuple(f.name for f in dataclasses.fields(EverydayOptions))

@@ -17,13 +17,16 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
-from captioning import BundleError, Captioner, EverydayOptions
+from captioning.bundle import BundleError, resolve_bundle, verified_manifest
+from captioning.everyday import EverydayOptions
+from captioning.images import Preprocessing
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 options_from_args, runtime_from_args)
 
 from ..flags import add_engine_flags, add_recursive_flag
 from ..inputs import discover, path_key, read_list
-from .local import BATCH_SIZE, WORKERS, caption_images
+from ..headstart import worth_starting
+from .local import BATCH_SIZE, WORKERS, caption_images, prepare_head
 from .outputs import OutputError, RecordOutput, open_output
 from .ray import RayEngine
 from .records import CaptionOptions, run_settings
@@ -93,18 +96,37 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptio
 Engine = Callable[[list[str]], Iterator[dict[str, Any]]]
 
 
-def _engine(args: argparse.Namespace, options: CaptionOptions) -> tuple[Engine, dict[str, Any]]:
+def _engine(args: argparse.Namespace, options: CaptionOptions, todo: list[str]) -> tuple[Engine, dict[str, Any]]:
     """The chosen engine (model or Ray bundle check), loaded up front so that a bad bundle, a
     missing device or an unreachable cluster fails before any work, and the SETTINGS of the
-    records it makes. Raises BundleError / RuntimeError."""
+    records it makes. The local engine's first images of ``todo`` are decoded by a head start
+    while the model loads. Raises BundleError / RuntimeError."""
     if args.engine == "ray":
         engine = RayEngine(args.weights, options=options, batch_size=args.batch_size, workers=args.workers,
                            actors=args.actors, cpus_per_actor=args.cpus_per_actor, runtime=args.runtime,
                            address=args.address)
         return engine, engine.settings
-    captioner = Captioner.load(args.weights, **asdict(args.runtime))
-    return (lambda todo: caption_images(todo, captioner, options, batch_size=args.batch_size, workers=args.workers),
-            run_settings(captioner.name, captioner.version, captioner.decoding, options))
+    bundle = resolve_bundle(args.weights)
+    preprocessing = Preprocessing(**verified_manifest(bundle)["preprocessing"])
+    head = prepare_head(todo, preprocessing) if todo and worth_starting() else None
+    try:
+        from captioning import Captioner  # imports torch, while the head start decodes
+
+        captioner = Captioner.load(bundle, **asdict(args.runtime))
+    except BaseException:
+        if head is not None:
+            head.close()
+        raise
+
+    def engine(paths: list[str]) -> Iterator[dict[str, Any]]:
+        try:
+            yield from caption_images(paths, captioner, options, batch_size=args.batch_size, workers=args.workers,
+                                      head=head if paths == todo else None)
+        finally:
+            if head is not None:
+                head.close()
+
+    return engine, run_settings(captioner.name, captioner.version, captioner.decoding, options)
 
 
 def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | SidecarFiles], *,
@@ -209,7 +231,7 @@ def _caption_found(args: argparse.Namespace, options: CaptionOptions, paths: lis
     start, tally, captions, status = time.perf_counter(), Counter[str](), Counter[str](), 0
     checked = output is not None and skipped > 0  # what is kept as done must be what this run would write
     try:
-        engine, settings = _engine(args, options) if todo or checked else (None, {})
+        engine, settings = _engine(args, options, todo) if todo or checked else (None, {})
         if checked:
             output.check(settings, done & set(keys.values()))
     except (BundleError, RuntimeError) as e:  # no/bad bundle, no CUDA, Ray missing or cluster unreachable

@@ -19,9 +19,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from captioning import Captioner, Preprocessing
+from captioning.images import Preprocessing
 from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
-from captioning.runtime import RuntimeOptions
+from captioning.config import RuntimeOptions
 
 from .records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
                              run_settings)
@@ -40,6 +40,8 @@ class CaptionActor:
     """Ray ``map_batches`` callable class: one Captioner per actor, records out as JSON strings."""
 
     def __init__(self, bundle: str, runtime: RuntimeOptions, options: CaptionOptions):
+        from captioning import Captioner  # imports torch: in the actor, not in the driver
+
         self.captioner = Captioner.load(bundle, **asdict(runtime))
         self.options = options
 

@@ -9,15 +9,17 @@ import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from captioning import Captioner, Encoded, ImageError, Preprocessing, load_image
-from captioning.decoding import Decoding
+from captioning.config import Decoding
 from captioning.everyday import EverydayOptions
-from captioning.images import read_image_file
+from captioning.images import ImageError, Preprocessing, load_image, read_image_file
+
+if TYPE_CHECKING:
+    from captioning import Captioner, Encoded
 
 RECORD_FORMAT = 3  # 3 added everyday_tags; 2 added format_version, real_path and options; 1 had the other fields
 # Fields of a record, in output order (JSONL keys, CSV columns).

@@ -1,0 +1,126 @@
+"""The head start (pipelines.headstart): items made in a forked child, in order, by position,
+with its errors, its lead bounded, and nothing left running; and caption-images with it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.headstart import DISABLE_ENV, HeadStart
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _squares(n: int):
+    return lambda: (np.full((4, 4), i, np.int64) for i in range(n))
+
+
+def test_items_come_in_order_and_by_position():
+    with HeadStart(_squares(50), ahead=100, count=50) as head:
+        assert head.get(7)[0, 0] == 7  # out of order first
+        assert [int(a[0, 0]) for a in head] == list(range(50))
+        with pytest.raises(IndexError):
+            head.get(50)
+
+
+def _failing():
+    yield "first"
+    raise ValueError("clip.mp4: broken on purpose")
+
+
+def test_an_error_in_the_child_is_raised_where_its_item_would_be():
+    with HeadStart(_failing, ahead=10) as head:
+        assert head.get(0) == "first"
+        with pytest.raises(ValueError, match="broken on purpose"):
+            head.get(1)
+
+
+def _counting(progress: Path):
+    def produce():
+        for i in range(1000):
+            with progress.open("a") as f:
+                f.write(f"{i}\n")
+            yield i
+    return produce
+
+
+def _settled_count(progress: Path) -> int:
+    """Lines in ``progress`` once they stop growing."""
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() - stable_since < 0.5:
+        n = len(progress.read_text().splitlines()) if progress.exists() else 0
+        if n != last:
+            last, stable_since = n, time.monotonic()
+        time.sleep(0.05)
+    return last
+
+
+def test_the_child_stays_at_most_ahead_items_in_front(tmp_path):
+    progress = tmp_path / "made.txt"
+    with HeadStart(_counting(progress), ahead=5) as head:
+        assert _settled_count(progress) == 5  # made 5, none taken: it waits
+        assert [head.get(i) for i in range(3)] == [0, 1, 2]
+        assert _settled_count(progress) == 8  # 3 taken: 3 more made
+        pid = head.pid
+    with pytest.raises(ChildProcessError):  # closed: killed and reaped, no zombie
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_child_that_dies_is_an_error_not_a_hang():
+    head = HeadStart(lambda: iter(lambda: 1, None), ahead=2)  # endless
+    os.kill(head.pid, 9)
+    with pytest.raises(RuntimeError, match="ended unexpectedly"):
+        for _ in range(10):
+            head.get(_)
+    head.close()
+
+
+# caption-images in a fresh interpreter, counting the images it takes from a head start
+CLI = """
+import atexit, sys
+from pipelines import headstart
+from pipelines.images.cli import main
+taken = []
+get = headstart.HeadStart.get
+headstart.HeadStart.get = lambda self, i: taken.append(i) or get(self, i)
+atexit.register(lambda: print(f"taken from the head start: {len(taken)}", file=sys.stderr))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CLI, *args], cwd=PROJECT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_caption_images_writes_the_same_records_with_and_without_it(tmp_path, tiny_bundle_dir, graph_cache):
+    """Run as a command (torch not imported yet: the head start decodes the first images),
+    with a bad file among them, it writes what the in-process path writes."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (40 + i, 60, 3), np.uint8)).save(folder / f"p{i:02}.jpg")
+    (folder / "p05.jpg").write_bytes(b"not a jpeg")
+    outputs = {}
+    for mode in ("head", "inline"):
+        env = {**os.environ, "CAPTIONING_CACHE": str(graph_cache)}
+        env.pop(DISABLE_ENV, None)
+        if mode == "inline":
+            env[DISABLE_ENV] = "1"
+        out = tmp_path / f"{mode}.jsonl"
+        result = _run_cli([str(folder), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--batch-size", "4",
+                           "-o", str(out)], env)
+        assert result.returncode == 0, result.stderr
+        assert "p05.jpg" in result.stderr and "captioned 11" in result.stderr and "failed 1" in result.stderr
+        assert f"taken from the head start: {12 if mode == 'head' else 0}" in result.stderr
+        outputs[mode] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(outputs["head"]) == 12
+    assert outputs["head"] == outputs["inline"]
