@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {  # name -> the submodule defining it
-    "Alternative": "api", "CaptionResult": "api", "Captioner": "api", "Encoded": "api", "Tag": "api",
+    "Alternative": "results", "CaptionResult": "results", "Captioner": "api", "Encoded": "api", "Tag": "results",
     "BundleError": "bundle", "NoDefaultBundleError": "bundle", "load_bundle": "bundle", "save_bundle": "bundle",
     "EverydayOptions": "everyday", "EverydayTag": "everyday",
     "ImageError": "images", "Preprocessing": "images", "load_image": "images",
@@ -19,7 +19,8 @@ __all__ = ["Alternative", "BundleError", "CaptionResult", "Captioner", "Encoded"
            "ImageError", "NoDefaultBundleError", "Preprocessing", "Tag", "load_bundle", "load_image", "save_bundle"]
 
 if TYPE_CHECKING:
-    from .api import Alternative, CaptionResult, Captioner, Encoded, Tag
+    from .api import Captioner, Encoded
+    from .results import Alternative, CaptionResult, Tag
     from .bundle import BundleError, NoDefaultBundleError, load_bundle, save_bundle
     from .everyday import EverydayOptions, EverydayTag
     from .images import ImageError, Preprocessing, load_image

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
@@ -14,33 +14,10 @@ from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypoth
 from .imagenet import imagenet_categories
 from .everyday import EverydayOptions, EverydayTag, everyday_tags
 from .images import ImageInput, load_image
+from .results import Alternative, CaptionResult, Tag
 from .runtime import DEFAULT_BACKEND, EncoderGraph, choose_backend
 
 Method = Literal["beam", "greedy", "sample"]
-
-
-@dataclass(frozen=True)
-class Alternative:
-    text: str  # caption of this hypothesis
-    score: float  # ranking score (length-normalised log-probability)
-    logprob: float  # total log-probability
-
-
-@dataclass
-class CaptionResult:
-    text: str  # the caption
-    tokens: list[str]  # its words
-    score: float  # length-normalised log-probability used for ranking
-    logprob: float  # total log-probability of the words and <end>
-    alternatives: list[Alternative] = field(default_factory=list)  # the n-best list, best first (incl. this one)
-    attention: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
-    #           (len(tokens), S, S), S = the input size / 32: where the decoder looked for each word
-
-
-@dataclass(frozen=True)
-class Tag:
-    label: str  # ImageNet class name
-    probability: float  # softmax probability
 
 
 @dataclass

@@ -82,11 +82,11 @@ def test_a_child_that_dies_is_an_error_not_a_hang():
     head.close()
 
 
-# caption-images in a fresh interpreter, counting the images it takes from a head start
+# a CLI in a fresh interpreter, counting the items it takes from a head start
 CLI = """
-import atexit, sys
+import atexit, importlib, sys
 from pipelines import headstart
-from pipelines.images.cli import main
+main = importlib.import_module(sys.argv.pop(1)).main
 taken = []
 get = headstart.HeadStart.get
 headstart.HeadStart.get = lambda self, i: taken.append(i) or get(self, i)
@@ -95,9 +95,17 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CLI, *args], cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=300)
+def _run_cli(module: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CLI, module, *args], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _env(graph_cache: Path, mode: str) -> dict[str, str]:
+    env = {**os.environ, "CAPTIONING_CACHE": str(graph_cache)}
+    env.pop(DISABLE_ENV, None)
+    if mode == "inline":
+        env[DISABLE_ENV] = "1"
+    return env
 
 
 def test_caption_images_writes_the_same_records_with_and_without_it(tmp_path, tiny_bundle_dir, graph_cache):
@@ -111,16 +119,37 @@ def test_caption_images_writes_the_same_records_with_and_without_it(tmp_path, ti
     (folder / "p05.jpg").write_bytes(b"not a jpeg")
     outputs = {}
     for mode in ("head", "inline"):
-        env = {**os.environ, "CAPTIONING_CACHE": str(graph_cache)}
-        env.pop(DISABLE_ENV, None)
-        if mode == "inline":
-            env[DISABLE_ENV] = "1"
         out = tmp_path / f"{mode}.jsonl"
-        result = _run_cli([str(folder), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--batch-size", "4",
-                           "-o", str(out)], env)
+        result = _run_cli("pipelines.images.cli", [str(folder), "--weights", str(tiny_bundle_dir), "--device", "cpu",
+                                                   "--batch-size", "4", "-o", str(out)], _env(graph_cache, mode))
         assert result.returncode == 0, result.stderr
         assert "p05.jpg" in result.stderr and "captioned 11" in result.stderr and "failed 1" in result.stderr
         assert f"taken from the head start: {12 if mode == 'head' else 0}" in result.stderr
         outputs[mode] = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(outputs["head"]) == 12
     assert outputs["head"] == outputs["inline"]
+
+
+def test_tag_video_writes_the_same_results_with_and_without_it(tmp_path, tiny_bundle_dir, graph_cache):
+    """Its first video scanned by the head start, a second one and a broken one in the same
+    batch as usual: the same JSON as the in-process path."""
+    from test_video_clips import make_clip
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_clip(videos / "a.avi", fps=12.0)
+    make_clip(videos / "b.avi", fps=10.0, shots=(("chelsea", 3.0), ("coffee", 3.0)))
+    (videos / "c.avi").write_bytes(b"not a video")
+    results = {}
+    for mode in ("head", "inline"):
+        out = tmp_path / mode
+        result = _run_cli("pipelines.video.cli", [str(videos), "--weights", str(tiny_bundle_dir), "--device", "cpu",
+                                                  "--out", str(out), "--formats", "json"], _env(graph_cache, mode))
+        assert result.returncode == 0, result.stderr
+        assert "tagged 2, skipped 0 (already done), failed 1" in result.stderr and "c.avi" in result.stderr
+        taken = int(result.stderr.split("taken from the head start: ")[1].split()[0])
+        assert (taken > 10) if mode == "head" else taken == 0  # a.avi's frames, boundaries and end
+        results[mode] = {v: json.loads((out / v / f"{v}.json").read_text()) for v in ("a", "b")}
+        for tags in results[mode].values():
+            del tags["timings"]
+    assert results["head"] == results["inline"]

@@ -32,10 +32,22 @@ Python API::
     tags = tag_video("clip.mp4", Captioner.load(), fps=1.0)
     tags.shots[0].start_frame, tags.shots[0].caption, tags.scenes, tags.search("dog"), tags.to_json()
 """
+from typing import Any
+
 from .cuts import CutOptions
 from .export import OutputOptions
 from .io import VideoError
+from .options import TagOptions
 from .results import VideoTags
-from .tagger import TagOptions, VideoTooLong, tag_video
+from .scan import VideoTooLong
 
 __all__ = ["CutOptions", "OutputOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong", "tag_video"]
+
+
+def __getattr__(name: str) -> Any:
+    """``tag_video`` on first use: its module imports torch (PEP 562)."""
+    if name == "tag_video":
+        from .tagger import tag_video
+
+        return tag_video
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

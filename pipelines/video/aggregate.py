@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from captioning.api import CaptionResult, Tag
-from captioning.encoder import imagenet_categories
+from captioning.results import CaptionResult, Tag
+from captioning.imagenet import imagenet_categories
 from captioning.everyday import EverydayOptions, EverydayTag, everyday_tags
 
 from .results import FrameTags, Segment, Shot, ShotTag, merge_segments

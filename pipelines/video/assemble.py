@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from captioning.api import CaptionResult, Tag
+from captioning.results import CaptionResult, Tag
 from captioning.everyday import EverydayOptions, everyday_tags
 
 from .aggregate import (build_index, caption_confidence, everyday_labels, summary_tags, top_labels, weighted_mean,

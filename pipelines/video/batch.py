@@ -10,10 +10,11 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
-from captioning import Captioner
 from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
-from captioning.runtime import RuntimeOptions
+from captioning.config import RuntimeOptions
+from captioning.images import Preprocessing
 
+from ..headstart import worth_starting
 from .export import OutputOptions
 from .io import VideoError, VideoReader
 from .job import describe_error, process_video
@@ -21,7 +22,8 @@ from .layout import Target
 from .ray import tag_videos_ray
 from .results import VideoTags
 from .runs import previous_run, run_settings
-from .tagger import TagOptions
+from .scan import scan_ahead
+from .options import TagOptions
 
 PROG = "tag-video"
 Outcome = tuple[str, VideoTags | None, str | None]  # (video, its tags or None, one-line error or None)
@@ -98,23 +100,41 @@ def expected_frames(path: str, options: TagOptions) -> int | None:
 
 
 class LocalEngine:
-    """The videos one after the other in this process, on a model loaded once."""
+    """The videos one after the other in this process, on a model loaded once. The bundle is
+    checked here; the model is loaded when the first video starts, while a head start
+    (:mod:`pipelines.headstart`) decodes that video: loading imports torch, which takes seconds."""
 
     def __init__(self, weights: str | None, runtime: RuntimeOptions, options: TagOptions, output: OutputOptions):
-        self.captioner = Captioner.load(weights, **asdict(runtime))
-        self.options, self.output = options, output
-        cap = self.captioner
-        self.settings = run_settings(cap.name, cap.version, cap.decoding, options, output)  # what a resumed run needs
+        self.bundle = resolve_bundle(weights)
+        manifest = verified_manifest(self.bundle)  # a damaged bundle fails here, before any video
+        self.preprocessing = Preprocessing(**manifest["preprocessing"])
+        self.runtime, self.options, self.output = runtime, options, output
+        self.settings = run_settings(manifest["name"], manifest["version"], recorded_decoding(self.bundle, manifest),
+                                     options, output)  # what a resumed run needs
 
     def run(self, jobs: list[tuple[str, Target | None]], bars: Bars) -> Iterator[Outcome]:
-        for path, target in jobs:
-            bars.video(Path(path).name, expected_frames(path, self.options) if bars.shown else None)
-            try:
-                tags = process_video(path, target, self.captioner, self.options, self.output, bars.progress)
-            except Exception as e:  # one bad video never stops the batch
-                yield path, None, describe_error(path, e)
-            else:
-                yield path, tags, None
+        if not jobs:
+            return
+        head = scan_ahead(jobs[0][0], self.options, self.preprocessing) if worth_starting() else None
+        try:
+            from captioning import Captioner  # imports torch, while the head start decodes
+
+            captioner = Captioner.load(self.bundle, **asdict(self.runtime))
+            for path, target in jobs:
+                bars.video(Path(path).name, expected_frames(path, self.options) if bars.shown else None)
+                try:
+                    tags = process_video(path, target, captioner, self.options, self.output, bars.progress, head=head)
+                except Exception as e:  # one bad video never stops the batch
+                    yield path, None, describe_error(path, e)
+                else:
+                    yield path, tags, None
+                finally:
+                    if head is not None:
+                        head.close()
+                        head = None
+        finally:
+            if head is not None:
+                head.close()
 
 
 class RayEngine:

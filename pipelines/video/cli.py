@@ -17,7 +17,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from captioning import BundleError, EverydayOptions
+from captioning.bundle import BundleError
+from captioning.everyday import EverydayOptions
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 dataclass_kwargs, flag, options_from_args, runtime_from_args)
 
@@ -30,7 +31,7 @@ from .export import OutputOptions
 from .layout import LayoutError, targets
 from .results import SORTS, Segment, VideoTags, no_matches
 from .subtitles import timestamp
-from .tagger import TagOptions
+from .options import TagOptions
 
 OUTPUT_FLAGS = {"out_dir": "out"}  # OutputOptions field -> flag name, where they differ
 EPILOG = ("Resume: run the same command again; a video whose files are all in its --out folder, made with the same "
@@ -163,6 +164,10 @@ def _tag(engine: LocalEngine | RayEngine, jobs: list, skipped: int, args: argpar
         bars.close()
         _error("interrupted; run the same command again to resume")
         return 130
+    except (BundleError, RuntimeError) as e:  # the model would not load (a bad bundle, no CUDA)
+        bars.close()
+        _error(" ".join(str(e).split()))
+        return 2
     bars.close()
     wall = time.perf_counter() - start
     speed = f" in {wall:.1f} s ({seconds / wall:.1f}x real time)" if tagged else ""

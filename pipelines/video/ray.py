@@ -10,20 +10,21 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from typing import Any, Iterator
 
-from captioning import Captioner
-from captioning.runtime import RuntimeOptions
+from captioning.config import RuntimeOptions
 
 from .export import OutputOptions
 from .job import describe_error, process_video
 from .layout import Target
 from .results import VideoTags
-from .tagger import TagOptions
+from .options import TagOptions
 
 
 class _Worker:
     """One Ray actor: a Captioner loaded once, then any number of videos."""
 
     def __init__(self, bundle: str, runtime: RuntimeOptions):
+        from captioning import Captioner  # imports torch: in the actor, not in the driver
+
         self.captioner = Captioner.load(bundle, **asdict(runtime))
 
     def run(self, path: str, target: Target | None, options: TagOptions, output: OutputOptions

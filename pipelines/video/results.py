@@ -90,7 +90,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
-from captioning.api import Tag
+from captioning.results import Tag
 
 from .words import matches, synonym_targets
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from captioning.decoding import Decoding
+from captioning.config import Decoding
 
 from ..flags import setting_differences
 from .export import OutputOptions
 from .layout import Target
-from .tagger import TagOptions, recorded_options
+from .options import TagOptions, recorded_options
 from .writing import replaceable, write_file
 
 RUN_SUFFIX = ".run.json"  # the record's name: <stem>.run.json

@@ -10,82 +10,27 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from PIL import Image
 
 from captioning.api import Encoded
-from captioning.decoding import Decoding
-from captioning.everyday import EverydayOptions
 
 from ..flags import with_changes
+from ..headstart import HeadStart
 from .assemble import Stream, Tagged, assemble
-from .cuts import Boundary, CutDetector, CutOptions
-from .io import DecodedFrame, Sampler, VideoError, VideoReader
+from .cuts import Boundary
+from .io import VideoError
+from .options import CUT_OPTIONS, TagOptions, recorded_options  # noqa: F401 (re-exported)
 from .results import VideoTags
-from .scan import Picked, scan
+from .scan import Picked, Scanned, VideoTooLong, decoder_threads, scan_ahead, scan_video  # noqa: F401 (re-exported)
 from .shots import OpenShot, RawShot
-
-CUT_OPTIONS = tuple(f.name for f in dataclasses.fields(CutOptions))  # tag_video(..., cut_ratio=2.5) goes to cuts
-
-
-class VideoTooLong(VideoError):
-    """A video that runs past the ``max_seconds`` given to :func:`tag_video`."""
-
-
-@dataclass(frozen=True)
-class TagOptions:
-    """How a video is tagged: :func:`tag_video`'s options, ``tag-video``'s flags (made from these
-    fields and their comments, and from :class:`CutOptions`' for ``cuts``) and the web UI's defaults."""
-    fps: float | None = 1.0  # frames sampled per second (unused when sampling every N frames)
-    every_n_frames: int | None = None  # sample frames 0, N, 2N... instead of by time (None: off)
-    scene_threshold: float = 0.3  # cosine distance between shots' mean semantic vectors that keeps them one scene
-    scene_span: int = 4  # a shot joins a scene when similar to one of this many shots before it
-    tags: int = 5  # ImageNet labels (and as many everyday tags) kept per frame and per shot
-    batch_size: int = 16  # frames per encoder pass (and keyframes per caption batch)
-    decoding: Mapping[str, Any] = field(default_factory=dict)  # Decoding options over the bundle's recorded ones
-    caption_every_frame: bool = False  # caption every sampled frame, not only one keyframe per shot
-    blank_spread: float = 8.0  # a tagged frame whose small luma picture's standard deviation (0-255) is below this
-    # is blank (black, grey, a flat colour, a fade's darkest frames): no tags, no caption, never a keyframe (0: off)
-    cuts: CutOptions = CutOptions()  # the cut detector's parameters (pipelines.video.cuts)
-    everyday: EverydayOptions = EverydayOptions()  # which everyday tags (as many as tags) shots and search get
-
-    def __post_init__(self) -> None:
-        problems = [why for bad, why in (
-            (self.fps is None and self.every_n_frames is None, "fps or every_n_frames must be given"),
-            (self.fps is not None and not self.fps > 0, "fps must be > 0"),
-            (self.every_n_frames is not None and self.every_n_frames < 1, "every_n_frames must be >= 1"),
-            (not 0 < self.scene_threshold <= 2, "scene_threshold must be in (0, 2]"),
-            (self.scene_span < 1, "scene_span must be >= 1"),
-            (self.tags < 1, "tags must be >= 1"),
-            (self.batch_size < 1, "batch_size must be >= 1"),
-            (not 0 <= self.blank_spread <= 255, "blank_spread must be in [0, 255]"),
-            (not isinstance(self.cuts, CutOptions), "cuts must be a CutOptions"),
-            (not isinstance(self.everyday, EverydayOptions), "everyday must be an EverydayOptions"),
-        ) if bad] + Decoding.override_problems(self.decoding)
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    @property
-    def shot_threshold(self) -> float:
-        """The old name of :attr:`scene_threshold` (shots were cut by semantic distance before
-        issue #22), kept while the web UI still reads it."""
-        return self.scene_threshold
-
-
-def recorded_options(options: TagOptions, decoding: Decoding) -> dict[str, Any]:
-    """The options a result records (its JSON's ``options``): all but the batch size, with the
-    whole decoding in effect (``decoding``, the bundle's recorded one, under ``options.decoding``)."""
-    recorded = {k: v for k, v in asdict(options).items() if k not in ("batch_size", "decoding")}
-    return {**recorded, **decoding.replace(**options.decoding).asdict()}
 
 
 def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = TagOptions(), *,
               progress: Callable[[int, float], None] | None = None, max_seconds: float | None = None,
-              **changes: Any) -> VideoTags:
+              head: HeadStart | None = None, **changes: Any) -> VideoTags:
     """Tag one video with a :class:`captioning.Captioner` (see :mod:`pipelines.video`).
 
     ``changes`` replace options by name, Decoding's and CutOptions' among them:
@@ -96,7 +41,8 @@ def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = Tag
     :class:`VideoTooLong` at the first frame past it, whatever duration the container announces
     (it may announce none, or a wrong one). Raises :class:`VideoError` when the file cannot be
     read at all; a video that breaks off part-way gives results with ``partial=True``;
-    ValueError for invalid options.
+    ValueError for invalid options. ``head``: this video's :func:`~pipelines.video.scan.scan_video`
+    with these options, already running in a head start (:func:`~pipelines.video.scan.scan_ahead`).
     """
     if "shot_threshold" in changes:
         changes["scene_threshold"] = changes.pop("shot_threshold")
@@ -104,15 +50,9 @@ def tag_video(path: str | os.PathLike, captioner: Any, options: TagOptions = Tag
     if cuts:
         changes["cuts"] = dataclasses.replace(changes.get("cuts", options.cuts), **cuts)
     options = with_changes(options, changes) if changes else options
-    with VideoReader(path, threads=decoder_threads()) as reader:
-        return Tagger(captioner, options).run(reader, progress, max_seconds)
-
-
-def decoder_threads() -> int:
-    """Half the cores decode, the encoder has the rest: with every core on each, frame threading's
-    overhead buys nothing (measured on 2 cores: the same wall time as one decoding thread for
-    ~1 s more CPU on the 3-minute 720p clip, taken from the encoder)."""
-    return max(1, (os.cpu_count() or 1) // 2)
+    items = iter(head) if head is not None else \
+        _prefetch(scan_video(str(path), options, captioner.preprocessing, max_seconds), 2 * options.batch_size)
+    return Tagger(captioner, options).run(items, progress)
 
 
 class Tagger:
@@ -137,11 +77,16 @@ class Tagger:
         self.captions: dict[int, Any] = {}  # shot number -> its keyframe's CaptionResult
         self.pending: list[int] = []  # shots waiting for a keyframe caption
 
-    def run(self, reader: VideoReader, progress: Callable[[int, float], None] | None,
-            max_seconds: float | None) -> VideoTags:
+    def run(self, items: Iterator[Picked | Boundary | Scanned], progress: Callable[[int, float], None] | None
+            ) -> VideoTags:
         start = time.perf_counter()
         received, batch, done = 0, [], [0.0]  # done: video time tagged so far
-        for item in _prefetch(self._scan(reader, max_seconds), 2 * self.opt.batch_size):
+        scanned: Scanned | None = None
+        for item in items:
+            if isinstance(item, Scanned):
+                scanned = item
+                self.timings["decode"] = item.seconds
+                continue
             if isinstance(item, Boundary):
                 self.bounds.append((item, received))
                 continue
@@ -152,31 +97,12 @@ class Tagger:
                 batch = []
         if batch:
             self._encode(batch, progress, done)
+        assert scanned is not None, "scan_video ends with its Scanned"
         if not self.times:
-            raise VideoError(f"{reader.path}: no frame could be decoded ({'; '.join(reader.errors) or 'no frames'})")
+            raise VideoError(f"{scanned.path}: no frame could be decoded ({'; '.join(scanned.errors) or 'no frames'})")
         self._close(None)
         self._caption_pending()
-        return self._result(reader, time.perf_counter() - start)
-
-    def _scan(self, reader: VideoReader, max_seconds: float | None) -> Iterator[Picked | Boundary]:
-        """scan() over the reader's frames, timed (it runs in the prefetch thread)."""
-        detector = CutDetector(self.opt.cuts, fps=float(reader.info.rate))
-        sampler = Sampler(fps=None if self.opt.every_n_frames else self.opt.fps, every_n=self.opt.every_n_frames,
-                          period=1 / float(reader.info.rate))
-        items = scan(_limited(reader, max_seconds), detector, sampler, self._convert)
-        while True:
-            t = time.perf_counter()
-            item = next(items, None)
-            self.timings["decode"] += time.perf_counter() - t
-            if item is None:
-                return
-            yield item
-
-    def _convert(self, frame: DecodedFrame) -> np.ndarray:
-        """The encoder's input: the frame resized to the bundle's square input by FFmpeg's scaler
-        as it is converted (within about one grey level of converting, then resizing with PIL)."""
-        side = self.cap.preprocessing.size
-        return self.cap.preprocessing.to_array(Image.fromarray(frame.rgb((side, side))))
+        return self._result(scanned, time.perf_counter() - start)
 
     def _encode(self, batch: list[Picked], progress: Callable[[int, float], None] | None, done: list[float]) -> None:
         t = time.perf_counter()
@@ -247,13 +173,13 @@ class Tagger:
                 self.shots[n] = (start, dataclasses.replace(raw, payload=None))  # the rows are not needed any more
         self.pending = []
 
-    def _result(self, reader: VideoReader, seconds: float) -> VideoTags:
+    def _result(self, scanned: Scanned, seconds: float) -> VideoTags:
         tagged = Tagged(np.asarray(self.indices), np.asarray(self.times), np.asarray(self.sampled), self.frame_tags,
                         np.concatenate(self.vectors), np.concatenate(self.probs),
                         self.frame_captions if self.opt.caption_every_frame else None, np.asarray(self.blank, bool))
         options = recorded_options(self.opt, self.cap.decoding)
         timings = {**{k: round(v, 3) for k, v in self.timings.items()}, "total": round(seconds, 3)}
-        return assemble(Stream(reader.info, reader.end_time, reader.frames_read, tuple(reader.errors)), tagged,
+        return assemble(Stream(scanned.info, scanned.end_time, scanned.frames_read, scanned.errors), tagged,
                         self.shots, [self.captions[n] for n in range(len(self.shots))], k=self.opt.tags,
                         everyday=self.opt.everyday,
                         scene_threshold=self.opt.scene_threshold, scene_span=self.opt.scene_span,
@@ -267,14 +193,6 @@ def _copy(row: torch.Tensor) -> torch.Tensor:
     copies a 9x9x1280 grid with its intra-op threads, 8 ms a row here when the cores are busy (1.4 s
     of a 3-minute clip) against 0.03 ms."""
     return torch.from_numpy(row.numpy().copy()) if row.device.type == "cpu" else row.clone()
-
-
-def _limited(reader: VideoReader, max_seconds: float | None) -> Iterator[DecodedFrame]:
-    """The reader's frames; :class:`VideoTooLong` at the first one past ``max_seconds``."""
-    for frame in reader.frames():
-        if max_seconds is not None and frame.time > max_seconds:
-            raise VideoTooLong(f"{reader.path}: longer than {max_seconds:g} s")
-        yield frame
 
 
 _END = object()
@@ -303,6 +221,9 @@ def _prefetch(items: Iterator[Any], size: int) -> Iterator[Any]:
             put(_END)
         except BaseException as e:  # handed to the consumer
             put(e)
+        finally:
+            if hasattr(items, "close"):  # a generator's clean-up (the video file closed) in this thread
+                items.close()
 
     thread = threading.Thread(target=work, name="video-decode", daemon=True)
     thread.start()

@@ -1,0 +1,31 @@
+"""What the model says about an image: captions and tags (torch-free: the batch tools' records and
+video results are built from these without importing torch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Alternative:
+    text: str  # caption of this hypothesis
+    score: float  # ranking score (length-normalised log-probability)
+    logprob: float  # total log-probability
+
+
+@dataclass
+class CaptionResult:
+    text: str  # the caption
+    tokens: list[str]  # its words
+    score: float  # length-normalised log-probability used for ranking
+    logprob: float  # total log-probability of the words and <end>
+    alternatives: list[Alternative] = field(default_factory=list)  # the n-best list, best first (incl. this one)
+    attention: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
+    #           (len(tokens), S, S), S = the input size / 32: where the decoder looked for each word
+
+
+@dataclass(frozen=True)
+class Tag:
+    label: str  # ImageNet class name
+    probability: float  # softmax probability
