@@ -1,6 +1,7 @@
 """The Python API every tool is built on: ``Captioner``."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, BundleError, load_bundle
+from .confidence import features, load_calibration
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .imagenet import imagenet_categories
 from .everyday import EverydayOptions, EverydayTag, everyday_tags
@@ -18,6 +20,15 @@ from .results import Alternative, CaptionResult, Tag
 from .runtime import DEFAULT_BACKEND, EncoderGraph, choose_backend
 
 Method = Literal["beam", "greedy", "sample"]
+log = logging.getLogger(__name__)
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Log ``message`` once per process."""
+    if message not in _said:
+        _said.add(message)
+        log.warning(message)
 
 
 @dataclass
@@ -60,6 +71,13 @@ class Captioner:
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
         self.decoding = bundle.default_decoding  # per-call options override it
+        try:
+            self.calibration = load_calibration(bundle.path, bundle.manifest)  # None: captions without confidence
+        except (OSError, ValueError, KeyError) as e:
+            raise BundleError(f"{bundle.path}: unreadable confidence calibration ({e})") from None
+        if self.calibration is None:
+            _say_once(f"bundle {bundle.name} has no confidence calibration: captions have confidence None "
+                      "(scripts/fit_confidence.py --attach fits one)")
         size = self.preprocessing.size
         if compile and backend not in ("auto", "torch"):
             raise ValueError(f"compile applies to the torch backend, not {backend}")
@@ -142,7 +160,20 @@ class Captioner:
             nbests = [[h] for h in samples_to_hypotheses(samples, vocab=self.vocab)]
         else:
             raise ValueError(f"unknown decoding method {method!r} (beam, greedy or sample)")
-        return [self._result(nbest) for nbest in nbests]
+        results = [self._result(nbest) for nbest in nbests]
+        if self.calibration is not None and method == "beam" and d.beam_size > 1:
+            self._rate(results, encoded)
+        return results
+
+    def _rate(self, results: list[CaptionResult], encoded: Encoded) -> None:
+        """Each result's confidence and its photo's unfamiliar flag (captioning.confidence)."""
+        cal = self.calibration
+        familiarity = cal.familiar(encoded.pooled.float().cpu().numpy())  # (B,)
+        margins = [r.score - r.alternatives[1].score if len(r.alternatives) > 1 else 0.0 for r in results]
+        x = features([r.score for r in results], margins, [r.tokens for r in results], familiarity,
+                     encoded.logits.float().softmax(dim=-1).cpu().numpy())  # (B, F)
+        for r, c, u in zip(results, cal.confidence(x), cal.unfamiliar(familiarity)):
+            r.confidence, r.unfamiliar = float(c), bool(u)
 
     def _result(self, nbest: list[Hypothesis]) -> CaptionResult:
         alts = [Alternative(" ".join(self.vocab.decode(h.tokens)), h.score, h.logprob) for h in nbest]

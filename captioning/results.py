@@ -23,6 +23,16 @@ class CaptionResult:
     alternatives: list[Alternative] = field(default_factory=list)  # the n-best list, best first (incl. this one)
     attention: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
     #           (len(tokens), S, S), S = the input size / 32: where the decoder looked for each word
+    confidence: float | None = None  # probability that the caption is good (captioning.confidence); None
+    #                                  without a calibrated bundle or with a beam of 1 (no runner-up to compare)
+    unfamiliar: bool | None = None  # the photo is unlike every training photo (None: as confidence)
+
+    @property
+    def sure(self) -> bool | None:
+        """Confidence at or above captioning.confidence.SURE (None without a confidence)."""
+        from .confidence import SURE
+
+        return None if self.confidence is None else self.confidence >= SURE
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,234 @@
+"""Fit a bundle's caption confidence and its memory of the training photos (captioning.confidence).
+
+    python scripts/fit_confidence.py [--weights W] [--attach] [--plot docs/confidence/NAME.png]
+
+1. Embeds every *train* photo of the datasets (``--data``, default Flickr8k and the COCO subset in
+   ../shared/data): the semantic vectors, projected on their top ``--components`` principal
+   directions, become ``familiar.safetensors``.
+2. Captions every *dev* photo with the bundle's recorded decoding and scores each caption's CIDEr-D
+   against its references (document frequencies from its own dataset's dev references, as the
+   evaluation does); a caption under ``--good-cider`` (0.2) is a bad one.
+3. Splits each dev set in two halves (``--seed``), fits a logistic regression of "good" on the
+   features (captioning.confidence.FEATURES, standardised) on one half, and reports on the other:
+   AUROC of confidence for telling bad captions from the rest, pooled and per dataset, beside the
+   beam's score alone; a reliability plot (``--plot``).
+4. With ``--attach``, writes ``confidence.json`` and ``familiar.safetensors`` into the bundle and
+   lists them in its manifest (hash-checked on load like every other file).
+
+Embeddings and captions are cached in ``--cache`` (runs/confidence/<bundle>.npz): a re-fit takes seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from captioning.confidence import FEATURES, Calibration, Familiarity, features, save_calibration  # noqa: E402
+from captioning.images import load_image  # noqa: E402
+
+DATA = PROJECT.parent / "shared" / "data"
+DEFAULT_DATA = [str(DATA / "flickr8k" / "captions.csv"), str(DATA / "coco_subset" / "captions.csv")]
+BATCH = 32
+
+
+def _encode_all(cap, paths: list[str], *, decode: bool):
+    """Semantic vectors (N, D), and with ``decode`` ImageNet probabilities, scores, margins and tokens."""
+    from tqdm import tqdm
+
+    pooled, probs, scores, margins, tokens = [], [], [], [], []
+    with ThreadPoolExecutor(2) as pool:
+        for i in tqdm(range(0, len(paths), BATCH), desc="decode" if decode else "embed", unit="batch"):
+            arrays = list(pool.map(lambda p: cap.preprocessing.to_array(load_image(p)), paths[i:i + BATCH]))
+            enc = cap.encode(arrays)
+            pooled.append(enc.pooled.float().numpy())
+            if decode:
+                probs.append(enc.logits.float().softmax(-1).numpy())
+                for r in cap.decode(enc):
+                    scores.append(r.score)
+                    margins.append(r.score - r.alternatives[1].score if len(r.alternatives) > 1 else 0.0)
+                    tokens.append(r.tokens)
+    if not decode:
+        return np.concatenate(pooled)
+    return np.concatenate(pooled), np.concatenate(probs), np.array(scores), np.array(margins), tokens
+
+
+def _collect(cap, data: list[str], cache: Path) -> dict:
+    """Per dataset: train vectors; dev vectors, probabilities, captions and their CIDEr-D (cached)."""
+    from captioning.training.data import read_dataset
+    from captioning.training.metrics import CiderD
+
+    if cache.exists():
+        return json.loads(cache.with_suffix(".json").read_text()) | {"arrays": dict(np.load(cache))}
+    arrays, meta = {}, {"datasets": []}
+    for csv in data:
+        name = Path(csv).parent.name
+        train = [str(it.image) for it in read_dataset(csv, split="train")]
+        dev = read_dataset(csv, split="dev")
+        arrays[f"{name}/train"] = _encode_all(cap, train, decode=False)
+        pooled, probs, scores, margins, tokens = _encode_all(cap, [str(it.image) for it in dev], decode=True)
+        refs = [it.captions for it in dev]
+        cider = CiderD(refs).score([list(t) for t in tokens], refs)
+        arrays |= {f"{name}/pooled": pooled, f"{name}/probs": probs.astype(np.float32), f"{name}/scores": scores,
+                   f"{name}/margins": margins, f"{name}/cider": np.asarray(cider)}
+        meta["datasets"].append(name)
+        meta[f"{name}/tokens"] = tokens
+        meta[f"{name}/images"] = [str(it.image) for it in dev]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **arrays)
+    cache.with_suffix(".json").write_text(json.dumps(meta))
+    return meta | {"arrays": arrays}
+
+
+def _pca(unit: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
+    center = unit.mean(axis=0)
+    _, _, vt = np.linalg.svd(unit - center, full_matrices=False)
+    return center, vt[:components].T  # (D,), (D, P)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 50) -> tuple[np.ndarray, float]:
+    """Logistic regression by Newton's method (x standardised, y in {0, 1}) -> weights, bias."""
+    xb = np.column_stack([x, np.ones(len(x))])
+    w = np.zeros(xb.shape[1])
+    reg = l2 * np.eye(len(w))
+    reg[-1, -1] = 0.0  # the bias is not shrunk
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-xb @ w))
+        grad = xb.T @ (p - y) + reg @ w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + reg
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _plot(path: Path, confidence: np.ndarray, good: np.ndarray, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = np.linspace(0, 1, 11)
+    which = np.clip(np.digitize(confidence, bins) - 1, 0, 9)
+    mids, rates, counts = [], [], []
+    for b in range(10):
+        m = which == b
+        if m.sum():
+            mids.append(confidence[m].mean())
+            rates.append(good[m].mean())
+            counts.append(int(m.sum()))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
+    ax.plot(mids, rates, "o-", label="held-out dev photos")
+    for x, y, n in zip(mids, rates, counts):
+        ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xlabel="confidence", ylabel="fraction of captions with CIDEr-D >= 0.2", xlim=(0, 1), ylim=(0, 1),
+           title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
+    p.add_argument("--data", action="append", default=None, metavar="CSV",
+                   help="a dataset's captions.csv with train.txt/dev.txt beside it; repeatable "
+                        "(default: Flickr8k and the COCO subset in ../shared/data)")
+    p.add_argument("--components", type=int, default=64, help="principal directions kept (default: 64)")
+    p.add_argument("--k", type=int, default=5, help="nearest training photos averaged (default: 5)")
+    p.add_argument("--good-cider", type=float, default=0.2, help="CIDEr-D of a good caption (default: 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the dev halves (default: 0)")
+    p.add_argument("--cache", default=None, help="cache file (default: runs/confidence/<bundle>.npz)")
+    p.add_argument("--plot", default=None, help="reliability plot PNG (default: docs/confidence/<bundle>.png)")
+    p.add_argument("--attach", action="store_true", help="write the calibration into the bundle (default: off)")
+    p.add_argument("--device", default="cpu", help="device (default: cpu)")
+    args = p.parse_args(argv)
+
+    from captioning import Captioner
+    from captioning.bundle import attach_file
+
+    cap = Captioner.load(args.weights, device=args.device)
+    cache = Path(args.cache or PROJECT / "runs" / "confidence" / f"{cap.name}-{cap.version}.npz")
+    got = _collect(cap, args.data or DEFAULT_DATA, cache)
+    arrays, names = got["arrays"], got["datasets"]
+
+    train = np.concatenate([arrays[f"{n}/train"] for n in names])
+    unit = train / np.linalg.norm(train, axis=1, keepdims=True)
+    center, components = _pca(unit, args.components)
+    proj = (unit - center) @ components
+    familiar = Familiarity(center.astype(np.float32), components.astype(np.float32),
+                           (proj / np.linalg.norm(proj, axis=1, keepdims=True)).astype(np.float16).astype(np.float32),
+                           args.k)
+
+    rng = np.random.default_rng(args.seed)
+    x, good, fit_half, dataset, rows = [], [], [], [], []
+    for n in names:
+        rows += [(n, image, " ".join(t)) for image, t in zip(got[f"{n}/images"], got[f"{n}/tokens"])]
+        fam = familiar(arrays[f"{n}/pooled"])
+        x.append(features(arrays[f"{n}/scores"], arrays[f"{n}/margins"], got[f"{n}/tokens"], fam, arrays[f"{n}/probs"]))
+        good.append(arrays[f"{n}/cider"] >= args.good_cider)
+        half = np.zeros(len(fam), bool)
+        half[rng.permutation(len(fam))[: len(fam) // 2]] = True
+        fit_half.append(half)
+        dataset += [n] * len(fam)
+    x, good, fit_half, dataset = np.concatenate(x), np.concatenate(good), np.concatenate(fit_half), np.array(dataset)
+    mean, scale = x[fit_half].mean(axis=0), x[fit_half].std(axis=0) + 1e-12
+    weights, bias = fit_logistic((x[fit_half] - mean) / scale, good[fit_half].astype(float))
+    familiarity = x[:, FEATURES.index("familiarity")]
+    unfamiliar_below = float(np.quantile(familiarity[fit_half], 0.01))
+    calibration = Calibration(mean, scale, weights, bias, unfamiliar_below, args.good_cider, familiar, {})
+    conf = calibration.confidence(x)
+
+    held = ~fit_half
+    metrics: dict = {"held_out": {}, "fitted_on": "half of each dev split (seed %d)" % args.seed,
+                     "bad": f"CIDEr-D < {args.good_cider}"}
+    print(f"{cap.name} {cap.version}: {len(train)} training photos, {len(x)} dev photos ({int(held.sum())} held out)")
+    print(f"{'held-out dev':>16} {'photos':>7} {'bad':>6} {'AUROC confidence':>17} {'AUROC score':>12}")
+    for label, m in [("pooled", held)] + [(n, held & (dataset == n)) for n in names]:
+        bad = ~good[m]
+        row = {"photos": int(m.sum()), "bad": int(bad.sum()), "auroc": round(auroc(-conf[m], bad), 4),
+               "auroc_score_alone": round(auroc(-x[m, 0], bad), 4)}
+        metrics["held_out"][label] = row
+        print(f"{label:>16} {row['photos']:>7} {row['bad']:>6} {row['auroc']:>17.3f} {row['auroc_score_alone']:>12.3f}")
+    for f, w in zip(FEATURES, weights):
+        print(f"  weight {f:>12}: {w:+.3f}")
+    print(f"unfamiliar below familiarity {unfamiliar_below:.3f} (1% of the fitting half); held-out dev photos "
+          f"flagged: {int(calibration.unfamiliar(familiarity[held]).sum())} of {int(held.sum())}")
+    calibration = Calibration(mean, scale, weights, bias, unfamiliar_below, args.good_cider, familiar, metrics)
+
+    plot = Path(args.plot or PROJECT / "docs" / "confidence" / f"{cap.name}.png")
+    _plot(plot, conf[held], good[held], f"{cap.name} {cap.version}: held-out dev photos")
+    print(f"reliability plot: {plot}")
+    for i in np.flatnonzero(held)[::65][:10]:  # ten held-out photos, both datasets
+        name, image, caption = rows[i]
+        print(f"  {conf[i]:.2f} {'sure  ' if conf[i] >= 0.5 else 'unsure'} CIDEr-D {arrays[f'{name}/cider'][i - dataset.tolist().index(name)]:.2f}"
+              f"  {name}/{Path(image).name}: {caption}")
+    if args.attach:
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in save_calibration(tmp, calibration):
+                attach_file(cap.bundle.path, f)
+        print(f"attached to {cap.bundle.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
