@@ -5,7 +5,8 @@ everyday and ImageNet tags, attention heatmap per word), a video (a timeline pic
 shots, a shot table whose rows show their keyframe large, tags, search, downloads) and a batch
 of images (table, CSV/JSONL downloads). ``build_demo(captioner)`` makes the app without
 launching it, for tests; the model loads once, in ``main()``. The decoding options' controls:
-``app_decoding.py``; how tags are shown: ``app_tags.py``.
+``app_decoding.py``; how tags are shown: ``app_tags.py``; how confidence and the unfamiliar-photo
+warning are: ``app_trust.py``.
 
 Files: uploads and the files a request hands back (downloads, keyframes) live in Gradio's
 cache, which Gradio serves from and empties on the :data:`CACHE_CLEANUP` schedule; zip
@@ -44,6 +45,7 @@ from pipelines.video.timeline import clock, timeline
 from app_decoding import DECODING_FIELDS  # noqa: F401 (the tests read app.DECODING_FIELDS)
 from app_decoding import decoding_controls, decoding_overrides, with_decoding_parameters
 from app_tags import everyday_label, leading_source, record_tags, shown_tags
+from app_trust import record_confidence, record_verdict, verdict
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600
@@ -51,6 +53,7 @@ MAX_BATCH_FILES = 2000
 UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
 CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
 VIDEO = TagOptions()  # the video tab's defaults: tag-video's
+BATCH_COLUMNS = ["file", "caption", "confidence", "sure?", "tags", "error"]  # the batch table (caption_batch's rows)
 
 
 class Handlers:
@@ -91,7 +94,8 @@ class Handlers:
     # -- image tab -----------------------------------------------------------------------
     def caption_image(self, image: str | dict | None, *decoding: Any):
         """-> caption, n-best table, tags {label: p}, word choices, heatmap, attention state, everyday
-        tags {"dog — golden retriever 0.61": p}.
+        tags {"dog — golden retriever 0.61": p}, the verdict (markdown: "Caption: **sure** (0.83)", the
+        unfamiliar-photo warning leading with the tags; "" without a confidence).
 
         ``decoding``: values of the Decoding options in their field order (beam size, max length,
         ...; missing or None: the bundle's). ``image`` is a path, or gr.Image's upload payload as the event passes it unprocessed
@@ -109,13 +113,14 @@ class Handlers:
         enc = cap.encode([image])
         result = cap.decode(enc, **decoding_overrides(decoding))[0]
         tags = {t.label: t.probability for t in cap.top_tags(enc, k=5)[0]}
-        everyday = everyday_label(cap.top_everyday_tags(enc, k=5)[0])
+        words_tags = cap.top_everyday_tags(enc, k=5)[0]
+        everyday = everyday_label(words_tags)
         nbest = [[a.text, round(a.score, 3)] for a in result.alternatives]
         words = [f"{i + 1}. {w}" for i, w in enumerate(result.tokens)]
         state = {"path": image_path, "attention": result.attention.tolist(), "words": words}
         heatmap = self.attention_for_word(words[0] if words else None, state)
         return (result.text, nbest, tags, gr.update(choices=words, value=words[0] if words else None),
-                heatmap, state, everyday)
+                heatmap, state, everyday, verdict(result, words_tags))
 
     def attention_for_word(self, word: str | None, state: dict | None):
         """The uploaded image overlaid with the attention map of the chosen word."""
@@ -206,7 +211,8 @@ class Handlers:
 
     # -- batch tab -----------------------------------------------------------------------
     def caption_batch(self, files: list[str] | None, *decoding: Any):
-        """-> results table rows, CSV path, JSONL path (``decoding`` as in :meth:`caption_image`)."""
+        """-> results table rows (file, caption, confidence, in words, tags, error), CSV path, JSONL path
+        (``decoding`` as in :meth:`caption_image`)."""
         if not files:
             raise gr.Error("Upload some images (or a .zip of images) first.")
         for f in files:
@@ -232,7 +238,8 @@ class Handlers:
         with self._new_downloads() as out:
             write_records(records, out / "captions.csv")
             write_records(records, out / "captions.jsonl")
-        rows = [[r["path"], r["caption"] or "", record_tags(r), r["error"] or ""] for r in records]
+        rows = [[r["path"], r["caption"] or "", record_confidence(r), record_verdict(r, record_tags(r)), record_tags(r),
+                 r["error"] or ""] for r in records]
         return rows, str(out / "captions.csv"), str(out / "captions.jsonl")
 
 
@@ -337,6 +344,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
                     run = gr.Button("Caption", variant="primary")
                     gr.Examples(examples=[str(p) for p in examples.photos()], inputs=image, label="Try an example")
                 with gr.Column(scale=1):
+                    trust = gr.Markdown(elem_id="trust")  # above the caption: an unfamiliar photo leads with its tags
                     caption = gr.Textbox(label="Caption", elem_id="caption", interactive=False)
                     everyday = gr.Label(label="Everyday tags (word — its best ImageNet label)", num_top_classes=5)
                     tags = gr.Label(label="ImageNet tags", num_top_classes=5)
@@ -349,7 +357,7 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
             # preprocess=False: gr.Image's preprocessing would open the upload with PIL and convert
             # it to RGB first (a generic error for a file PIL cannot open, a 16-bit image all white)
             run.click(with_decoding_parameters(h.caption_image), [image, *image_decoding],
-                      [caption, nbest, tags, word, heatmap, att_state, everyday],
+                      [caption, nbest, tags, word, heatmap, att_state, everyday, trust],
                       api_name="caption_image", preprocess=False)
             word.change(h.attention_for_word, [word, att_state], heatmap, api_visibility="private")
         _video_tab(h, captioner.decoding)
@@ -357,8 +365,10 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
             files = gr.File(label="Images or a .zip", file_count="multiple", type="filepath")
             batch_decoding = decoding_controls(captioner.decoding)
             go = gr.Button("Caption all", variant="primary")
-            table = gr.Dataframe(headers=["file", "caption", "tags", "error"], label="Results", interactive=False,
-                                 elem_id="batch-table", wrap=True)
+            # click a header to sort by it (Gradio's Dataframe): "confidence" is a number column
+            table = gr.Dataframe(headers=BATCH_COLUMNS, datatype=["str", "str", "number", "str", "str", "str"],
+                                 label="Results (click a column header to sort, e.g. by confidence)",
+                                 interactive=False, elem_id="batch-table", wrap=True)
             with gr.Row():
                 csv_file = gr.File(label="CSV")
                 jsonl_file = gr.File(label="JSONL")

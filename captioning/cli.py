@@ -1,4 +1,9 @@
-"""``caption IMAGE...``: print captions (and tags) for a few images."""
+"""``caption IMAGE...``: print captions (and tags) for a few images.
+
+With a calibrated bundle (:mod:`captioning.confidence`) and beam search, each caption is followed
+by its confidence in words, ``a dog runs on the grass  (sure, 0.83)``; for a photo unlike the
+training photos the everyday tags come first, then the sentence :data:`captioning.trust.UNFAMILIAR`,
+then the caption. ``--json`` has ``confidence`` and ``unfamiliar`` (null without a calibration)."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +18,14 @@ from .everyday import EverydayOptions
 from .images import ImageError
 from .options import (N_BEST_HELP, TAGS_HELP, add_dataclass_flags, add_decoding_flags, add_runtime_flags,
                       add_strict_flag, add_weights_flag, decoding_from_args, options_from_args, runtime_from_args)
+from .trust import UNFAMILIAR, confidence_words
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="caption", description="Caption images with a model bundle.")
+    p = argparse.ArgumentParser(prog="caption", description="Caption images with a model bundle. With a "
+                                "bundle carrying a confidence calibration and beam search, each caption is followed by "
+                                "how sure it is, '(sure, 0.83)' or '(unsure, 0.31)', and a photo unlike the training "
+                                "photos leads with its tags and says so.")
     p.add_argument("images", nargs="+", help="image files")
     add_weights_flag(p)
     add_runtime_flags(p)
@@ -60,15 +69,24 @@ def main(argv: list[str] | None = None) -> int:
         tags = cap.top_tags(enc, k=args.tags)[0] if args.tags else []
         words = cap.top_everyday_tags(enc, k=args.tags, options=everyday)[0] if args.tags else []
         if args.json:
-            print(json.dumps({"path": path, "caption": r.text, "score": round(r.score, 4),
+            print(json.dumps({"path": path, "caption": r.text,
+                              "confidence": None if r.confidence is None else round(r.confidence, 4),
+                              "unfamiliar": r.unfamiliar, "score": round(r.score, 4),
                               "n_best": [asdict(a) for a in r.alternatives[: args.n_best]],
                               "tags": [asdict(t) for t in tags], "everyday_tags": [w.asdict() for w in words]}))
             continue
-        print(f"{path}\t{r.text}")
+        said = f"{r.text}  ({trust})" if (trust := confidence_words(r.confidence)) else r.text
+        everyday_line = "everyday tags: " + ", ".join(map(str, words))
+        if r.unfamiliar:  # lead with the tags, say why, then the caption
+            print(f"{path}\t{everyday_line if words else 'no everyday tags'}")
+            print(f"\t  {UNFAMILIAR}")
+            print(f"\t  caption: {said}")
+        else:
+            print(f"{path}\t{said}")
         for a in r.alternatives[1: args.n_best]:
             print(f"\t  {a.score:7.3f}  {a.text}")
-        if words:
-            print("\t  everyday tags: " + ", ".join(map(str, words)))
+        if words and not r.unfamiliar:
+            print(f"\t  {everyday_line}")
         if tags:
             print("\t  tags: " + ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags))
     return 1 if args.strict and failed else 0

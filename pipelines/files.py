@@ -70,9 +70,12 @@ def walk(top: str, *, recursive: bool = True, follow_links: bool = False, skip_h
 
 def csv_cell(value: Any) -> Any:
     """A value as both tools' CSV files hold it: lists and mappings as JSON (``tags`` as
-    ``[{"label": ..., "probability": ...}]``, as in the JSON outputs), None as an empty cell."""
+    ``[{"label": ..., "probability": ...}]``, as in the JSON outputs), None as an empty cell, a
+    boolean as JSON's ``true`` / ``false``."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
 
 

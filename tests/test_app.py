@@ -62,7 +62,8 @@ def test_the_header_gives_the_bundles_dev_scores():
 
 
 def test_caption_image_handler(handlers, cat_path, captioner):
-    text, nbest, tags, words, heatmap, state, everyday = handlers.caption_image(cat_path, 3, 12)
+    text, nbest, tags, words, heatmap, state, everyday, trust = handlers.caption_image(cat_path, 3, 12)
+    assert trust == ""  # the tiny bundle has no calibration: no confidence, nothing said
     assert text == captioner.caption(cat_path, beam_size=3, max_length=12).text
     assert len(nbest) == 3 and nbest[0][0] == text
     assert next(iter(tags)) in {"tabby", "tiger cat", "Egyptian cat"}
@@ -97,8 +98,9 @@ def test_batch_with_zip_and_bad_file(handlers, cat_path, tmp_path):
         z.writestr("notes.txt", "ignored")
     rows, csv_path, jsonl_path = handlers.caption_batch([cat_path, str(bad), str(archive)])
     assert [r[0] for r in rows][:2] == ["cat.jpg", "broken.png"] and len(rows) == 4
-    assert not rows[0][3] and not rows[2][3]  # good images: no error (captions of random weights may be empty)
-    assert rows[1][1] == "" and "broken.png" in rows[1][3]
+    assert not rows[0][5] and not rows[2][5]  # good images: no error (captions of random weights may be empty)
+    assert rows[1][1] == "" and "broken.png" in rows[1][5]
+    assert len(rows[0]) == len(app.BATCH_COLUMNS) and rows[0][2] is None and rows[0][3] == ""  # no calibration
     assert not (tmp_path.parent / "evil.png").exists()
     records = [json.loads(line) for line in open(jsonl_path)]
     assert len(records) == 4 and {"path", "caption", "error"} <= set(next(csv.reader(open(csv_path))))
@@ -261,7 +263,7 @@ def test_decoding_options_reach_the_captions(served, handlers, captioner, cat_pa
     record = json.loads(Path(jsonl_path).read_text().splitlines()[0])
     assert rows[0][1] == caption and record["options"] == {**captioner.decoding.asdict(), **options,
                                                            "n_best": 0, "tags": 3, "min_tag_probability": 0.0,
-                                                           "exclude_tags": []}
+                                                           "exclude_tags": [], "min_confidence": 0.0}
 
 
 # -- batch zips and work files (issue #18.9) ----------------------------------------------
@@ -356,7 +358,7 @@ def test_batch_leaves_no_work_files(captioner, cat_path, tmp_path, monkeypatch):
         z.write(cat_path, "b/cat.jpg")
     handlers = app.Handlers(captioner, workdir=str(work))
     rows, csv_path, jsonl_path = handlers.caption_batch([cat_path, str(archive), str(archive)])
-    assert len(rows) == 5 and not any(r[3] for r in rows)
+    assert len(rows) == 5 and not any(r[5] for r in rows)
     assert list(work.iterdir()) == []  # the unpacked members are gone with the request
     for download in (csv_path, jsonl_path):  # the downloads are in Gradio's cache, for Gradio to serve and delete
         assert download.startswith(str(cache)) and len(open(download).read().splitlines()) >= 5
@@ -404,7 +406,7 @@ def test_error_messages_name_no_server_paths(captioner, cat_path, tmp_path):
             handler(arg)
         messages.append(e.value.message)
     rows, _, _ = handlers.caption_batch([str(broken), str(tmp_path / "fake.jpg")])
-    messages += [row[3] for row in rows if row[3]]
+    messages += [row[5] for row in rows if row[5]]
     assert len(messages) == 6 + 3
     for message in messages:
         assert "/tmp" not in message and str(work) not in message and str(tmp_path) not in message, message

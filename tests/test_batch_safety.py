@@ -138,7 +138,7 @@ def test_resume_knows_photos_by_their_real_path(tmp_path, tiny_bundle_dir, capsy
     assert _cli(tmp_path / "lib", "--out", out, weights=tiny_bundle_dir) == 0
     first = _lines(out)
     assert [r["real_path"] for r in first] == [os.path.realpath(p) for p in photos]
-    assert all(r["format_version"] == 3 for r in first)
+    assert all(r["format_version"] == 4 for r in first)
     capsys.readouterr()
     monkeypatch.chdir(tmp_path / "lib")  # relative paths from elsewhere, through a symlinked folder
     assert _cli(".", "--out", out, weights=tiny_bundle_dir) == 0

@@ -153,7 +153,7 @@ def test_an_older_csv_is_refused_by_name(tmp_path):
     from pipelines.images.records import FIELDS
 
     old = tmp_path / "old.csv"
-    old.write_text(",".join(f for f in FIELDS if f != "everyday_tags") + "\n")
+    old.write_text(",".join(f for f in FIELDS if f not in ("everyday_tags", "confidence", "unfamiliar", "note")) + "\n")
     with pytest.raises(OutputError, match="record format 2"):
         open_output(str(old)).close()
 
@@ -189,7 +189,7 @@ def test_batch_records_hold_everyday_tags_and_their_options(captioner, photo, tm
     path = tmp_path / "cat.png"
     Image.fromarray(photo).save(path)
     record = next(caption_images([path], captioner, tags=3))
-    assert RECORD_FORMAT == 3 and record["format_version"] == 3 and "everyday_tags" in FIELDS
+    assert RECORD_FORMAT == 4 and record["format_version"] == 4 and "everyday_tags" in FIELDS
     assert record["everyday_tags"][0]["word"] == "cat" and len(record["everyday_tags"]) <= 3
     assert record["options"]["min_tag_probability"] == 0.0 and record["options"]["exclude_tags"] == []
     record = next(caption_images([path], captioner, tags=3, exclude_tags=("cat",), min_tag_probability=0.05))

@@ -196,11 +196,12 @@ def test_cli_csv_and_resume(library, tmp_path, tiny_bundle_dir, capsys):
     first = rows[0]
     assert first["path"] == str(library / "a.png") and len(json.loads(first["n_best"])) == 2
     assert len(json.loads(first["tags"])) == 5 and int(first["width"]) == 451
-    assert first["format_version"] == "3" and first["real_path"] == os.path.realpath(library / "a.png")
+    assert first["format_version"] == "4" and first["real_path"] == os.path.realpath(library / "a.png")
     assert json.loads(first["options"]) == {"beam_size": 3, "max_length": 12, "min_length": 0, "length_penalty": 0.0,
                                             "no_repeat_ngram_size": 0, "no_repeat_words": False,
                                             "no_dangling_end": False, "n_best": 2, "tags": 5,
-                                            "min_tag_probability": 0.0, "exclude_tags": []}  # all in effect
+                                            "min_tag_probability": 0.0, "exclude_tags": [],
+                                            "min_confidence": 0.0}  # all in effect
     text = next(r for r in rows if r["path"].endswith("text.jpg"))  # failed before: tried again, one row
     assert text["caption"] == "" and "not an image" in text["error"]
     assert "skipped 1 (already done)" in capsys.readouterr().err

@@ -115,7 +115,7 @@ def test_summary_and_json(tagged):
     probs = [t.probability for t in summary.tags if t.source == "imagenet"]
     assert probs == sorted(probs, reverse=True) and 4 <= len(probs) <= 10
     d = json.loads(tagged.to_json())
-    assert d["format_version"] == 3 and d["video"]["sampled_fps"] == 1.0
+    assert d["format_version"] == 4 and d["video"]["sampled_fps"] == 1.0
     assert d["options"]["scene_threshold"] == 0.3 and d["options"]["tags"] == 5
     assert d["options"]["cuts"] == dataclasses.asdict(CutOptions())
     assert d["model"]["name"] == "tiny_sat.test" and set(d["timings"]) == {"decode", "encode", "caption", "total"}

@@ -69,7 +69,7 @@ def test_a_shot_of_blank_frames_has_no_caption_and_mixed_shots_use_their_picture
 
 def test_every_format_stays_valid_with_a_blank_shot(blank_tags, tmp_path):
     d = json.loads(blank_tags.to_json())
-    assert d["format_version"] == 3 and VideoTags.from_dict(d).to_dict() == d
+    assert d["format_version"] == 4 and VideoTags.from_dict(d).to_dict() == d
     assert [s["blank"] for s in d["shots"]].count(True) == 1 and "caption_confidence" in d["shots"][0]
     written = write_outputs(blank_tags, tmp_path, "blank", formats=("json", "csv", "srt", "vtt", "chapters",
                                                                    "edl", "html"))

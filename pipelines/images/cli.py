@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
-from captioning.bundle import BundleError, resolve_bundle, verified_manifest
+from captioning.bundle import BundleError, recorded_decoding, resolve_bundle, verified_manifest
 from captioning.everyday import EverydayOptions
 from captioning.images import Preprocessing
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 options_from_args, runtime_from_args)
+from captioning.trust import is_sure
 
 from ..flags import add_engine_flags, add_recursive_flag
 from ..inputs import discover, path_key, read_list
@@ -29,7 +30,7 @@ from ..headstart import worth_starting
 from .local import BATCH_SIZE, WORKERS, caption_images, prepare_head
 from .outputs import OutputError, RecordOutput, open_output
 from .ray import RayEngine
-from .records import CaptionOptions, run_settings
+from .records import CaptionOptions, confidence_problem, has_calibration, run_settings
 from .sidecars import SidecarFiles, Sidecars, check_sidecar_extension
 from .xmp import XmpSidecars
 
@@ -107,7 +108,11 @@ def _engine(args: argparse.Namespace, options: CaptionOptions, todo: list[str]) 
                            address=args.address)
         return engine, engine.settings
     bundle = resolve_bundle(args.weights)
-    preprocessing = Preprocessing(**verified_manifest(bundle)["preprocessing"])
+    manifest = verified_manifest(bundle)
+    if problem := confidence_problem(options, recorded_decoding(bundle, manifest), calibrated=has_calibration(manifest),
+                                     bundle=str(bundle)):
+        raise BundleError(problem)
+    preprocessing = Preprocessing(**manifest["preprocessing"])
     head = prepare_head(todo, preprocessing) if todo and worth_starting() else None
     try:
         from captioning import Captioner  # imports torch, while the head start decodes
@@ -132,8 +137,9 @@ def _engine(args: argparse.Namespace, options: CaptionOptions, todo: list[str]) 
 def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | SidecarFiles], *,
          batch_size: int, tally: Counter[str], captions: Counter[str]) -> None:
     """Write records batch by batch as they come (sidecars first, the resumable file last),
-    counting "captioned" and "failed" in ``tally`` and each caption text in ``captions`` once
-    written (kept when interrupted)."""
+    counting "captioned", "failed", "unsure", "unfamiliar" and "withheld" (captions under
+    --min-confidence) in ``tally`` and each caption text in ``captions`` once written (kept when
+    interrupted)."""
     buffer: list[dict[str, Any]] = []
 
     with tqdm(total=total, unit="img", desc=PROG, dynamic_ncols=True, file=sys.stderr) as bar:
@@ -144,7 +150,10 @@ def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutp
                 for note in out.write(batch) or []:
                     bar.write(f"{PROG}: {note}", file=sys.stderr)
             tally.update("captioned" if r["error"] is None else "failed" for r in batch)
-            captions.update(r["caption"] for r in batch if r["error"] is None)
+            tally.update(_trust(r) for r in batch if r["error"] is None and r.get("confidence") is not None)
+            tally.update("unfamiliar" for r in batch if r.get("unfamiliar"))
+            tally.update("withheld" for r in batch if r["error"] is None and r["caption"] is None)
+            captions.update(r["caption"] for r in batch if r["caption"] is not None)
 
         try:
             for record in records:
@@ -157,6 +166,24 @@ def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutp
         finally:  # also on Ctrl-C: keep every finished record
             flush()
             records.close()
+
+
+def _trust(record: dict[str, Any]) -> str:
+    return "sure" if is_sure(record["confidence"]) else "unsure"
+
+
+def _trust_summary(tally: Counter[str], min_confidence: float) -> str:
+    """" (3 unsure, 1 unfamiliar photo, 2 captions withheld under --min-confidence 0.4)", or "" when
+    no caption had a confidence."""
+    parts = []
+    if tally["sure"] + tally["unsure"]:
+        parts.append(f"{tally['unsure']:,} unsure")
+    if tally["unfamiliar"]:
+        parts.append(f"{tally['unfamiliar']:,} unfamiliar photo{'s' if tally['unfamiliar'] > 1 else ''}")
+    if min_confidence > 0:
+        parts.append(f"{tally['withheld']:,} caption{'' if tally['withheld'] == 1 else 's'} withheld under "
+                     f"--min-confidence {min_confidence:g}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _self_sidecars(paths: list[str], sidecars: Sidecars) -> list[str]:
@@ -253,8 +280,8 @@ def _caption_found(args: argparse.Namespace, options: CaptionOptions, paths: lis
         status = 130
     seconds, captioned, failed = time.perf_counter() - start, tally["captioned"], tally["failed"]
     rate = f" in {seconds:.1f} s ({(captioned + failed) / seconds:.1f} images/s)" if captioned + failed else ""
-    print(f"{PROG}: captioned {captioned}, skipped {skipped} (already done), failed {failed}{rate}",
-          file=sys.stderr)
+    print(f"{PROG}: captioned {captioned}{_trust_summary(tally, options.min_confidence)}, skipped {skipped} "
+          f"(already done), failed {failed}{rate}", file=sys.stderr)
     if warning := _collapse_warning(captions):
         print(f"{PROG}: {warning}", file=sys.stderr)
     if status:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 from ..flags import with_changes
 from ..headstart import HeadStart
-from .records import CaptionOptions, Prepared, caption_encoded, encode_prepared, guard_decompression_bombs, prepare_image
+from .records import (CaptionOptions, Prepared, caption_encoded, confidence_problem, encode_prepared,
+                      guard_decompression_bombs, prepare_image)
 
 BATCH_SIZE = 32  # images per model batch
 WORKERS = 2  # threads reading and decoding images while the model runs
@@ -39,11 +40,17 @@ def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, opt
     (top ``tags`` ImageNet classes). A file that cannot be read or decoded gets ``error`` (one
     line naming it) and no caption. ``workers`` threads read and decode images ahead of the
     model (``PREFETCH_BATCHES`` batches), which are encoded ahead of the beam search. ``head``
-    holds the first paths already prepared (:func:`prepare_head`), in order.
+    holds the first paths already prepared (:func:`prepare_head`), in order. ``confidence`` and
+    ``unfamiliar`` are None unless the bundle carries a calibration and the beam is 2 or more; with
+    ``min_confidence`` > 0 (which needs both: ValueError otherwise) a caption below it is withheld
+    (``caption`` and ``n_best`` None, ``note`` says why).
     """
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be >= 1")
     options = with_changes(options, changes) if changes else options
+    if problem := confidence_problem(options, captioner.decoding, calibrated=captioner.calibration is not None,
+                                     bundle=captioner.name):
+        raise ValueError(problem)
     guard_decompression_bombs()
     chunks = _batched(paths, batch_size)
     position = iter(range(1 << 62))  # each path's position in ``paths``

@@ -24,11 +24,12 @@ from typing import Any, BinaryIO, Iterable, Protocol
 from ..files import csv_cell, remove_stale_temps
 from ..flags import setting_differences
 from ..inputs import path_key
-from .records import FIELDS, SETTINGS
+from .records import FIELDS, SETTINGS, recorded_settings
 
 _FORMAT1_FIELDS = ("path", "caption", "score", "n_best", "tags", "width", "height", "sha256", "model",
                    "model_version", "error")  # the CSV header before format_version existed
-_FORMAT2_FIELDS = tuple(f for f in FIELDS if f != "everyday_tags")  # the CSV header before everyday_tags
+_FORMAT3_FIELDS = tuple(f for f in FIELDS if f not in ("confidence", "unfamiliar", "note"))  # before confidence
+_FORMAT2_FIELDS = tuple(f for f in _FORMAT3_FIELDS if f != "everyday_tags")  # the CSV header before everyday_tags
 TEMP_TAG = "caption-images"  # in the names of this tool's temp files: ".<name>.caption-images-<pid>.tmp"
 
 
@@ -189,10 +190,6 @@ class _AppendedFile:
         self._f.close()
 
 
-def _settings(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in SETTINGS}
-
-
 class JsonlOutput(_AppendedFile):
     """One JSON object per line."""
 
@@ -207,7 +204,7 @@ class JsonlOutput(_AppendedFile):
             if record is not None:
                 key = path_key(record.get("real_path") or record["path"])
                 rows.append(_Row(key, offset, offset + len(line), number, record.get("error") is None,
-                                 _settings(record)))
+                                 recorded_settings(record)))
             elif line.strip() or not line.endswith(b"\n"):
                 bad = (number, offset)
             offset += len(line)
@@ -251,7 +248,7 @@ class CsvOutput(_AppendedFile):
             ends.append(ends[-1] + len(line))
         reader = csv.reader((line.decode("utf-8", errors="surrogateescape") for line in lines), strict=True)
         header = next(reader, None)
-        for version, fields in ((1, _FORMAT1_FIELDS), (2, _FORMAT2_FIELDS)):
+        for version, fields in ((1, _FORMAT1_FIELDS), (2, _FORMAT2_FIELDS), (3, _FORMAT3_FIELDS)):
             if header == list(fields):
                 raise OutputError(f"{self.path}: written by an older caption-images (record format {version}); "
                                   "start over with --overwrite or choose another --out")
@@ -283,6 +280,7 @@ class CsvOutput(_AppendedFile):
                 settings["options"] = json.loads(record["options"]) if record["options"] else None
             except ValueError:  # kept as text: it matches no run's options
                 pass
+            settings = recorded_settings({**settings, "format_version": record["format_version"]})
             rows.append(_Row(path_key(record["real_path"] or record["path"]), ends[done_lines],
                              ends[reader.line_num], done_lines + 1, record["error"] == "", settings))
             done_lines = reader.line_num

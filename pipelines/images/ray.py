@@ -23,8 +23,10 @@ from captioning.images import Preprocessing
 from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
 from captioning.config import RuntimeOptions
 
-from .records import (CaptionOptions, Prepared, caption_prepared, guard_decompression_bombs, prepare_image,
-                             run_settings)
+from captioning.bundle import BundleError
+
+from .records import (CaptionOptions, Prepared, caption_prepared, confidence_problem, guard_decompression_bombs,
+                      has_calibration, prepare_image, run_settings)
 
 
 def _read(row: dict[str, Any], *, preprocessing: Preprocessing) -> dict[str, Any]:
@@ -69,7 +71,10 @@ class RayEngine:
         manifest = verified_manifest(path)  # checked here, so a damaged bundle fails before Ray starts
         self.preprocessing = Preprocessing(**manifest["preprocessing"])
         self.options = options
-        self.settings = run_settings(manifest["name"], manifest["version"], recorded_decoding(path, manifest),
+        decoding = recorded_decoding(path, manifest)
+        if problem := confidence_problem(options, decoding, calibrated=has_calibration(manifest), bundle=str(path)):
+            raise BundleError(problem)
+        self.settings = run_settings(manifest["name"], manifest["version"], decoding,
                                      options)  # the SETTINGS fields of the records the actors make
         # each actor's threads: its CPUs unless given
         self.runtime = replace(runtime, threads=runtime.threads or max(1, int(cpus_per_actor)))

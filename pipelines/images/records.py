@@ -21,10 +21,11 @@ from captioning.images import ImageError, Preprocessing, load_image, read_image_
 if TYPE_CHECKING:
     from captioning import Captioner, Encoded
 
-RECORD_FORMAT = 3  # 3 added everyday_tags; 2 added format_version, real_path and options; 1 had the other fields
+RECORD_FORMAT = 4  # 4 added confidence, unfamiliar, note and options.min_confidence; 3 added everyday_tags;
+#                   2 added format_version, real_path and options; 1 had the other fields
 # Fields of a record, in output order (JSONL keys, CSV columns).
-FIELDS = ("format_version", "path", "real_path", "caption", "score", "n_best", "tags", "everyday_tags", "width",
-          "height", "sha256", "model", "model_version", "options", "error")
+FIELDS = ("format_version", "path", "real_path", "caption", "confidence", "unfamiliar", "score", "n_best", "tags",
+          "everyday_tags", "width", "height", "sha256", "model", "model_version", "options", "note", "error")
 SETTINGS = ("model", "model_version", "options")  # what made a record: a resumed run must use the same
 
 
@@ -38,10 +39,15 @@ class CaptionOptions:
     n_best: int = 0  # the N best captions per image, the caption itself first (0: only the caption)
     tags: int = 5  # the top-K ImageNet labels per image, and as many everyday tags (0: none)
     everyday: EverydayOptions = EverydayOptions()  # which everyday tags (as many as tags) a record holds
+    min_confidence: float = 0.0  # withhold captions whose calibrated confidence is below this: the record keeps
+    # its confidence and tags, with caption and n_best null and a note, and no text sidecar or XMP description is
+    # written for it; needs a bundle with a confidence calibration and beam search (beam size >= 2) (0: off)
 
     def __post_init__(self) -> None:
         problems = Decoding.override_problems(self.decoding)
         problems += [f"{name} must be >= 0" for name in ("n_best", "tags") if getattr(self, name) < 0]
+        if not 0.0 <= self.min_confidence <= 1.0:
+            problems.append(f"min_confidence must be in [0, 1], not {self.min_confidence}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -56,7 +62,46 @@ def run_settings(name: str, version: str, decoding: Decoding, options: CaptionOp
     value (so "default" and the same explicit value agree)."""
     return {"model": name, "model_version": version,
             "options": {**options.decoding_for(decoding).asdict(), "n_best": options.n_best, "tags": options.tags,
-                        **options.everyday.recorded()}}
+                        **options.everyday.recorded(), "min_confidence": options.min_confidence}}
+
+
+def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The SETTINGS fields of a record as this version writes them: a record of format 3 or older,
+    made before --min-confidence existed, withheld no caption (min_confidence 0.0)."""
+    settings = {k: record.get(k) for k in SETTINGS}
+    options = settings["options"]
+    if isinstance(options, dict) and "min_confidence" not in options and _version(record) < 4:
+        settings["options"] = {**options, "min_confidence": 0.0}
+    return settings
+
+
+def _version(record: dict[str, Any]) -> int:
+    try:
+        return int(record.get("format_version") or 1)
+    except (TypeError, ValueError):
+        return RECORD_FORMAT
+
+
+def confidence_problem(options: CaptionOptions, decoding: Decoding, *, calibrated: bool, bundle: str) -> str | None:
+    """Why ``options.min_confidence`` cannot be applied with a bundle (``bundle``: its name or
+    folder, ``calibrated``: it carries a confidence calibration, ``decoding``: its recorded one),
+    else None."""
+    if options.min_confidence <= 0:
+        return None
+    if not calibrated:
+        return (f"{bundle}: this bundle has no confidence calibration, so --min-confidence cannot be applied "
+                "(scripts/fit_confidence.py --attach fits one; or leave --min-confidence at 0)")
+    beam = options.decoding_for(decoding).beam_size
+    if beam < 2:
+        return f"--min-confidence needs beam search with a beam of 2 or more (--beam-size is {beam})"
+    return None
+
+
+def has_calibration(manifest: dict[str, Any]) -> bool:
+    """Whether a bundle's manifest lists a confidence calibration (:mod:`captioning.confidence`)."""
+    from captioning.confidence import CONFIDENCE_FILE, FAMILIAR_FILE
+
+    return {CONFIDENCE_FILE, FAMILIAR_FILE} <= set(manifest.get("files", {}))
 
 
 @dataclass(frozen=True)
@@ -105,8 +150,8 @@ def prepare_image(path: str, preprocessing: Preprocessing) -> Prepared:
 def _record(p: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
     """A record without caption (the caption fields are filled in for good images)."""
     return {"format_version": RECORD_FORMAT, "path": p.path, "real_path": p.real_path, "caption": None,
-            "score": None, "n_best": None, "tags": None, "everyday_tags": None, "width": p.width, "height": p.height,
-            "sha256": p.sha256, **settings, "error": p.error}
+            "confidence": None, "unfamiliar": None, "score": None, "n_best": None, "tags": None, "everyday_tags": None,
+            "width": p.width, "height": p.height, "sha256": p.sha256, **settings, "note": None, "error": p.error}
 
 
 def encode_prepared(captioner: Captioner, batch: Sequence[Prepared]) -> Encoded | None:
@@ -131,10 +176,20 @@ def caption_encoded(captioner: Captioner, batch: Sequence[Prepared], encoded: En
         for i, r, t, w in zip(good, results, tags, words):
             n_best = ([{"text": a.text, "score": round(a.score, 4)} for a in r.alternatives[: options.n_best]]
                       if options.n_best else None)
-            records[i].update(caption=r.text, score=round(r.score, 4), n_best=n_best,
+            records[i].update(caption=r.text, confidence=None if r.confidence is None else round(r.confidence, 4),
+                              unfamiliar=r.unfamiliar, score=round(r.score, 4), n_best=n_best,
                               tags=[{"label": x.label, "probability": round(x.probability, 4)} for x in t],
                               everyday_tags=[x.asdict() for x in w])
+            if options.min_confidence > 0 and (r.confidence is None or r.confidence < options.min_confidence):
+                records[i].update(caption=None, n_best=None, note=withheld_note(r.confidence, options.min_confidence))
     return records
+
+
+def withheld_note(confidence: float | None, minimum: float) -> str:
+    """The ``note`` of a record whose caption was withheld by ``min_confidence``."""
+    if confidence is None:
+        return f"caption withheld: no confidence to compare with min_confidence {minimum}"
+    return f"caption withheld: confidence {confidence:.4f} is below min_confidence {minimum}"
 
 
 def caption_prepared(captioner: Captioner, batch: Sequence[Prepared], options: CaptionOptions) -> list[dict[str, Any]]:

@@ -61,7 +61,8 @@ class SidecarFiles:
         return os.path.lexists(self.path_for(image))
 
     def write(self, records: list[dict[str, Any]]) -> list[str]:
-        """Write the sidecars of the captioned records; returns one line per file left alone."""
+        """Write the sidecars of the captioned records (a caption withheld by --min-confidence is
+        :meth:`_write_one`'s to skip); returns one line per file left alone."""
         notes = []
         for r in records:
             if r["error"] is not None:
@@ -81,7 +82,8 @@ class SidecarFiles:
 
 
 class Sidecars(SidecarFiles):
-    """``photo.jpg`` -> ``photo.txt`` holding prefix + caption + suffix (failed images get none).
+    """``photo.jpg`` -> ``photo.txt`` holding prefix + caption + suffix (failed images and withheld
+    captions get none).
 
     Where several photos or videos in one folder share a stem (``image.bmp``, ``image.webp``),
     each gets its full name + extension instead (``image.bmp.txt``, ``image.webp.txt``), so no
@@ -94,6 +96,8 @@ class Sidecars(SidecarFiles):
         self.prefix, self.suffix = prefix, suffix
 
     def _write_one(self, target: Path, record: dict[str, Any]) -> str | None:
+        if record["caption"] is None:  # withheld (--min-confidence): no sidecar, an existing one left as it is
+            return None
         data = f"{self.prefix}{record['caption']}{self.suffix}\n".encode("utf-8", errors="surrogateescape")
         state = _existing(target, data) if os.path.lexists(target) else "ours"
         if state == "foreign":

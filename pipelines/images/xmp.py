@@ -1,6 +1,7 @@
 """XMP sidecars: ``photo.jpg`` -> ``photo.jpg.xmp`` (the name darktable and digiKam read) with the
 caption as ``dc:description`` (an ``rdf:Alt``, ``xml:lang="x-default"``) and the everyday tags
-as ``dc:subject`` (an ``rdf:Bag``). The photo itself is never touched.
+as ``dc:subject`` (an ``rdf:Bag``). The photo itself is never touched. A caption withheld by
+``--min-confidence`` writes no ``dc:description`` (the tags still go in; an existing description stays).
 
 An existing ``.xmp`` (another program's, or one this tool wrote) is merged into: its
 ``dc:description`` is replaced; its ``dc:subject`` keeps the keywords it holds and gains the
@@ -95,9 +96,10 @@ def _added_subjects(path: Path) -> list[str]:
     return [w for w in words if isinstance(w, str)] if isinstance(words, list) else []
 
 
-def merge_xmp(existing: bytes | None, description: str, subjects: Sequence[str], *,
+def merge_xmp(existing: bytes | None, description: str | None, subjects: Sequence[str], *,
               drop: Collection[str] = ()) -> tuple[bytes, list[str]]:
-    """``existing`` XMP (None: a new packet) with ``dc:description`` set to ``description`` and
+    """``existing`` XMP (None: a new packet) with ``dc:description`` set to ``description`` (None:
+    a caption withheld by --min-confidence; its ``dc:description`` left as it is, a new packet gets none) and
     ``dc:subject`` holding its keywords less ``drop``, then those of ``subjects`` it lacks
     (compared without case; none at all: no dc:subject). Returns the UTF-8 bytes and the
     subjects added. Raises XmpError on a file that is not XMP."""
@@ -114,7 +116,8 @@ def merge_xmp(existing: bytes | None, description: str, subjects: Sequence[str],
     kept: list[str] = []
     dropped = {w.casefold() for w in drop}
     for d in descriptions:
-        d.attrib.pop(q(DC, "description"), None)  # not XMP's form for these arrays, but written by some tools
+        if description is not None:
+            d.attrib.pop(q(DC, "description"), None)  # not XMP's form for these arrays, but written by some tools
         if (value := d.attrib.pop(q(DC, "subject"), None)) and value.strip():
             kept.append(value.strip())
         for child in d.findall(q(DC, "subject")):
@@ -124,7 +127,8 @@ def merge_xmp(existing: bytes | None, description: str, subjects: Sequence[str],
     kept = _unique(kept, skip=dropped)
     added = _unique([w.strip() for w in subjects if w.strip()], skip={w.casefold() for w in kept})
 
-    _put(descriptions, parents, q(DC, "description"), q(RDF, "Alt"), [(description, {q(XML, "lang"): "x-default"})])
+    if description is not None:
+        _put(descriptions, parents, q(DC, "description"), q(RDF, "Alt"), [(description, {q(XML, "lang"): "x-default"})])
     _put(descriptions, parents, q(DC, "subject"), q(RDF, "Bag"), [(w, {}) for w in kept + added])
     out: list[str] = []
     _write(root, declared, {"xml": XML}, out)

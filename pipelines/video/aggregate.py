@@ -7,7 +7,7 @@ from captioning.results import CaptionResult, Tag
 from captioning.imagenet import imagenet_categories
 from captioning.everyday import EverydayOptions, EverydayTag, everyday_tags
 
-from .results import FrameTags, Segment, Shot, ShotTag, merge_segments
+from .results import CALIBRATED, WORD_PROBABILITY, FrameTags, Segment, Shot, ShotTag, merge_segments
 from .words import caption_words
 
 SUMMARY_TAGS = 10  # labels (and caption words) listed in the video summary
@@ -16,8 +16,17 @@ INDEXED_WORD = 0.1  # an everyday word enters a frame's search index from this s
 
 
 def caption_confidence(result: CaptionResult) -> float:
-    """Geometric-mean probability of the caption's words and its end token."""
+    """The caption's calibrated confidence (:mod:`captioning.confidence`) when it has one (a
+    calibrated bundle, beam >= 2), else the geometric-mean probability of its words and end token."""
+    if result.confidence is not None:
+        return float(result.confidence)
     return float(np.exp(result.logprob / (len(result.tokens) + 1)))
+
+
+def confidence_kind(captions: list[CaptionResult | None]) -> str:
+    """What :func:`caption_confidence` gave for ``captions`` (one decoding, so all alike):
+    :data:`CALIBRATED` or :data:`WORD_PROBABILITY` (also when there is no caption)."""
+    return CALIBRATED if any(c is not None and c.confidence is not None for c in captions) else WORD_PROBABILITY
 
 
 def word_tags(captions: list[CaptionResult]) -> list[ShotTag]:

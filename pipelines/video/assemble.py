@@ -10,8 +10,8 @@ import numpy as np
 from captioning.results import CaptionResult, Tag
 from captioning.everyday import EverydayOptions, everyday_tags
 
-from .aggregate import (build_index, caption_confidence, everyday_labels, summary_tags, top_labels, weighted_mean,
-                        word_tags)
+from .aggregate import (build_index, caption_confidence, confidence_kind, everyday_labels, summary_tags, top_labels,
+                        weighted_mean, word_tags)
 from .cuts import Boundary
 from .io import VideoInfo
 from .results import FrameTags, Scene, Shot, Summary, VideoMeta, VideoTags
@@ -91,8 +91,9 @@ def assemble(stream: Stream, tagged: Tagged, shots: list[tuple[Boundary | None, 
     summary = Summary(duration, len(shot_list), len(scene_list),
                       tuple(summary_tags(frames, shot_list, tagged.probs, weights, duration, frame_words, everyday)))
     index = build_index(frames, shot_list, span_starts, span_ends, tagged.captions, frame_words)
+    kind = confidence_kind([*captions, *(tagged.captions or [])])
     return VideoTags(meta, tuple(frames), tuple(shot_list), tuple(scene_list), summary, index,
-                     bool(stream.errors), stream.errors, **extra)
+                     bool(stream.errors), stream.errors, **extra, confidence_kind=kind)
 
 
 def _scene(n: int, members: list[int], shots: list[tuple[Boundary | None, RawShot]], shot_list: list[Shot],

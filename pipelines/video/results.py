@@ -1,6 +1,6 @@
 """Results of video tagging: dataclasses, their JSON form, and search.
 
-JSON schema (``format_version`` 3), written by ``tag-video --formats json`` and
+JSON schema (``format_version`` 4), written by ``tag-video --formats json`` and
 ``VideoTags.to_json()``. Times are seconds on the player's clock (time 0 = the start of the
 file, see :mod:`pipelines.video.io`), frame numbers count decoded frames from 0, timecodes are
 ``HH:MM:SS:FF`` at ``video.timecode_rate`` (``HH:MM:SS;FF`` drop-frame at 29.97 and 59.94 fps,
@@ -8,9 +8,10 @@ see :mod:`pipelines.video.timecode`); probabilities and confidences are in 0..1;
 rounded to 4 decimals::
 
     {
-      "format_version": 3,                  # bumped on incompatible changes (2: frame-exact shots,
+      "format_version": 4,                  # bumped on incompatible changes (2: frame-exact shots,
                                             # scenes, timecodes, display size; 3: blank frames and
-                                            # shots, null captions)
+                                            # shots, null captions; 4: caption_confidence may be
+                                            # calibrated, confidence_kind says which)
       "video": {"path",
                 "duration",                 # end of the last frame decoded (its time + its duration)
                 "start",                    # time of the first frame (0 unless the video starts late)
@@ -52,8 +53,10 @@ rounded to 4 decimals::
                  "frames",                  # tagged frames in the shot
                  "keyframe_index", "keyframe_time",   # frame the caption describes (never a blank one
                                             # unless the shot is blank: then its first tagged frame)
-                 "caption", "caption_confidence",     # geometric-mean word probability (both null
-                                            # for a blank shot)
+                 "caption", "caption_confidence",     # as confidence_kind says: the calibrated
+                                            # probability that the caption is good, or the
+                                            # geometric-mean word probability (both null for a
+                                            # blank shot)
                  "tags": [{"label", "probability", "frames", "source"}],
                                             # (over the shot's frames that are not blank)
                  "blank"}],                 # true: every tagged frame of the shot is blank, so it
@@ -80,8 +83,14 @@ rounded to 4 decimals::
                                             # stands for the time of its shot nearest to it;
                                             # confidence = the time-weighted mean probability
                                             # (words: caption confidence)
-      "timings": {"decode", "encode", "caption", "total"}   # seconds spent (decode: decoding every
+      "timings": {"decode", "encode", "caption", "total"},  # seconds spent (decode: decoding every
                                             # frame, cut detection and converting the tagged ones)
+      "confidence_kind": "calibrated"       # what every caption confidence above (shots, caption
+                                            # words' probability, their index confidence) is:
+                                            # "calibrated" (the bundle's calibration, beam >= 2,
+                                            # captioning.confidence: the probability that the caption
+                                            # is good) or "word_probability" (the geometric-mean word
+                                            # probability; files of format 2 and 3 are all this)
     }
 """
 from __future__ import annotations
@@ -94,8 +103,9 @@ from captioning.results import Tag
 
 from .words import matches, synonym_targets
 
-FORMAT_VERSION = 3
-READ_VERSIONS = (2, 3)  # format_version from_dict reads (2: as 3 with no frame blank)
+FORMAT_VERSION = 4
+READ_VERSIONS = (2, 3, 4)  # format_version from_dict reads (2: as 3 with no frame blank; 2, 3: word_probability)
+CALIBRATED, WORD_PROBABILITY = "calibrated", "word_probability"  # the kinds of caption confidence
 SORTS = ("time", "confidence")  # orders of search results: by start time, or highest confidence first
 BLANK = "blank (black, grey or one flat colour): not captioned"  # a blank shot's caption as the report and UI show it
 _DIGITS = 4  # decimals kept for floats in the JSON
@@ -144,7 +154,9 @@ class Shot:
     keyframe_index: int  # frame number of the keyframe (the frame most central in semantic space)
     keyframe_time: float  # its time in seconds
     caption: str | None  # caption of the keyframe (None: a blank shot)
-    caption_confidence: float | None  # geometric-mean word probability of the caption (None: a blank shot)
+    caption_confidence: float | None  # the caption's calibrated confidence, or with a bundle without calibration
+    #                                   (or beam 1) its geometric-mean word probability: VideoTags.confidence_kind
+    #                                   says which (None: a blank shot)
     tags: tuple[ShotTag, ...]  # ImageNet labels aggregated over the shot, everyday tags, then caption words
     blank: bool = False  # every tagged frame is blank: no caption, no tags
 
@@ -207,6 +219,7 @@ class VideoTags:
     model: dict[str, str] = field(default_factory=dict)  # bundle name and version
     options: dict[str, Any] = field(default_factory=dict)  # tagging options used
     timings: dict[str, float] = field(default_factory=dict)  # seconds: decode, encode, caption, total
+    confidence_kind: str = WORD_PROBABILITY  # what caption confidences are: CALIBRATED or WORD_PROBABILITY
     format_version: int = FORMAT_VERSION  # version of the JSON layout (see the module docstring)
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,7 +247,8 @@ class VideoTags:
             summary=Summary(**{**d["summary"], "tags": shot_tags(d["summary"]["tags"])}),
             index={k: tuple(Segment(**s) for s in v) for k, v in d["index"].items()},
             partial=d.get("partial", False), errors=tuple(d.get("errors", ())), model=d.get("model", {}),
-            options=d.get("options", {}), timings=d.get("timings", {}))
+            options=d.get("options", {}), timings=d.get("timings", {}),
+            confidence_kind=d.get("confidence_kind", WORD_PROBABILITY))
 
     def search(self, query: str, *, min_confidence: float = 0.0, sort: str = "time") -> list[Segment]:
         """Segments where a tag matching ``query`` is seen, merged when they touch or overlap, in

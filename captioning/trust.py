@@ -1,0 +1,28 @@
+"""How a caption's confidence and a photo's unfamiliar flag are said to a person: the words the
+``caption`` CLI, ``caption-images``' summary and the web UI show (the numbers come from
+:mod:`captioning.confidence` through :class:`~captioning.results.CaptionResult`). No torch."""
+from __future__ import annotations
+
+import math
+
+from .confidence import SURE
+
+UNFAMILIAR = "this photo is unlike the photos the model was trained on: trust the tags more than the caption"
+
+
+def is_sure(confidence: float) -> bool:
+    """Confidence at or above :data:`captioning.confidence.SURE`."""
+    return confidence >= SURE
+
+
+def shown_confidence(confidence: float) -> str:
+    """The number as shown, two decimals cut (not rounded) so that an unsure 0.499 never reads 0.50."""
+    return f"{math.floor(confidence * 100 + 1e-9) / 100:.2f}"
+
+
+def confidence_words(confidence: float | None) -> str | None:
+    """"sure, 0.83" or "unsure, 0.31"; None without a confidence."""
+    if confidence is None:
+        return None
+    return f"{'sure' if is_sure(confidence) else 'unsure'}, {shown_confidence(confidence)}"
+
