@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .bundle import Bundle, BundleError, load_bundle
-from .confidence import features, load_calibration
+from .confidence import FEATURES, features, load_calibration
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .imagenet import imagenet_categories
 from .everyday import EverydayOptions, EverydayTag, everyday_tags
@@ -77,7 +77,7 @@ class Captioner:
             raise BundleError(f"{bundle.path}: unreadable confidence calibration ({e})") from None
         if self.calibration is None:
             _say_once(f"bundle {bundle.name} has no confidence calibration: captions have confidence None "
-                      "(scripts/fit_confidence.py --attach fits one)")
+                      "(caption-calibrate --attach fits one)")
         size = self.preprocessing.size
         if compile and backend not in ("auto", "torch"):
             raise ValueError(f"compile applies to the torch backend, not {backend}")
@@ -168,10 +168,9 @@ class Captioner:
     def _rate(self, results: list[CaptionResult], encoded: Encoded) -> None:
         """Each result's confidence and its photo's unfamiliar flag (captioning.confidence)."""
         cal = self.calibration
-        familiarity = cal.familiar(encoded.pooled.float().cpu().numpy())  # (B,)
-        margins = [r.score - r.alternatives[1].score if len(r.alternatives) > 1 else 0.0 for r in results]
-        x = features([r.score for r in results], margins, [r.tokens for r in results], familiarity,
-                     encoded.logits.float().softmax(dim=-1).cpu().numpy())  # (B, F)
+        x = features([r.score for r in results], [r.tokens for r in results], encoded.pooled.float().cpu().numpy(),
+                     encoded.logits.float().softmax(dim=-1).cpu().numpy(), cal.familiar)  # (B, F)
+        familiarity = x[:, FEATURES.index("familiarity")]
         for r, c, u in zip(results, cal.confidence(x), cal.unfamiliar(familiarity)):
             r.confidence, r.unfamiliar = float(c), bool(u)
 

@@ -1,42 +1,47 @@
 """How sure a caption is, and whether a photo is unlike anything the model was trained on.
 
 A bundle may carry a calibration (``confidence.json``, fitted on half of each dev split by
-``scripts/fit_confidence.py``, data only) and a compact memory of its training photos
+``caption-calibrate``, data only) and a compact memory of its training photos
 (``familiar.safetensors``: their semantic vectors projected on the top principal directions,
-unit length, float16). From what decoding already computed for an image, the caption's
-:func:`features` are
+unit length, float16, and the content words of each one's reference captions). From what
+decoding already computed for an image, the caption's :func:`features` are
 
 - ``score``: its length-normalised log-probability (what the beam ranks by);
-- ``margin``: how far ahead of the beam's second hypothesis it is;
-- ``words``: its length;
 - ``familiarity``: the mean cosine similarity of the photo's projected semantic vector to its
   ``k`` nearest training photos;
-- ``top_tag``: the probability of its most probable everyday tag (:mod:`captioning.everyday`);
-- ``agreement``: the summed probability of the everyday tags its words name ("dog", "puppies");
-- ``entropy``: of the ImageNet distribution, in nats;
+- ``agreement``: the summed probability of the everyday tags its words name ("dog", "puppies";
+  :mod:`captioning.everyday`);
+- ``neighbour_words``: how much of its content the people who described those ``k`` nearest
+  training photos said too (idf-weighted, so "surfboard" counts more than "man"; the mean share
+  of neighbours whose references use each word);
+- ``neighbour_any``: the idf-weighted share of its content words used for at least one of them;
 
 and ``confidence`` = sigmoid(w . standardised features + b): the probability, on held-out dev
-photos, that the caption's CIDEr-D is at least ``good_cider`` (0.2). A photo whose familiarity is
-below ``unfamiliar_below`` (what fewer than 1% of dev photos score) is flagged ``unfamiliar``.
+photos, that the caption's CIDEr-D is at least ``good_cider`` (0.2). The beam's margin over its
+runner-up, the caption's length, the top tag's probability and the ImageNet entropy were tried and
+added nothing on held-out photos (docs/experiments.md). A photo whose familiarity is below
+``unfamiliar_below`` (what fewer than 1% of dev photos score) is flagged ``unfamiliar``.
 Everything here is numpy: no torch.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .everyday import everyday_table, roll_up, synonym_words
+from .vocab import DANGLING_WORDS, REPEATABLE_WORDS
 
 CONFIDENCE_FILE = "confidence.json"  # the calibration, in a bundle folder
-FAMILIAR_FILE = "familiar.safetensors"  # the projected training vectors, in a bundle folder
-FORMAT_VERSION = 1
-FEATURES = ("score", "margin", "words", "familiarity", "top_tag", "agreement", "entropy")
+FAMILIAR_FILE = "familiar.safetensors"  # the training photos' vectors and words, in a bundle folder
+FORMAT_VERSION = 2
+FEATURES = ("score", "familiarity", "agreement", "neighbour_words", "neighbour_any")
 SURE = 0.5  # confidence at or above which a caption reads "sure" (the UI and CLI words)
+STOP_WORDS = REPEATABLE_WORDS | DANGLING_WORDS  # not content words: articles, prepositions, colours...
 
 
 def words_named(tokens: Sequence[str]) -> set[int]:
@@ -56,32 +61,63 @@ def words_named(tokens: Sequence[str]) -> set[int]:
 
 @dataclass(frozen=True)
 class Familiarity:
-    """The training photos, remembered compactly."""
+    """The training photos, remembered compactly: where they lie and what people said of them."""
     center: np.ndarray  # (D,) mean unit semantic vector of the training photos
     components: np.ndarray  # (D, P) top principal directions
     train: np.ndarray  # (N, P) the training photos' projections, unit rows
-    k: int  # neighbours averaged
+    k: int  # neighbours looked at
+    words: tuple[str, ...] = ()  # the content words of the training references
+    idf: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (len(words),) log((1 + N) / (1 + photos using it))
+    indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # (N + 1,) photo i's words are
+    word_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # word_ids[indptr[i]:indptr[i+1]]
 
-    def __call__(self, pooled: np.ndarray) -> np.ndarray:
-        """(B, D) semantic vectors -> (B,) mean cosine similarity to the k nearest training photos."""
+    def neighbours(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, D) semantic vectors -> their k nearest training photos (B, k) and familiarity (B,),
+        the mean cosine similarity to them."""
         unit = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)  # (B, D)
         proj = (unit - self.center) @ self.components  # (B, P)
         proj /= np.maximum(np.linalg.norm(proj, axis=1, keepdims=True), 1e-12)
         sims = proj @ self.train.T  # (B, N)
         k = min(self.k, sims.shape[1])
-        return np.sort(np.partition(sims, -k, axis=1)[:, -k:], axis=1).mean(axis=1)
+        nearest = np.argpartition(sims, -k, axis=1)[:, -k:]  # (B, k)
+        return nearest, np.take_along_axis(sims, nearest, axis=1).mean(axis=1)
+
+    def __call__(self, pooled: np.ndarray) -> np.ndarray:
+        """(B, D) semantic vectors -> (B,) familiarity."""
+        return self.neighbours(pooled)[1]
+
+    def word_agreement(self, tokens: Sequence[str], nearest: np.ndarray) -> tuple[float, float]:
+        """(neighbour_words, neighbour_any) of one caption, given its photo's nearest training photos."""
+        content = {w for w in tokens if w not in STOP_WORDS}
+        if not content or len(self.indptr) < 2:
+            return 0.0, 0.0
+        index = self._index()
+        unseen = math.log(len(self.indptr))  # a word no training reference uses: log((1 + N) / 1)
+        weight = {w: float(self.idf[index[w]]) if w in index else unseen for w in content}
+        used: dict[int, int] = {}
+        for n in nearest:
+            for i in self.word_ids[self.indptr[n]:self.indptr[n + 1]].tolist():
+                used[i] = used.get(i, 0) + 1
+        share = {w: used.get(index[w], 0) / len(nearest) if w in index else 0.0 for w in content}
+        total = sum(weight.values())
+        return (sum(weight[w] * share[w] for w in content) / total,
+                sum(weight[w] for w in content if share[w] > 0) / total)
+
+    def _index(self) -> dict[str, int]:
+        if "_word_index" not in self.__dict__:
+            object.__setattr__(self, "_word_index", {w: i for i, w in enumerate(self.words)})
+        return self.__dict__["_word_index"]
 
 
-def features(scores: Sequence[float], margins: Sequence[float], tokens: Sequence[Sequence[str]],
-             familiarity: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """(B, len(FEATURES)) in FEATURES order; ``probs`` (B, 1000) ImageNet probabilities."""
-    probs = np.asarray(probs, dtype=np.float64)
-    sums = roll_up(probs)  # (B, W) everyday words
-    agreement = [float(sums[i, sorted(words_named(t))].sum()) if words_named(t) else 0.0
-                 for i, t in enumerate(tokens)]
-    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1)
-    return np.column_stack([scores, margins, [len(t) for t in tokens], familiarity, sums.max(axis=1), agreement,
-                            entropy]).astype(np.float64)
+def features(scores: Sequence[float], tokens: Sequence[Sequence[str]], pooled: np.ndarray, probs: np.ndarray,
+             familiar: Familiarity) -> np.ndarray:
+    """(B, len(FEATURES)) in FEATURES order; ``pooled`` (B, D) semantic vectors, ``probs`` (B, 1000)
+    ImageNet probabilities."""
+    sums = roll_up(np.asarray(probs, dtype=np.float64))  # (B, W) everyday words
+    agreement = [float(sums[i, sorted(words_named(t))].sum()) for i, t in enumerate(tokens)]
+    nearest, familiarity = familiar.neighbours(np.asarray(pooled, dtype=np.float32))
+    neighbour = np.array([familiar.word_agreement(t, n) for t, n in zip(tokens, nearest)]).reshape(-1, 2)
+    return np.column_stack([scores, familiarity, agreement, neighbour]).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -113,11 +149,13 @@ def save_calibration(folder: str | Path, calibration: Calibration) -> tuple[Path
     folder = Path(folder)
     fam = calibration.familiar
     save_file({"center": fam.center.astype(np.float32), "components": fam.components.astype(np.float32),
-               "train": fam.train.astype(np.float16)}, str(folder / FAMILIAR_FILE))
+               "train": fam.train.astype(np.float16), "idf": fam.idf.astype(np.float32),
+               "indptr": fam.indptr.astype(np.int32), "word_ids": fam.word_ids.astype(np.int32)},
+              str(folder / FAMILIAR_FILE))
     data = {"format_version": FORMAT_VERSION, "features": list(FEATURES), "mean": calibration.mean.tolist(),
             "scale": calibration.scale.tolist(), "weights": calibration.weights.tolist(), "bias": calibration.bias,
             "unfamiliar_below": calibration.unfamiliar_below, "good_cider": calibration.good_cider, "k": fam.k,
-            "metrics": calibration.metrics}
+            "words": list(fam.words), "metrics": calibration.metrics}
     (folder / CONFIDENCE_FILE).write_text(json.dumps(data, indent=1) + "\n")
     return folder / CONFIDENCE_FILE, folder / FAMILIAR_FILE
 
@@ -135,10 +173,13 @@ def load_calibration(folder: Path, manifest: dict[str, Any]) -> Calibration | No
         raise ValueError(f"{folder / CONFIDENCE_FILE}: a calibration of another format or other features")
     arrays = load_file(str(folder / FAMILIAR_FILE))
     familiar = Familiarity(arrays["center"].astype(np.float32), arrays["components"].astype(np.float32),
-                           arrays["train"].astype(np.float32), int(data["k"]))
+                           arrays["train"].astype(np.float32), int(data["k"]), tuple(data["words"]),
+                           arrays["idf"].astype(np.float64), arrays["indptr"].astype(np.int64),
+                           arrays["word_ids"].astype(np.int64))
     vector = lambda key: np.asarray(data[key], dtype=np.float64)  # noqa: E731
     if not all(len(vector(key)) == len(FEATURES) for key in ("mean", "scale", "weights")) \
-            or not math.isfinite(data["bias"]):
+            or not math.isfinite(data["bias"]) or len(familiar.indptr) != len(familiar.train) + 1 \
+            or len(familiar.idf) != len(familiar.words):
         raise ValueError(f"{folder / CONFIDENCE_FILE}: malformed calibration")
     return Calibration(vector("mean"), vector("scale"), vector("weights"), float(data["bias"]),
                        float(data["unfamiliar_below"]), float(data["good_cider"]), familiar, data.get("metrics", {}))

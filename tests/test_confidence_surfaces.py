@@ -45,7 +45,9 @@ def _calibration(scores: list[float], dim: int, *, unfamiliar_below: float = -2.
     components = np.linalg.qr(rng.standard_normal((dim, PROJECTED)))[0].astype(np.float32)  # (D, P) orthonormal
     train = rng.standard_normal((6, PROJECTED))
     train /= np.linalg.norm(train, axis=1, keepdims=True)
-    familiar = Familiarity(np.zeros(dim, np.float32), components, train.astype(np.float32), k=2)
+    familiar = Familiarity(np.zeros(dim, np.float32), components, train.astype(np.float32), k=2,
+                           words=("cat", "dog"), idf=np.array([1.0, 1.5]), indptr=np.array([0, 1, 1, 2, 2, 3, 3]),
+                           word_ids=np.array([0, 1, 0]))
     return Calibration(mean, scale, weights, 0.0, unfamiliar_below, 0.2, familiar, {"note": "synthetic"})
 
 
@@ -119,14 +121,44 @@ def test_api_result_carries_confidence_for_beam_decoding_only(calibrated, captio
 def test_calibration_is_monotone_in_score(calibrated, photos):
     encoded = calibrated.encode([str(photos[0])])
     r = calibrated.decode(encoded)[0]
-    familiarity = calibrated.calibration.familiar(encoded.pooled.float().numpy())
     from captioning.confidence import features
 
-    x = features([r.score], [0.0], [r.tokens], familiarity, encoded.logits.float().softmax(-1).numpy())
+    x = features([r.score], [r.tokens], encoded.pooled.float().numpy(), encoded.logits.float().softmax(-1).numpy(),
+                 calibrated.calibration.familiar)
     rows = np.repeat(x, 9, axis=0)
     cal = calibrated.calibration
     rows[:, FEATURES.index("score")] = cal.mean[0] + cal.scale[0] * np.linspace(-3, 3, 9)  # only the score changes
     assert np.all(np.diff(cal.confidence(rows)) > 0)
+
+
+def _one_way_familiarity() -> Familiarity:
+    """Five training photos pointing one way in a 3-d space (projected as they are), whose references
+    say "surfboard" (1, 2) and "man" (every one)."""
+    train = np.tile(np.array([[1.0, 0.0, 0.0]], np.float32), (5, 1))
+    return Familiarity(np.zeros(3, np.float32), np.eye(3, dtype=np.float32), train, k=3, words=("man", "surfboard"),
+                       idf=np.log(6 / (1 + np.array([5, 2]))), indptr=np.array([0, 2, 4, 5, 6, 7]),
+                       word_ids=np.array([0, 1, 0, 1, 0, 0, 0]))
+
+
+def test_familiarity_flags_a_vector_far_from_the_training_photos():
+    fam = _one_way_familiarity()
+    near, far = np.array([[1.0, 0.1, 0.0]]), np.array([[-1.0, 0.2, 0.0]])
+    assert fam(near)[0] > 0.99 and fam(far)[0] < -0.9
+    cal = Calibration(np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.zeros(len(FEATURES)), 0.0, 0.5, 0.2, fam, {})
+    assert cal.unfamiliar(fam(np.vstack([near, far]))).tolist() == [False, True]
+
+
+def test_neighbour_words_weigh_what_people_said_of_the_nearest_photos():
+    fam = _one_way_familiarity()
+    nearest, _ = fam.neighbours(np.array([[1.0, 0.0, 0.0]]))
+    said = {int(i) for i in nearest[0]}
+    share = sum(1 for i in said if i in (0, 1)) / 3  # neighbours whose references say "surfboard"
+    words, anyone = fam.word_agreement(["a", "man", "on", "a", "surfboard"], nearest[0])
+    idf = dict(zip(fam.words, fam.idf))
+    assert words == pytest.approx((idf["man"] * 1.0 + idf["surfboard"] * share) / (idf["man"] + idf["surfboard"]))
+    assert anyone == pytest.approx(1.0 if share else idf["man"] / (idf["man"] + idf["surfboard"]))
+    assert fam.word_agreement(["a", "giraffe"], nearest[0]) == (0.0, 0.0)  # no one said it
+    assert fam.word_agreement(["a", "the"], nearest[0]) == (0.0, 0.0)  # no content words
 
 
 def test_the_shipped_calibration_is_monotone_in_score_when_there_is_one():

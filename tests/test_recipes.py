@@ -17,6 +17,7 @@ PARSERS = {  # tool -> the module and function that build its argparse parser
     "caption-eval": ("captioning.training.evaluate", "_parser"),
     "caption-ensemble": ("captioning.training.ensembling", "_parser"),
     "caption-average": ("captioning.training.averaging", "_parser"),
+    "caption-calibrate": ("captioning.training.calibrate", "_parser"),
 }
 STAND_IN = '''#!{python}
 import importlib, json, os, sys
@@ -59,7 +60,7 @@ def _run(recipe: str, env: dict[str, str]) -> list[str]:
     ("lite0_sat.flickr8k.sh", ["caption-train"] * 3 + ["caption-eval", "caption-train", "caption-average"]),
     ("lite0_sat_x3.flickr8k.sh", ["caption-train"] * 3 + ["caption-ensemble", "caption-eval"]),
     ("encoder_ab.coco_flickr8k.sh", ["caption-train"] * 2),
-    ("lite2_sat.coco_flickr8k.sh", ["caption-train", "caption-eval"]),
+    ("lite2_sat.coco_flickr8k.sh", ["caption-train", "caption-eval", "caption-calibrate"]),
 ])
 def test_recipe_flags_parse_and_a_second_run_skips_finished_steps(stand_ins, recipe, steps):
     assert _run(recipe, stand_ins) == steps

@@ -90,7 +90,7 @@ def confidence_problem(options: CaptionOptions, decoding: Decoding, *, calibrate
         return None
     if not calibrated:
         return (f"{bundle}: this bundle has no confidence calibration, so --min-confidence cannot be applied "
-                "(scripts/fit_confidence.py --attach fits one; or leave --min-confidence at 0)")
+                "(caption-calibrate --attach fits one; or leave --min-confidence at 0)")
     beam = options.decoding_for(decoding).beam_size
     if beam < 2:
         return f"--min-confidence needs beam search with a beam of 2 or more (--beam-size is {beam})"

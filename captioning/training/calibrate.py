@@ -1,10 +1,12 @@
-"""Fit a bundle's caption confidence and its memory of the training photos (captioning.confidence).
+"""``caption-calibrate``: fit a bundle's caption confidence and its memory of the training photos
+(captioning.confidence).
 
-    python scripts/fit_confidence.py [--weights W] [--attach] [--plot docs/confidence/NAME.png]
+    caption-calibrate [--weights W] [--data CSV ...] [--attach] [--plot docs/confidence/NAME.png] [--out report.json]
 
 1. Embeds every *train* photo of the datasets (``--data``, default Flickr8k and the COCO subset in
    ../shared/data): the semantic vectors, projected on their top ``--components`` principal
-   directions, become ``familiar.safetensors``.
+   directions, and the content words of each photo's reference captions (with their idf) become
+   ``familiar.safetensors``.
 2. Captions every *dev* photo with the bundle's recorded decoding and scores each caption's CIDEr-D
    against its references (document frequencies from its own dataset's dev references, as the
    evaluation does); a caption under ``--good-cider`` (0.2) is a bad one.
@@ -16,6 +18,7 @@
    lists them in its manifest (hash-checked on load like every other file).
 
 Embeddings and captions are cached in ``--cache`` (runs/confidence/<bundle>.npz): a re-fit takes seconds.
+``--out`` writes the report (the held-out AUROCs, the weights, ten example captions) as JSON.
 """
 from __future__ import annotations
 
@@ -28,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT))
+from ..confidence import FEATURES, STOP_WORDS, Calibration, Familiarity, features, save_calibration
+from ..images import load_image
+from ..vocab import tokenize
 
-from captioning.confidence import FEATURES, Calibration, Familiarity, features, save_calibration  # noqa: E402
-from captioning.images import load_image  # noqa: E402
+PROJECT = Path(__file__).resolve().parents[2]
 
 DATA = PROJECT.parent / "shared" / "data"
 DEFAULT_DATA = [str(DATA / "flickr8k" / "captions.csv"), str(DATA / "coco_subset" / "captions.csv")]
@@ -70,7 +73,9 @@ def _collect(cap, data: list[str], cache: Path) -> dict:
     arrays, meta = {}, {"datasets": []}
     for csv in data:
         name = Path(csv).parent.name
-        train = [str(it.image) for it in read_dataset(csv, split="train")]
+        train_items = read_dataset(csv, split="train")
+        train = [str(it.image) for it in train_items]
+        meta[f"{name}/train_refs"] = [it.captions for it in train_items]
         dev = read_dataset(csv, split="dev")
         arrays[f"{name}/train"] = _encode_all(cap, train, decode=False)
         pooled, probs, scores, margins, tokens = _encode_all(cap, [str(it.image) for it in dev], decode=True)
@@ -85,6 +90,17 @@ def _collect(cap, data: list[str], cache: Path) -> dict:
     np.savez(cache, **arrays)
     cache.with_suffix(".json").write_text(json.dumps(meta))
     return meta | {"arrays": arrays}
+
+
+def _reference_words(refs: list[list[str]]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """The content words of each photo's references: (words, idf, indptr, word_ids), CSR-style."""
+    sets = [sorted({w for r in captions for w in tokenize(r)} - STOP_WORDS) for captions in refs]
+    words = tuple(sorted({w for s in sets for w in s}))
+    index = {w: i for i, w in enumerate(words)}
+    word_ids = np.array([index[w] for s in sets for w in s], np.int64)
+    indptr = np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64)
+    df = np.bincount(word_ids, minlength=len(words))
+    return words, np.log((1.0 + len(sets)) / (1.0 + df)), indptr, word_ids
 
 
 def _pca(unit: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,21 +163,26 @@ def _plot(path: Path, confidence: np.ndarray, good: np.ndarray, title: str) -> N
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="caption-calibrate", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--weights", default=None, help="bundle name or folder (default: weights/DEFAULT)")
     p.add_argument("--data", action="append", default=None, metavar="CSV",
                    help="a dataset's captions.csv with train.txt/dev.txt beside it; repeatable "
                         "(default: Flickr8k and the COCO subset in ../shared/data)")
-    p.add_argument("--components", type=int, default=64, help="principal directions kept (default: 64)")
-    p.add_argument("--k", type=int, default=5, help="nearest training photos averaged (default: 5)")
+    p.add_argument("--components", type=int, default=128, help="principal directions kept (default: 128)")
+    p.add_argument("--k", type=int, default=10, help="nearest training photos looked at (default: 10)")
     p.add_argument("--good-cider", type=float, default=0.2, help="CIDEr-D of a good caption (default: 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the dev halves (default: 0)")
     p.add_argument("--cache", default=None, help="cache file (default: runs/confidence/<bundle>.npz)")
     p.add_argument("--plot", default=None, help="reliability plot PNG (default: docs/confidence/<bundle>.png)")
     p.add_argument("--attach", action="store_true", help="write the calibration into the bundle (default: off)")
+    p.add_argument("--out", default=None, metavar="JSON", help="write the report here (default: none)")
     p.add_argument("--device", default="cpu", help="device (default: cpu)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     from captioning import Captioner
     from captioning.bundle import attach_file
@@ -175,21 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     unit = train / np.linalg.norm(train, axis=1, keepdims=True)
     center, components = _pca(unit, args.components)
     proj = (unit - center) @ components
+    words, idf, indptr, word_ids = _reference_words([c for n in names for c in got[f"{n}/train_refs"]])
     familiar = Familiarity(center.astype(np.float32), components.astype(np.float32),
                            (proj / np.linalg.norm(proj, axis=1, keepdims=True)).astype(np.float16).astype(np.float32),
-                           args.k)
+                           args.k, words, idf, indptr, word_ids)
 
     rng = np.random.default_rng(args.seed)
     x, good, fit_half, dataset, rows = [], [], [], [], []
     for n in names:
         rows += [(n, image, " ".join(t)) for image, t in zip(got[f"{n}/images"], got[f"{n}/tokens"])]
-        fam = familiar(arrays[f"{n}/pooled"])
-        x.append(features(arrays[f"{n}/scores"], arrays[f"{n}/margins"], got[f"{n}/tokens"], fam, arrays[f"{n}/probs"]))
+        x.append(features(arrays[f"{n}/scores"], got[f"{n}/tokens"], arrays[f"{n}/pooled"], arrays[f"{n}/probs"],
+                          familiar))
         good.append(arrays[f"{n}/cider"] >= args.good_cider)
-        half = np.zeros(len(fam), bool)
-        half[rng.permutation(len(fam))[: len(fam) // 2]] = True
+        half = np.zeros(len(x[-1]), bool)
+        half[rng.permutation(len(half))[: len(half) // 2]] = True
         fit_half.append(half)
-        dataset += [n] * len(fam)
+        dataset += [n] * len(half)
     x, good, fit_half, dataset = np.concatenate(x), np.concatenate(good), np.concatenate(fit_half), np.array(dataset)
     mean, scale = x[fit_half].mean(axis=0), x[fit_half].std(axis=0) + 1e-12
     weights, bias = fit_logistic((x[fit_half] - mean) / scale, good[fit_half].astype(float))
@@ -218,10 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     plot = Path(args.plot or PROJECT / "docs" / "confidence" / f"{cap.name}.png")
     _plot(plot, conf[held], good[held], f"{cap.name} {cap.version}: held-out dev photos")
     print(f"reliability plot: {plot}")
+    examples = []
     for i in np.flatnonzero(held)[::65][:10]:  # ten held-out photos, both datasets
         name, image, caption = rows[i]
-        print(f"  {conf[i]:.2f} {'sure  ' if conf[i] >= 0.5 else 'unsure'} CIDEr-D {arrays[f'{name}/cider'][i - dataset.tolist().index(name)]:.2f}"
-              f"  {name}/{Path(image).name}: {caption}")
+        cider = float(arrays[f"{name}/cider"][i - dataset.tolist().index(name)])
+        examples.append({"photo": f"{name}/{Path(image).name}", "caption": caption,
+                         "confidence": round(float(conf[i]), 3), "cider_d": round(cider, 3)})
+        print(f"  {conf[i]:.2f} {'sure  ' if conf[i] >= 0.5 else 'unsure'} CIDEr-D {cider:.2f}  "
+              f"{name}/{Path(image).name}: {caption}")
+    if args.out:
+        report = {"bundle": f"{cap.name} {cap.version}", "features": list(FEATURES), "weights": weights.tolist(),
+                  "unfamiliar_below": unfamiliar_below, **metrics, "examples": examples}
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     if args.attach:
         with tempfile.TemporaryDirectory() as tmp:
             for f in save_calibration(tmp, calibration):
