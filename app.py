@@ -303,7 +303,7 @@ def _video_tab(h: Handlers, decoding: Decoding) -> None:
                                     elem_id="shot-keyframe", height=320)
                 about = gr.Markdown(elem_id="shot-about")
         with gr.Row():
-            query = gr.Textbox(label="Search tags (e.g. dog, puppy, beach)", scale=3)
+            query = gr.Textbox(label="Search tags (e.g. dog, puppy, beach)", scale=3, elem_id="video-search")
             order = gr.Radio(list(SORTS), value=SORTS[0], label="Order by", scale=1)
             find = gr.Button("Search", scale=1)
         hits = gr.Dataframe(headers=["start", "end", "confidence", "matched"], label="Matching segments",

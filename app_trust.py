@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from captioning.everyday import EverydayTag
 from captioning.results import CaptionResult
-from captioning.trust import UNFAMILIAR, confidence_words
+from captioning.trust import UNFAMILIAR, confidence_words, lead_tags
 
 NO_CONFIDENCE = "no confidence: this model has no calibration, or the beam size is 1"
 
@@ -22,7 +22,7 @@ def verdict(result: CaptionResult, tags: Sequence[EverydayTag]) -> str:
     said = f"Caption: **{word}** ({number})"
     if not result.unfamiliar:
         return said
-    lead = ", ".join(f"**{t.word}**" for t in tags)
+    lead = ", ".join(f"**{t.word}**" for t in lead_tags(list(tags)))
     warning = UNFAMILIAR[0].upper() + UNFAMILIAR[1:]
     return f"Tags: {lead}. ⚠ {warning}.  \n{said}" if lead else f"⚠ {warning}.  \n{said}"
 

@@ -8,6 +8,12 @@ import math
 from .confidence import SURE
 
 UNFAMILIAR = "this photo is unlike the photos the model was trained on: trust the tags more than the caption"
+LEAD_TAG_PROBABILITY = 0.05  # an unfamiliar photo's sentence leads with the everyday tags at least this probable
+
+
+def lead_tags(tags: list, *, at_least: float = LEAD_TAG_PROBABILITY) -> list:
+    """The everyday tags worth leading with: those at least ``at_least`` probable, else the most probable one."""
+    return [t for t in tags if t.probability >= at_least] or list(tags[:1])
 
 
 def is_sure(confidence: float) -> bool:

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             page.locator("input[accept*='.mp4']").first.set_input_files(str(_clip(photos[1:5], Path(tmp) / "clip.mp4")))
             page.get_by_role("button", name="Tag video").click()
             page.locator("#shots-table").get_by_text("0:16.0").first.wait_for(state="attached")
-            page.get_by_label("Search tags (e.g. dog, beach)").fill("dog")
+            page.locator("#video-search textarea").fill("dog")
             page.get_by_role("button", name="Search").click()
             page.wait_for_timeout(2500)
             page.screenshot(path=str(out / "video_tab.png"), full_page=True)

@@ -161,6 +161,32 @@ def test_neighbour_words_weigh_what_people_said_of_the_nearest_photos():
     assert fam.word_agreement(["a", "the"], nearest[0]) == (0.0, 0.0)  # no content words
 
 
+def test_a_saved_calibration_reads_back_the_same(tmp_path):
+    """Every array, whatever its memory layout (the PCA components are a transposed view)."""
+    from captioning.confidence import features
+
+    rng = np.random.default_rng(1)
+    components = np.linalg.svd(rng.standard_normal((40, 12)), full_matrices=False)[2][:5].T  # (12, 5), F-ordered
+    train = rng.standard_normal((7, 5))
+    fam = Familiarity(rng.standard_normal(12).astype(np.float32), components,
+                      (train / np.linalg.norm(train, axis=1, keepdims=True)).astype(np.float16).astype(np.float32),
+                      k=3, words=("cat", "dog", "surfboard"), idf=np.array([1.0, 0.5, 2.0]),
+                      indptr=np.array([0, 1, 2, 2, 3, 5, 6, 6]), word_ids=np.array([0, 1, 2, 0, 2, 1]))
+    assert not components.flags["C_CONTIGUOUS"]
+    cal = Calibration(rng.standard_normal(len(FEATURES)), np.ones(len(FEATURES)), rng.standard_normal(len(FEATURES)),
+                      0.3, 0.1, 0.2, fam, {"note": "round trip"})
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    save_calibration(bundle, cal)
+    back = load_calibration(bundle, {"files": {"confidence.json": {}, "familiar.safetensors": {}}})
+    pooled = rng.standard_normal((4, 12)).astype(np.float32)
+    probs = np.full((4, 1000), 1e-3)
+    tokens = [["a", "dog", "on", "a", "surfboard"], ["a", "cat"], ["two", "dogs"], ["the"]]
+    np.testing.assert_allclose(features([-1.0] * 4, tokens, pooled, probs, back.familiar),
+                               features([-1.0] * 4, tokens, pooled, probs, fam), rtol=1e-6)
+    np.testing.assert_allclose(back.familiar.components, components, rtol=1e-6)
+
+
 def test_the_shipped_calibration_is_monotone_in_score_when_there_is_one():
     path = resolve_bundle(None)
     calibration = load_calibration(path, verified_manifest(path))
