@@ -10,8 +10,8 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import torch
 
-from .bundle import Bundle, BundleError, load_bundle
-from .confidence import FEATURES, features, load_calibration
+from .bundle import Bundle, load_bundle
+from .confidence import FEATURES, Calibration, features, load_calibration
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .imagenet import imagenet_categories
 from .everyday import EverydayOptions, EverydayTag, everyday_tags
@@ -52,6 +52,20 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _calibration(bundle: Bundle) -> tuple[Calibration | None, str | None]:
+    """The bundle's confidence calibration, or None and why: it has none, or one this version cannot
+    read (captioning goes on without it)."""
+    try:
+        calibration = load_calibration(bundle.path, bundle.manifest)
+    except (OSError, ValueError, KeyError) as e:
+        return None, (f"bundle {bundle.name}: its confidence calibration is not readable here ({e}): captions have "
+                      "confidence None (caption-calibrate --attach fits a new one)")
+    if calibration is None:
+        return None, (f"bundle {bundle.name} has no confidence calibration: captions have confidence None "
+                      "(caption-calibrate --attach fits one)")
+    return calibration, None
+
+
 class Captioner:
     """Caption, tag and embed images with a model bundle.
 
@@ -71,13 +85,9 @@ class Captioner:
         self.vocab = bundle.vocab
         self.preprocessing = bundle.preprocessing
         self.decoding = bundle.default_decoding  # per-call options override it
-        try:
-            self.calibration = load_calibration(bundle.path, bundle.manifest)  # None: captions without confidence
-        except (OSError, ValueError, KeyError) as e:
-            raise BundleError(f"{bundle.path}: unreadable confidence calibration ({e})") from None
-        if self.calibration is None:
-            _say_once(f"bundle {bundle.name} has no confidence calibration: captions have confidence None "
-                      "(caption-calibrate --attach fits one)")
+        self.calibration, why = _calibration(bundle)  # None: captions without confidence
+        if why:
+            _say_once(why)
         size = self.preprocessing.size
         if compile and backend not in ("auto", "torch"):
             raise ValueError(f"compile applies to the torch backend, not {backend}")

@@ -2,13 +2,13 @@
 
 A bundle may carry a calibration (``confidence.json``, fitted on half of each dev split by
 ``caption-calibrate``, data only) and a compact memory of its training photos
-(``familiar.safetensors``: their semantic vectors projected on the top principal directions,
-unit length, float16, and the content words of each one's reference captions). From what
+(``familiar.safetensors``: their unit semantic vectors, centred and projected on the top principal
+directions, float16, and the content words of each one's reference captions). From what
 decoding already computed for an image, the caption's :func:`features` are
 
 - ``score``: its length-normalised log-probability (what the beam ranks by);
-- ``familiarity``: the mean cosine similarity of the photo's projected semantic vector to its
-  ``k`` nearest training photos;
+- ``familiarity``: the mean cosine similarity of the photo's semantic vector to its ``k`` nearest
+  training photos (each one rebuilt from its projection: within 0.02 of the exact cosine);
 - ``agreement``: the summed probability of the everyday tags its words name ("dog", "puppies";
   :mod:`captioning.everyday`);
 - ``neighbour_words``: how much of its content the people who described those ``k`` nearest
@@ -38,7 +38,7 @@ from .vocab import DANGLING_WORDS, REPEATABLE_WORDS
 
 CONFIDENCE_FILE = "confidence.json"  # the calibration, in a bundle folder
 FAMILIAR_FILE = "familiar.safetensors"  # the training photos' vectors and words, in a bundle folder
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FEATURES = ("score", "familiarity", "agreement", "neighbour_words", "neighbour_any")
 SURE = 0.5  # confidence at or above which a caption reads "sure" (the UI and CLI words)
 STOP_WORDS = REPEATABLE_WORDS | DANGLING_WORDS  # not content words: articles, prepositions, colours...
@@ -64,7 +64,8 @@ class Familiarity:
     """The training photos, remembered compactly: where they lie and what people said of them."""
     center: np.ndarray  # (D,) mean unit semantic vector of the training photos
     components: np.ndarray  # (D, P) top principal directions
-    train: np.ndarray  # (N, P) the training photos' projections, unit rows
+    train: np.ndarray  # (N, P) the training photos' unit vectors less the center, projected: a photo's unit
+    #                    vector is about center + components @ its row
     k: int  # neighbours looked at
     words: tuple[str, ...] = ()  # the content words of the training references
     idf: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (len(words),) log((1 + N) / (1 + photos using it))
@@ -73,11 +74,9 @@ class Familiarity:
 
     def neighbours(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, D) semantic vectors -> their k nearest training photos (B, k) and familiarity (B,),
-        the mean cosine similarity to them."""
+        the mean cosine similarity to them (to the training photos as rebuilt from their projections)."""
         unit = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)  # (B, D)
-        proj = (unit - self.center) @ self.components  # (B, P)
-        proj /= np.maximum(np.linalg.norm(proj, axis=1, keepdims=True), 1e-12)
-        sims = proj @ self.train.T  # (B, N)
+        sims = unit @ self.center[:, None] + (unit @ self.components) @ self.train.T  # (B, N) u . (c + P t)
         k = min(self.k, sims.shape[1])
         nearest = np.argpartition(sims, -k, axis=1)[:, -k:]  # (B, k)
         return nearest, np.take_along_axis(sims, nearest, axis=1).mean(axis=1)

@@ -198,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     proj = (unit - center) @ components
     words, idf, indptr, word_ids = _reference_words([c for n in names for c in got[f"{n}/train_refs"]])
     familiar = Familiarity(center.astype(np.float32), components.astype(np.float32),
-                           (proj / np.linalg.norm(proj, axis=1, keepdims=True)).astype(np.float16).astype(np.float32),
-                           args.k, words, idf, indptr, word_ids)
+                           proj.astype(np.float16).astype(np.float32), args.k, words, idf, indptr, word_ids)
 
     rng = np.random.default_rng(args.seed)
     x, good, fit_half, dataset, rows = [], [], [], [], []
