@@ -151,7 +151,7 @@ def save_calibration(folder: str | Path, calibration: Calibration) -> tuple[Path
               "train": fam.train.astype(np.float16), "idf": fam.idf.astype(np.float32),
               "indptr": fam.indptr.astype(np.int32), "word_ids": fam.word_ids.astype(np.int32)}
     # C order: safetensors.numpy writes an array's memory as it lies, so a transposed view would come
-    # back scrambled (seen with safetensors 0.7: the PCA components, a view of V transposed)
+    # back scrambled (seen with safetensors 0.8.0: the PCA components, a view of V transposed)
     save_file({name: np.ascontiguousarray(a) for name, a in arrays.items()}, str(folder / FAMILIAR_FILE))
     data = {"format_version": FORMAT_VERSION, "features": list(FEATURES), "mean": calibration.mean.tolist(),
             "scale": calibration.scale.tolist(), "weights": calibration.weights.tolist(), "bias": calibration.bias,
