@@ -15,7 +15,7 @@ NO_CONFIDENCE = "no confidence: this model has no calibration, or the beam size 
 def verdict(result: CaptionResult, tags: Sequence[EverydayTag]) -> str:
     """Markdown above the caption: "**sure** (0.83)", and for an unfamiliar photo its everyday tags
     first, then :data:`captioning.trust.UNFAMILIAR`; "" without a confidence."""
-    words = confidence_words(result.confidence)
+    words = confidence_words(result.confidence, result.unfamiliar)
     if words is None:
         return ""
     word, number = words.split(", ")
@@ -37,7 +37,7 @@ def record_verdict(record: dict[str, Any], tags: str) -> str:
     """A batch record's confidence in words, with the unfamiliar warning leading with its tags
     (``tags``: as the table shows them): "unsure — unfamiliar photo: trust its tags (cat (tabby)) more than the
     caption"; "" without a confidence."""
-    words = confidence_words(record.get("confidence"))
+    words = confidence_words(record.get("confidence"), record.get("unfamiliar"))
     if words is None:
         return ""
     word = words.split(", ")[0]

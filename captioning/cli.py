@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                               "n_best": [asdict(a) for a in r.alternatives[: args.n_best]],
                               "tags": [asdict(t) for t in tags], "everyday_tags": [w.asdict() for w in words]}))
             continue
-        said = f"{r.text}  ({trust})" if (trust := confidence_words(r.confidence)) else r.text
+        said = f"{r.text}  ({trust})" if (trust := confidence_words(r.confidence, r.unfamiliar)) else r.text
         everyday_line = "everyday tags: " + ", ".join(map(str, words))
         if r.unfamiliar:  # lead with the tags, say why, then the caption
             print(f"{path}\t{everyday_line if words else 'no everyday tags'}")

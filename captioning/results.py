@@ -29,10 +29,11 @@ class CaptionResult:
 
     @property
     def sure(self) -> bool | None:
-        """Confidence at or above captioning.confidence.SURE (None without a confidence)."""
-        from .confidence import SURE
+        """Confidence at or above captioning.confidence.SURE and a familiar photo (None without a
+        confidence): captioning.trust.is_sure."""
+        from .trust import is_sure
 
-        return None if self.confidence is None else self.confidence >= SURE
+        return None if self.confidence is None else is_sure(self.confidence, self.unfamiliar)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ def lead_tags(tags: list, *, at_least: float = LEAD_TAG_PROBABILITY) -> list:
     return [t for t in tags if t.probability >= at_least] or list(tags[:1])
 
 
-def is_sure(confidence: float) -> bool:
-    """Confidence at or above :data:`captioning.confidence.SURE`."""
-    return confidence >= SURE
+def is_sure(confidence: float, unfamiliar: bool | None = False) -> bool:
+    """Confidence at or above :data:`captioning.confidence.SURE`, for a familiar photo: the caption of
+    a photo unlike the training photos is never called sure (its sentence says to trust the tags)."""
+    return confidence >= SURE and not unfamiliar
 
 
 def shown_confidence(confidence: float) -> str:
@@ -26,9 +27,9 @@ def shown_confidence(confidence: float) -> str:
     return f"{math.floor(confidence * 100 + 1e-9) / 100:.2f}"
 
 
-def confidence_words(confidence: float | None) -> str | None:
-    """"sure, 0.83" or "unsure, 0.31"; None without a confidence."""
+def confidence_words(confidence: float | None, unfamiliar: bool | None = False) -> str | None:
+    """"sure, 0.83" or "unsure, 0.31" (unsure for any unfamiliar photo); None without a confidence."""
     if confidence is None:
         return None
-    return f"{'sure' if is_sure(confidence) else 'unsure'}, {shown_confidence(confidence)}"
+    return f"{'sure' if is_sure(confidence, unfamiliar) else 'unsure'}, {shown_confidence(confidence)}"
 

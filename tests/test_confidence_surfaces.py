@@ -338,6 +338,7 @@ def test_caption_cli_says_how_sure_it_is(calibrated_dir, unfamiliar_dir, tiny_bu
     first = capsys.readouterr().out.splitlines()[0]
     assert first.endswith(f"  ({confidence_words(confidences[0])})") and first.startswith(f"{photos[0]}\t")
     assert confidence_words(0.83) == "sure, 0.83" and confidence_words(0.4999) == "unsure, 0.49"
+    assert confidence_words(0.83, unfamiliar=True) == "unsure, 0.83"
     assert main([*base, "--weights", str(calibrated_dir), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["confidence"] == round(confidences[0], 4) and record["unfamiliar"] is False
@@ -373,8 +374,9 @@ def test_ui_shows_confidence_in_words_and_sorts_the_batch_by_it(calibrated, unfa
     strange = app.Handlers(Captioner.load(unfamiliar_dir, device="cpu", backend="torch"))
     *_, trust = strange.caption_image(str(photos[0]))
     assert trust.startswith("Tags: **cat**") and UNFAMILIAR[1:] in trust and trust.endswith(f"({number})")
+    assert "Caption: **unsure**" in trust  # an unfamiliar photo's caption is never called sure
     rows, _, _ = strange.caption_batch([str(photos[0])])
-    assert rows[0][3].startswith(f"{word} — unfamiliar photo: trust its tags (cat")
+    assert rows[0][3].startswith("unsure — unfamiliar photo: trust its tags (cat")
 
     demo = app.build_demo(calibrated)
     table = next(c for c in demo.blocks.values() if isinstance(c, gr.Dataframe) and c.elem_id == "batch-table")

@@ -169,7 +169,7 @@ def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutp
 
 
 def _trust(record: dict[str, Any]) -> str:
-    return "sure" if is_sure(record["confidence"]) else "unsure"
+    return "sure" if is_sure(record["confidence"], record.get("unfamiliar")) else "unsure"
 
 
 def _trust_summary(tally: Counter[str], min_confidence: float) -> str:
