@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from captioning.everyday import EverydayTag
 from captioning.results import CaptionResult
-from captioning.trust import UNFAMILIAR, confidence_words, lead_tags
+from captioning.trust import UNFAMILIAR, lead_tags, shown_confidence, sure_word
 
 NO_CONFIDENCE = "no confidence: this model has no calibration, or the beam size is 1"
 
@@ -15,11 +15,9 @@ NO_CONFIDENCE = "no confidence: this model has no calibration, or the beam size 
 def verdict(result: CaptionResult, tags: Sequence[EverydayTag]) -> str:
     """Markdown above the caption: "**sure** (0.83)", and for an unfamiliar photo its everyday tags
     first, then :data:`captioning.trust.UNFAMILIAR`; "" without a confidence."""
-    words = confidence_words(result.confidence, result.unfamiliar)
-    if words is None:
+    if result.confidence is None:
         return ""
-    word, number = words.split(", ")
-    said = f"Caption: **{word}** ({number})"
+    said = f"Caption: **{sure_word(result.confidence, result.unfamiliar)}** ({shown_confidence(result.confidence)})"
     if not result.unfamiliar:
         return said
     lead = ", ".join(f"**{t.word}**" for t in lead_tags(list(tags)))
@@ -37,10 +35,9 @@ def record_verdict(record: dict[str, Any], tags: str) -> str:
     """A batch record's confidence in words, with the unfamiliar warning leading with its tags
     (``tags``: as the table shows them): "unsure — unfamiliar photo: trust its tags (cat (tabby)) more than the
     caption"; "" without a confidence."""
-    words = confidence_words(record.get("confidence"), record.get("unfamiliar"))
-    if words is None:
+    if record.get("confidence") is None:
         return ""
-    word = words.split(", ")[0]
+    word = sure_word(record["confidence"], record.get("unfamiliar"))
     if record.get("unfamiliar"):
         return f"{word} — unfamiliar photo: trust its tags ({tags}) more than the caption" if tags \
             else f"{word} — unfamiliar photo: the caption may well be wrong"

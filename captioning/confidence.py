@@ -25,6 +25,7 @@ Everything here is numpy: no torch.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -44,11 +45,15 @@ SURE = 0.5  # confidence at or above which a caption reads "sure" (the UI and CL
 STOP_WORDS = REPEATABLE_WORDS | DANGLING_WORDS  # not content words: articles, prepositions, colours...
 
 
+@functools.lru_cache(maxsize=1)
+def _everyday_index() -> dict[str, int]:
+    return {w: i for i, w in enumerate(everyday_table().words)}
+
+
 def words_named(tokens: Sequence[str]) -> set[int]:
     """Indices of the everyday words a caption's tokens name: the word itself, its plural, or a
     WordNet synonym ("puppies", "doggy" -> dog)."""
-    table = everyday_table()
-    index = {w: i for i, w in enumerate(table.words)}
+    index = _everyday_index()
     named: set[int] = set()
     for token in tokens:
         for form in {token, token[:-1] if token.endswith("s") else token, token[:-3] + "y" if token.endswith("ies")
@@ -90,7 +95,7 @@ class Familiarity:
         content = {w for w in tokens if w not in STOP_WORDS}
         if not content or len(self.indptr) < 2:
             return 0.0, 0.0
-        index = self._index()
+        index = self._word_index
         unseen = math.log(len(self.indptr))  # a word no training reference uses: log((1 + N) / 1)
         weight = {w: float(self.idf[index[w]]) if w in index else unseen for w in content}
         used: dict[int, int] = {}
@@ -102,10 +107,9 @@ class Familiarity:
         return (sum(weight[w] * share[w] for w in content) / total,
                 sum(weight[w] for w in content if share[w] > 0) / total)
 
-    def _index(self) -> dict[str, int]:
-        if "_word_index" not in self.__dict__:
-            object.__setattr__(self, "_word_index", {w: i for i, w in enumerate(self.words)})
-        return self.__dict__["_word_index"]
+    @functools.cached_property  # written to the instance's __dict__, which a frozen dataclass allows
+    def _word_index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
 
 
 def features(scores: Sequence[float], tokens: Sequence[Sequence[str]], pooled: np.ndarray, probs: np.ndarray,

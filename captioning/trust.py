@@ -27,9 +27,14 @@ def shown_confidence(confidence: float) -> str:
     return f"{math.floor(confidence * 100 + 1e-9) / 100:.2f}"
 
 
+def sure_word(confidence: float, unfamiliar: bool | None = False) -> str:
+    """"sure" or "unsure" (see :func:`is_sure`)."""
+    return "sure" if is_sure(confidence, unfamiliar) else "unsure"
+
+
 def confidence_words(confidence: float | None, unfamiliar: bool | None = False) -> str | None:
     """"sure, 0.83" or "unsure, 0.31" (unsure for any unfamiliar photo); None without a confidence."""
     if confidence is None:
         return None
-    return f"{'sure' if is_sure(confidence, unfamiliar) else 'unsure'}, {shown_confidence(confidence)}"
+    return f"{sure_word(confidence, unfamiliar)}, {shown_confidence(confidence)}"
 

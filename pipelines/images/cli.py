@@ -22,7 +22,7 @@ from captioning.everyday import EverydayOptions
 from captioning.images import Preprocessing
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 options_from_args, runtime_from_args)
-from captioning.trust import is_sure
+from captioning.trust import sure_word
 
 from ..flags import add_engine_flags, add_recursive_flag
 from ..inputs import discover, path_key, read_list
@@ -169,7 +169,7 @@ def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutp
 
 
 def _trust(record: dict[str, Any]) -> str:
-    return "sure" if is_sure(record["confidence"], record.get("unfamiliar")) else "unsure"
+    return sure_word(record["confidence"], record.get("unfamiliar"))
 
 
 def _trust_summary(tally: Counter[str], min_confidence: float) -> str:
