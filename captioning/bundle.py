@@ -177,6 +177,16 @@ def record_evaluation(path: str | Path, *, metrics: dict[str, Any], decoding: di
     _write_manifest(path, manifest)
 
 
+def record_entry(path: str | Path, key: str, value: Any) -> None:
+    """Set the manifest's top-level ``key`` (``confidence``: what caption-calibrate fitted and measured;
+    ``recipe``: the script that rebuilds the bundle). The weights are untouched; the manifest is
+    replaced atomically."""
+    path = Path(path)
+    manifest = verified_manifest(path)
+    manifest[key] = value
+    _write_manifest(path, manifest)
+
+
 def attach_file(path: str | Path, source: str | Path) -> None:
     """Copy ``source`` (e.g. a model card) into the bundle folder ``path`` under its own name and
     list it under ``files`` with its size and sha256, so it is verified like the weights."""

@@ -61,6 +61,8 @@ def manifest_schema(required_files: Iterable[str]) -> dict[str, Any]:
             "encoder_source": {"type": "object"},
             "training": {"type": "object"},
             "metrics": {"type": "object"},
+            "confidence": {"type": "object"},  # the calibration's fit and held-out scores (caption-calibrate)
+            "recipe": {"type": "string"},  # the script under recipes/ that rebuilds the bundle
             "files": {"type": "object", "required": list(required_files), "additionalProperties": file_entry},
         },
     }

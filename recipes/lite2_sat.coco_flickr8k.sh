@@ -23,7 +23,8 @@ train "$RUNS/xe_ft2" --encoder efficientnet_lite2 --name lite2_sat.coco_flickr8k
 B="$RUNS/lite2_sat.coco_flickr8k"
 [ -d "$B" ] || cp -r "$RUNS/xe_ft2/bundle" "$B"
 [ -f "$RUNS/eval-dev.json" ] || caption-eval --weights "$B" "${DATA_FLAGS[@]}" --split dev --device "${DEVICE:-auto}" \
-    --record --version 1.0.0 --attach "$(dirname "$0")/../docs/cards/lite2_sat.coco_flickr8k/MODEL_CARD.md" --out "$RUNS/eval-dev.json"
+    --record --version 1.0.0 --attach "$(dirname "$0")/../docs/cards/lite2_sat.coco_flickr8k/MODEL_CARD.md" \
+    --recipe recipes/lite2_sat.coco_flickr8k.sh --out "$RUNS/eval-dev.json"
 # 3. the caption confidence (issue #23): fitted on half of each dev split, the training photos remembered
 [ -e "$RUNS/confidence-report.json" ] || caption-calibrate --weights "$B" "${DATA_FLAGS[@]}" --device "${DEVICE:-cpu}" \
     --cache "$RUNS/confidence.npz" --plot "$RUNS/confidence.png" --attach --out "$RUNS/confidence-report.json"

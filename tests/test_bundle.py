@@ -363,6 +363,15 @@ def test_record_evaluation_never_writes_an_invalid_manifest(bundle_copy):
     assert load_bundle(bundle_copy).default_decoding.beam_size == 2
 
 
+def test_a_recorded_entry_keeps_the_bundle_loadable(bundle_copy):
+    from captioning.bundle import record_entry
+
+    record_entry(bundle_copy, "confidence", {"held_out": {"pooled": {"auroc": 0.75}}})
+    assert load_bundle(bundle_copy).manifest["confidence"]["held_out"]["pooled"]["auroc"] == 0.75
+    with pytest.raises(BundleError):  # a manifest load_bundle would refuse is never written
+        record_entry(bundle_copy, "recipe", 3)
+
+
 def test_an_attached_model_card_is_listed_and_verified(bundle_copy, tmp_path):
     card = tmp_path / "MODEL_CARD.md"
     card.write_text("# tiny\nIntended use: tests.\n")

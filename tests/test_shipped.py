@@ -15,6 +15,7 @@ from captioning.runtime import RUNTIMES
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEVS = {"flickr8k": 1000, "coco_subset": 302}  # each dev split of ../shared/data and its photos
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,21 @@ def test_every_shipped_bundle_is_scored_on_both_devs(name):
         assert {"BLEU-4", "CIDEr-D", "distinct_captions", "distinct_words"} <= set(scores)
     assert m["selection_score"] == pytest.approx(sum(e["CIDEr-D"] for e in m["datasets"].values()) / len(DEVS),
                                                  abs=1e-4)
+
+
+@pytest.mark.parametrize("name", available_bundles())
+def test_every_shipped_bundle_names_the_recipe_that_rebuilds_it(name):
+    m = load_bundle(resolve_bundle(name)).manifest
+    assert (PROJECT / m["recipe"]).is_file() and m["recipe"].startswith("recipes/"), m.get("recipe")
+    assert "minutes" in m["training"]  # its training time
+
+
+def test_the_default_records_its_calibration():
+    m = load_bundle(resolve_bundle()).manifest
+    assert {"confidence.json", "familiar.safetensors"} <= set(m["files"])
+    held_out = m["confidence"]["held_out"]
+    assert set(held_out) == {"pooled", *DEVS} and all(0.5 < r["auroc"] <= 1 for r in held_out.values())
+    assert m["confidence"]["command"].startswith("caption-calibrate") and m["confidence"]["minutes"] > 0
 
 
 def test_default_bundle_is_the_best_on_both_devs_together():

@@ -390,6 +390,19 @@ def test_caption_eval_records_scores_and_decoding(trained, dataset, tmp_path):
     assert Captioner.load(bundle, device="cpu").decoding.no_repeat_ngram_size == 2
 
 
+def test_caption_eval_names_the_recipe_in_the_manifest(trained, dataset, tmp_path):
+    import shutil
+
+    from captioning.training.evaluate import main
+
+    bundle = shutil.copytree(trained / "bundle", tmp_path / "tiny_sat.shapes")
+    args = ["--weights", str(bundle), "--data", str(dataset / "captions.csv"), "--split", "dev",
+            "--cache", str(dataset / "cache"), "--out", str(tmp_path / "eval.json"), "--recipe", "recipes/x.sh"]
+    assert main(args) == 2  # --recipe goes with --record
+    assert main([*args, "--record"]) == 0
+    assert load_bundle(bundle).manifest["recipe"] == "recipes/x.sh"  # hashes still verify
+
+
 def test_keep_epochs_and_caption_average(dataset, tmp_path, capsys):
     """--keep-epochs writes each epoch's weights; caption-average turns their mean into a bundle
     scored on dev that records what it averaged; a file that is not a checkpoint is one clear error."""

@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,10 +44,10 @@ BATCH = 32
 
 
 def _encode_all(cap, paths: list[str], *, decode: bool):
-    """Semantic vectors (N, D), and with ``decode`` ImageNet probabilities, scores, margins and tokens."""
+    """Semantic vectors (N, D), and with ``decode`` ImageNet probabilities, scores and tokens."""
     from tqdm import tqdm
 
-    pooled, probs, scores, margins, tokens = [], [], [], [], []
+    pooled, probs, scores, tokens = [], [], [], []
     with ThreadPoolExecutor(2) as pool:
         for i in tqdm(range(0, len(paths), BATCH), desc="decode" if decode else "embed", unit="batch"):
             arrays = list(pool.map(lambda p: cap.preprocessing.to_array(load_image(p)), paths[i:i + BATCH]))
@@ -56,11 +57,10 @@ def _encode_all(cap, paths: list[str], *, decode: bool):
                 probs.append(enc.logits.float().softmax(-1).numpy())
                 for r in cap.decode(enc):
                     scores.append(r.score)
-                    margins.append(r.score - r.alternatives[1].score if len(r.alternatives) > 1 else 0.0)
                     tokens.append(r.tokens)
     if not decode:
         return np.concatenate(pooled)
-    return np.concatenate(pooled), np.concatenate(probs), np.array(scores), np.array(margins), tokens
+    return np.concatenate(pooled), np.concatenate(probs), np.array(scores), tokens
 
 
 def _collect(cap, data: list[str], cache: Path) -> dict:
@@ -70,6 +70,7 @@ def _collect(cap, data: list[str], cache: Path) -> dict:
 
     if cache.exists():
         return json.loads(cache.with_suffix(".json").read_text()) | {"arrays": dict(np.load(cache))}
+    start = time.perf_counter()
     arrays, meta = {}, {"datasets": []}
     for csv in data:
         name = Path(csv).parent.name
@@ -78,14 +79,15 @@ def _collect(cap, data: list[str], cache: Path) -> dict:
         meta[f"{name}/train_refs"] = [it.captions for it in train_items]
         dev = read_dataset(csv, split="dev")
         arrays[f"{name}/train"] = _encode_all(cap, train, decode=False)
-        pooled, probs, scores, margins, tokens = _encode_all(cap, [str(it.image) for it in dev], decode=True)
+        pooled, probs, scores, tokens = _encode_all(cap, [str(it.image) for it in dev], decode=True)
         refs = [it.captions for it in dev]
         cider = CiderD(refs).score([list(t) for t in tokens], refs)
         arrays |= {f"{name}/pooled": pooled, f"{name}/probs": probs.astype(np.float32), f"{name}/scores": scores,
-                   f"{name}/margins": margins, f"{name}/cider": np.asarray(cider)}
+                   f"{name}/cider": np.asarray(cider)}
         meta["datasets"].append(name)
         meta[f"{name}/tokens"] = tokens
         meta[f"{name}/images"] = [str(it.image) for it in dev]
+    meta["minutes"] = round((time.perf_counter() - start) / 60, 1)  # embedding, captioning, scoring
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **arrays)
     cache.with_suffix(".json").write_text(json.dumps(meta))
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     from captioning import Captioner
-    from captioning.bundle import attach_file
+    from captioning.bundle import attach_file, record_entry
 
     cap = Captioner.load(args.weights, device=args.device)
     cache = Path(args.cache or PROJECT / "runs" / "confidence" / f"{cap.name}-{cap.version}.npz")
@@ -255,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for f in save_calibration(tmp, calibration):
                 attach_file(cap.bundle.path, f)
-        print(f"attached to {cap.bundle.path}")
+        record_entry(cap.bundle.path, "confidence", {
+            "features": list(FEATURES), "weights": [round(float(w), 4) for w in weights],
+            "unfamiliar_below": round(unfamiliar_below, 4), **metrics, "minutes": got.get("minutes"),
+            "command": "caption-calibrate " + " ".join(sys.argv[1:] if argv is None else argv)})
+        print(f"attached to {cap.bundle.path}, its manifest's confidence entry recorded")
     return 0
 
 

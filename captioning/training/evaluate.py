@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..api import Captioner
-from ..bundle import BundleError, attach_file, record_evaluation
+from ..bundle import BundleError, attach_file, record_entry, record_evaluation
 from ..decoding import Decoding, beam_search
 from ..images import Preprocessing
 from ..model import CaptionModel
@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attach", action="append", default=[], metavar="FILE",
                    help="with --record: also copy FILE (e.g. a model card) into the bundle, listed with its sha256; "
                         "repeatable (default: none)")
+    p.add_argument("--recipe", default=None, metavar="SCRIPT",
+                   help="with --record: the script that rebuilds the bundle, named in its manifest (default: none)")
     return p
 
 
@@ -148,8 +150,8 @@ def _report(d: DataSet, scores: dict[str, float], texts: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.attach and not args.record:
-        print("caption-eval: --attach goes with --record", file=sys.stderr)
+    if (args.attach or args.recipe) and not args.record:
+        print("caption-eval: --attach and --recipe go with --record", file=sys.stderr)
         return 2
     try:
         cap = Captioner.load(args.weights, device=args.device, backend="torch")  # scores cap.model; no runtime graph
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                           metrics=datasets_metrics(sets, scores, split=args.split, decoding=decoding))
         for f in args.attach:
             attach_file(cap.bundle.path, f)
+        if args.recipe:
+            record_entry(cap.bundle.path, "recipe", args.recipe)
         print(f"recorded the scores and decoding{' and ' + ', '.join(args.attach) if args.attach else ''} "
               f"in {cap.bundle.path / 'manifest.json'}")
     return 0
