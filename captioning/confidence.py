@@ -21,7 +21,7 @@ photos, that the caption's CIDEr-D is at least ``good_cider`` (0.2). The beam's 
 runner-up, the caption's length, the top tag's probability and the ImageNet entropy were tried and
 added nothing on held-out photos (docs/experiments.md). A photo whose familiarity is below
 ``unfamiliar_below`` (what fewer than 1% of dev photos score) is flagged ``unfamiliar``.
-Everything here is numpy: no torch.
+Everything here is numpy (its BLAS on one thread: :mod:`captioning.blas`): no torch.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import blas
 from .everyday import everyday_table, roll_up, synonym_words
 from .vocab import DANGLING_WORDS, REPEATABLE_WORDS
 
@@ -81,7 +82,8 @@ class Familiarity:
         """(B, D) semantic vectors -> their k nearest training photos (B, k) and familiarity (B,),
         the mean cosine similarity to them (to the training photos as rebuilt from their projections)."""
         unit = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)  # (B, D)
-        sims = unit @ self.center[:, None] + (unit @ self.components) @ self.train.T  # (B, N) u . (c + P t)
+        with blas.one_thread():
+            sims = unit @ self.center[:, None] + (unit @ self.components) @ self.train.T  # (B, N) u . (c + P t)
         k = min(self.k, sims.shape[1])
         nearest = np.argpartition(sims, -k, axis=1)[:, -k:]  # (B, k)
         return nearest, np.take_along_axis(sims, nearest, axis=1).mean(axis=1)

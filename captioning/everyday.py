@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import blas
+
 TABLE = Path(__file__).with_name("everyday_tags.json")
 
 
@@ -107,7 +109,8 @@ def synonym_words(term: str) -> tuple[str, ...]:
 
 def roll_up(probabilities: np.ndarray) -> np.ndarray:
     """(B, 1000) class probabilities -> (B, W) summed probability of each everyday word."""
-    return np.asarray(probabilities, dtype=np.float64) @ everyday_table().members
+    with blas.one_thread():
+        return np.asarray(probabilities, dtype=np.float64) @ everyday_table().members
 
 
 def everyday_tags(probabilities: np.ndarray, *, k: int = 5, options: EverydayOptions = EverydayOptions()
