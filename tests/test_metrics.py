@@ -7,7 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from captioning.training.metrics import CiderD, coco_scores, diversity
+from captioning.training.metrics import CiderD, CiderDPerCorpus, coco_scores, diversity
 from captioning.vocab import tokenize
 
 REFERENCES = {
@@ -81,6 +81,25 @@ def test_cider_d_accepts_pre_tokenised_input():
     np.testing.assert_allclose(from_tokens, from_str, atol=1e-12, rtol=0)
     mixed = scorer.score([CANDIDATES[k] for k in KEYS], refs)  # str candidates and references
     np.testing.assert_allclose(mixed, from_str, atol=1e-12, rtol=0)
+
+
+def test_cider_d_per_corpus_scores_each_image_with_its_own_corpus():
+    """Two corpora (the first four photos, the last four): an image's reward is its own corpus's CIDEr-D,
+    whatever the order of a mixed batch; a mirrored photo's references count as its corpus's."""
+    first, second = KEYS[:4], KEYS[4:]
+    mirrored = ["A dog leaping over a fence on the left."]
+    scorer = CiderDPerCorpus([[REFERENCES[k] for k in first], [REFERENCES[k] for k in second]], [(mirrored, 1)])
+    batch = [KEYS[i] for i in (5, 0, 6, 1, 7, 2, 4, 3)]
+    got = scorer.score([CANDIDATES[k] for k in batch], [REFERENCES[k] for k in batch])
+    own = {k: CiderD([REFERENCES[j] for j in (first if k in first else second)]).score([CANDIDATES[k]], [REFERENCES[k]])[0]
+           for k in KEYS}
+    np.testing.assert_allclose(got, [own[k] for k in batch], atol=1e-12, rtol=0)
+    pooled = CiderD([REFERENCES[k] for k in KEYS]).score([CANDIDATES[k] for k in batch], [REFERENCES[k] for k in batch])
+    assert not np.allclose(got, pooled)  # the document frequencies do differ
+    np.testing.assert_allclose(scorer.score(["a dog jumps over a fence"], [mirrored]),
+                               CiderD([REFERENCES[k] for k in second]).score(["a dog jumps over a fence"], [mirrored]))
+    with pytest.raises(ValueError, match="none of the corpora"):
+        scorer.score(["a dog"], [["a dog on a sofa"]])
 
 
 def test_cider_d_rejects_mismatched_lengths():

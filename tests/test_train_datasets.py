@@ -137,6 +137,27 @@ def test_two_datasets_train_one_model_scored_on_both_devs(both, two):
     assert Captioner.load(both / "bundle", device="cpu", backend="torch").caption(two[1].parent / "images" / "red_a.png").text
 
 
+def test_self_critical_epochs_with_per_dataset_rewards(both, two, tmp_path, monkeypatch):
+    """--scst-idf per-dataset: each photo's reward (mirrored ones too) is its own set's CIDEr-D."""
+    from captioning.training import trainer
+
+    scored = []
+    real = trainer.CiderDPerCorpus.score
+
+    def score(self, candidates, references):
+        out = real(self, candidates, references)
+        scored.append(out)
+        return out
+
+    monkeypatch.setattr(trainer.CiderDPerCorpus, "score", score)
+    out = tmp_path / "scst"
+    assert trainer.main(_args(list(two), out, both.parent / "cache", **{
+        "init-from": both / "bundle", "epochs": 0, "scst-epochs": 1, "scst-idf": "per-dataset", "hflip": 0.5,
+        "device": "cpu", "name": ""})) == 0
+    assert scored and (out / "bundle").is_dir()  # mirrored photos' references found their set too
+    assert load_bundle(out / "bundle").manifest["training"]["config"]["scst_idf"] == "per-dataset"
+
+
 def test_caption_eval_and_average_score_every_dataset(both, two, tmp_path):
     from captioning.training.averaging import main as average
     from captioning.training.evaluate import main as evaluate

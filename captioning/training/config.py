@@ -56,6 +56,8 @@ class TrainConfig:
     #                          words otherwise dominates the samples (1.0 = the full distribution)
     scst_baseline: str = "greedy"  # "greedy": reward of the greedy caption (Rennie et al.);
     #                                "mean": mean reward of the image's other samples (Luo 2020)
+    scst_idf: str = "pooled"  # the reward's CIDEr-D document frequencies: "pooled" over every training set, or
+    #                         "per-dataset": each image's own set's, as its dev split is scored
     scst_xe_weight: float = 0.0  # weight of the references' cross-entropy kept in the self-critical loss: it
     #                               counters SCST's collapse onto a few safe captions (0 = pure SCST)
     balance: float = 0.5  # with several datasets, each one's share of an epoch's images is proportional to
@@ -113,6 +115,8 @@ def check(cfg: TrainConfig, decoder: dict[str, Any]) -> None:
         raise SystemExit(f"--scst-baseline must be greedy or mean, not {cfg.scst_baseline!r}")
     if cfg.scst_baseline == "mean" and cfg.scst_samples < 2:
         raise SystemExit("--scst-baseline mean needs --scst-samples >= 2")
+    if cfg.scst_idf not in ("pooled", "per-dataset"):
+        raise SystemExit(f"--scst-idf must be pooled or per-dataset, not {cfg.scst_idf!r}")
     if cfg.scst_xe_weight < 0:
         raise SystemExit(f"--scst-xe-weight must be >= 0, not {cfg.scst_xe_weight}")
     if not 0.0 < cfg.scst_top_p <= 1.0:

@@ -214,3 +214,35 @@ class CiderD:
         delta = (lengths[pair_cand] - lengths[pair_ref]).astype(np.float64)
         per_pair = sim.sum(axis=1) * np.exp(-(delta ** 2) / (2 * self.sigma ** 2))
         return np.bincount(pair_cand, weights=per_pair, minlength=n_cand) / n / pair_counts * 10.0
+
+
+class CiderDPerCorpus:
+    """CIDEr-D whose document frequencies are each image's own dataset's (``corpora``: per dataset, one
+    list of references per image), as each dev split is scored; a pooled corpus would weigh the smaller
+    dataset's common n-grams as rare ones. ``score`` has :class:`CiderD`'s signature: an image's
+    references say which corpus it belongs to (the first one holding that exact list; ``extra``: further
+    reference lists, such as the mirrored photos' captions, each with the index of its corpus)."""
+
+    def __init__(self, corpora: Sequence[Sequence[Sequence[Caption]]],
+                 extra: Sequence[tuple[Sequence[Caption], int]] = (), **cider: float):
+        self.ciders = [CiderD(refs, **cider) for refs in corpora]  # type: ignore[arg-type]
+        self._corpus: dict[tuple, int] = {}
+        for refs, c in [(r, c) for c, rs in enumerate(corpora) for r in rs] + list(extra):
+            self._corpus.setdefault(_key(refs), c)
+
+    def score(self, candidates: Sequence[Caption], references: Sequence[Sequence[Caption]]) -> np.ndarray:
+        if len(candidates) != len(references):
+            raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
+        try:
+            corpus = np.array([self._corpus[_key(r)] for r in references], dtype=np.int64)
+        except KeyError:
+            raise ValueError("references that belong to none of the corpora") from None
+        out = np.zeros(len(candidates))
+        for c in np.unique(corpus):
+            rows = np.flatnonzero(corpus == c)
+            out[rows] = self.ciders[c].score([candidates[i] for i in rows], [references[i] for i in rows])
+        return out
+
+
+def _key(refs: Sequence[Caption]) -> tuple:
+    return tuple(r if isinstance(r, str) else tuple(r) for r in refs)

@@ -49,7 +49,7 @@ from .config import TrainConfig, check, check_finetune, options_from_args, parse
 from .datasets import check_rule, epoch_order, log_row, read_datasets, selection_score
 from .evaluate import datasets_metrics, score_split
 from .features import FeatureCache
-from .metrics import CiderD
+from .metrics import CiderD, CiderDPerCorpus
 from .objectives import Objective, caption_targets, mirror_caption, scst_xe_batch, xe_batch
 from .provenance import encoder_source, training_record, tuned_blocks
 from .runlog import RunLog
@@ -104,9 +104,18 @@ class Trainer:
         self.t_resumed = time.time() - self.state["seconds"]
         self.batches_per_epoch = (len(self.items) + cfg.images_per_batch - 1) // cfg.images_per_batch
         self.total_xe_steps = cfg.epochs * self.batches_per_epoch
-        self.cider = CiderD([it.captions for it in self.items]) if cfg.scst_epochs else None
+        self.cider = self._reward() if cfg.scst_epochs else None
 
     # -- setup -----------------------------------------------------------------------------
+    def _reward(self) -> CiderD | CiderDPerCorpus:
+        """The self-critical reward: CIDEr-D with the document frequencies of every training set pooled,
+        or of each image's own set (--scst-idf)."""
+        if self.cfg.scst_idf == "per-dataset":
+            corpus = np.repeat(np.arange(len(self.sets)), [len(d.train) for d in self.sets])  # (N,) each image's set
+            mirrored = [] if self.mirrored is None else list(zip(self.mirrored.refs, corpus.tolist()))
+            return CiderDPerCorpus([[it.captions for it in d.train] for d in self.sets], mirrored)
+        return CiderD([it.captions for it in self.items])
+
     def _read_data(self) -> None:
         """Every dataset's training and dev images; self.items: the training images, dataset after dataset."""
         cfg = self.cfg
