@@ -36,7 +36,7 @@ from captioning.visualize import attention_overlay
 from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
 from pipelines.images.archives import ArchiveError, image_entries, is_zip, unpack
-from pipelines.video import TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
+from pipelines.video import SearchOptions, TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
 from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
 from pipelines.video.results import BLANK, SORTS, no_matches
@@ -53,6 +53,7 @@ MAX_BATCH_FILES = 2000
 UNZIPPED_PER_UPLOAD = 4  # a batch's zips may unpack to this many times the upload limit in all
 CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: every 10 min, delete this app's files older than 1 h
 VIDEO = TagOptions()  # the video tab's defaults: tag-video's
+SEARCH = SearchOptions()  # the video search's defaults: tag-video's --min-hit-confidence and --sort
 BATCH_COLUMNS = ["file", "caption", "confidence", "sure?", "tags", "error"]  # the batch table (caption_batch's rows)
 
 
@@ -197,17 +198,25 @@ class Handlers:
         return gr.Error(f"The video is {length}; this server takes up to {self.max_video_seconds:g} s "
                         "(use tag-video for longer ones).")
 
-    def search_video(self, query: str, result: dict | None, sort: str = SORTS[0]):
+    def search_video(self, query: str, result: dict | None, sort: str = SEARCH.sort,
+                     min_confidence: float = SEARCH.min_confidence):
         """Segments of the tagged video that match a tag query, in ``sort`` order (tag-video's
-        ``--sort``), and a line saying so when there are none (tag-video's)."""
+        ``--sort``), those under ``min_confidence`` left out (tag-video's ``--min-hit-confidence``),
+        and a line saying so when none is left (tag-video's, the hidden ones counted)."""
         if not result:
             raise gr.Error("Tag a video first.")
         if not query or not query.strip():
             return [], ""
+        with _shown(ValueError):
+            options = SearchOptions(min_confidence=min_confidence, sort=sort if sort in SORTS else SORTS[0])
         tags = VideoTags.from_dict(result["tags"])
-        hits = tags.search(query.strip(), sort=sort if sort in SORTS else SORTS[0])
+        hits = tags.search(query.strip(), min_confidence=options.min_confidence, sort=options.sort)
         rows = [[clock(s.start), clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
-        return rows, "" if hits else no_matches(query, Path(tags.video.path).name)
+        if hits:
+            return rows, ""
+        threshold = f"below the minimum confidence {options.min_confidence:g}: lower it to see them"
+        return rows, no_matches(query, Path(tags.video.path).name, hidden=len(tags.search(query.strip())),
+                                threshold=threshold)
 
     # -- batch tab -----------------------------------------------------------------------
     def caption_batch(self, files: list[str] | None, *decoding: Any):
@@ -304,7 +313,9 @@ def _video_tab(h: Handlers, decoding: Decoding) -> None:
                 about = gr.Markdown(elem_id="shot-about")
         with gr.Row():
             query = gr.Textbox(label="Search tags (e.g. dog, puppy, beach)", scale=3, elem_id="video-search")
-            order = gr.Radio(list(SORTS), value=SORTS[0], label="Order by", scale=1)
+            order = gr.Radio(list(SORTS), value=SEARCH.sort, label="Order by", scale=1)
+            minimum = gr.Slider(0, 1, value=SEARCH.min_confidence, step=0.05, label="Minimum confidence", scale=1,
+                                elem_id="video-min-confidence")
             find = gr.Button("Search", scale=1)
         hits = gr.Dataframe(headers=["start", "end", "confidence", "matched"], label="Matching segments",
                             interactive=False)
@@ -313,8 +324,8 @@ def _video_tab(h: Handlers, decoding: Decoding) -> None:
         tag.click(with_decoding_parameters(h.tag_video), [video, fps, threshold, *video_decoding],
                   [shots, strip, top_tags, downloads, video_state], api_name="tag_video")
         shots.select(h.select_shot, video_state, [keyframe, about, strip], api_visibility="private")
-        gr.on([find.click, query.submit, order.change], h.search_video, [query, video_state, order], [hits, no_hits],
-              api_name="search_video")
+        gr.on([find.click, query.submit, order.change, minimum.release], h.search_video,
+              [query, video_state, order, minimum], [hits, no_hits], api_name="search_video")
 
 
 def dev_quality(metrics: dict) -> str:

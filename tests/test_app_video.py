@@ -3,6 +3,7 @@ the shot table, the timeline picture and the state; a row picked shows that shot
 full size and outlines it on the timeline; search reads the same state."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import gradio as gr
@@ -11,8 +12,9 @@ import pytest
 from PIL import Image
 
 import app
+from pipelines.video import SearchOptions
 from pipelines.video.results import VideoTags
-from pipelines.video.timeline import BOUNDARY, SELECTED, Layout
+from pipelines.video.timeline import BOUNDARY, SELECTED, Layout, clock
 from test_video_clips import make_clip
 
 SHOTS = (("chelsea", 3.0), ("coffee", 3.0), ("astronaut", 3.0))  # cuts at 3 and 6 s of 9
@@ -66,6 +68,37 @@ def test_search_reads_the_tab_state(tagged):
     assert by_confidence and [r[2] for r in by_confidence] == sorted((r[2] for r in by_confidence), reverse=True)
     name = Path(VideoTags.from_dict(state["tags"]).video.path).name
     assert handlers.search_video("deer", state) == ([], f"no matches for 'deer' in {name}")  # as tag-video says it
+
+
+def test_search_hides_hits_under_the_minimum_confidence_and_says_so(tagged):
+    handlers, (_, _, _, _, state) = tagged
+    tags = VideoTags.from_dict(state["tags"])
+    low = next(label for label in sorted(tags.index)
+               if tags.search(label) and max(s.confidence for s in tags.search(label)) < SearchOptions().min_confidence)
+    hidden = len(tags.search(low))
+    name = Path(tags.video.path).name
+    assert handlers.search_video(low, state) == (  # the default minimum: none shown, the hidden ones counted
+        [], f"no matches for {low!r} in {name} ({hidden} below the minimum confidence 0.2: lower it to see them)")
+    rows, said = handlers.search_video(low, state, "time", 0.0)
+    assert len(rows) == hidden and said == ""
+    kept = tags.search("cat", min_confidence=0.5)  # the photo's cat labels, not the random decoder's word "cat"
+    assert kept and kept != tags.search("cat")
+    assert [r[:3] for r in handlers.search_video("cat", state, "time", 0.5)[0]] == [
+        [clock(s.start), clock(s.end), round(s.confidence, 3)] for s in kept]
+    with pytest.raises(gr.Error, match="min_confidence must be in"):
+        handlers.search_video("cat", state, "time", 1.5)
+
+
+def test_the_search_slider_defaults_to_tag_videos_minimum(captioner):
+    default = SearchOptions().min_confidence
+    assert inspect.signature(app.Handlers.search_video).parameters["min_confidence"].default == default
+    demo = app.build_demo(captioner)
+    components = {c["id"]: c for c in demo.config["components"]}
+    (slider,) = [c for c in components.values() if c.get("props", {}).get("elem_id") == "video-min-confidence"]
+    assert (slider["props"]["value"], slider["props"]["minimum"], slider["props"]["maximum"],
+            slider["props"]["step"]) == (default, 0, 1, 0.05)
+    (search,) = [d for d in demo.config["dependencies"] if d.get("api_name") == "search_video"]
+    assert slider["id"] in search["inputs"] and (slider["id"], "release") in [tuple(t) for t in search["targets"]]
 
 
 def test_the_table_selects_into_the_keyframe_and_the_timeline(captioner):

@@ -15,11 +15,11 @@ import pytest
 
 from captioning import EverydayOptions
 from captioning.options import field_comments
-from pipelines.video import OutputOptions, TagOptions, VideoTooLong, tag_video
+from pipelines.video import OutputOptions, SearchOptions, TagOptions, VideoTooLong, tag_video
 from pipelines.video.cli import _parser, main
 from pipelines.video.cuts import CutOptions
 from pipelines.video.io import FALLBACK_FPS, VideoError, VideoReader
-from pipelines.video.results import VideoTags
+from pipelines.video.results import SORTS, VideoTags
 from test_video_clips import CUTS, SHOTS, make_clip, still_shot, truncate, write_av
 
 DURATION = sum(s for _, s in SHOTS)
@@ -260,7 +260,7 @@ def test_cli_batch_with_bad_files_outputs_and_query(video_dir, tiny_bundle_dir, 
     out = tmp_path / "out"
     rc = main([str(video_dir), str(video_dir / "missing.mp4"), "--weights", str(tiny_bundle_dir), "--device", "cpu",
                "--out", str(out), "--formats", "json,csv,srt,vtt", "--thumbnails", "--query", "tiger cat",
-               "--batch-size", "4", "--strict"])
+               "--min-hit-confidence", "0", "--batch-size", "4", "--strict"])  # the tiny model's tiger cat: under 0.2
     captured = capsys.readouterr()
     assert rc == 1  # --strict: a video failed (the good one was still tagged); without it, 0 as caption-images
     errors = [line for line in captured.err.splitlines() if line.startswith("tag-video:")]
@@ -314,7 +314,8 @@ def test_cli_missing_bundle_is_one_line_exit_2(video_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--formats", "json,xml", "--out", "x"], ["--formats", "srt"],
-                                  ["--fps", "0"], ["--tags", "0"], ["--engine", "spark"]])
+                                  ["--fps", "0"], ["--tags", "0"], ["--engine", "spark"], ["--sort", "size"],
+                                  ["--min-hit-confidence", "high"], ["--min-confidence", "0.5"]])
 def test_cli_rejects_bad_options(video_dir, argv, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(video_dir / "Short.AVI"), *argv])
@@ -323,7 +324,11 @@ def test_cli_rejects_bad_options(video_dir, argv, capsys):
 
 @pytest.mark.parametrize("argv,message", [(["--fps", "0"], "--fps must be > 0"),
                                           (["--every-n-frames", "0", "--beam-size", "0"],
-                                           "--every-n-frames must be >= 1; --beam-size must be >= 1")])
+                                           "--every-n-frames must be >= 1; --beam-size must be >= 1"),
+                                          (["--min-hit-confidence", "1.5"],
+                                           "--min-hit-confidence must be in [0, 1], not 1.5"),
+                                          (["--min-hit-confidence", "-0.1"],
+                                           "--min-hit-confidence must be in [0, 1], not -0.1")])
 def test_cli_names_the_flag_of_a_bad_option(video_dir, argv, message, capsys):
     with pytest.raises(SystemExit):
         main([str(video_dir / "Short.AVI"), *argv])
@@ -333,7 +338,8 @@ def test_cli_names_the_flag_of_a_bad_option(video_dir, argv, message, capsys):
 def test_cli_flags_are_the_tag_cut_and_output_options():
     flags = {a.dest: a for a in _parser()._actions if a.option_strings}
     for cls, skip, rename in ((TagOptions, ("cuts", "decoding", "everyday"), {}), (CutOptions, (), {}),
-                              (EverydayOptions, ("exclude_tags",), {}), (OutputOptions, ("formats",), {"out_dir": "out"})):
+                              (EverydayOptions, ("exclude_tags",), {}), (OutputOptions, ("formats",), {"out_dir": "out"}),
+                              (SearchOptions, (), {"min_confidence": "min_hit_confidence"})):
         comments = field_comments(cls)
         for f in dataclasses.fields(cls):
             if f.name not in skip:  # cuts, everyday: their own flags; decoding: Decoding's; formats, exclude_tags: repeatable
@@ -342,6 +348,8 @@ def test_cli_flags_are_the_tag_cut_and_output_options():
                 assert flag.default == f.default and flag.help.startswith(comment), f.name
     assert flags["formats"].help.endswith("(repeatable; default: json)")
     assert flags["beam_size"].help.endswith("(default: the bundle's)") and flags["fps"].type is float
+    assert flags["sort"].choices == SORTS and "min_confidence" not in flags  # caption-images' --min-confidence:
+    # a caption's confidence; tag-video's minimum is a search hit's, --min-hit-confidence
 
 
 def test_cli_no_videos(tmp_path, capsys):

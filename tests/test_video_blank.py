@@ -12,6 +12,7 @@ import pytest
 from pipelines.video import tag_video
 from pipelines.video.cli import _report, main
 from pipelines.video.export import write_outputs
+from pipelines.video.options import SearchOptions
 from pipelines.video.results import BLANK, Segment, VideoTags, no_matches
 from test_video_clips import SIZE, still_shot, write_av
 
@@ -129,9 +130,55 @@ def test_cli_sorts_by_confidence_and_says_when_nothing_matched(blank_clip, tiny_
 def test_report_orders_hits_and_warns_once_per_query(blank_tags):
     fake = dataclasses.replace(blank_tags, index={"dog": (Segment(0, 1, 0.2), Segment(2, 3, 0.9))})
     out, err = [], []
-    _report(fake, ["puppy", "zebra"], out.append, sort="confidence", warn=err.append)
-    assert [line.split("\t")[2] for line in out] == ["0.900", "0.200"]
+    _report(fake, ["puppy", "zebra"], out.append, search=SearchOptions(sort="confidence"), warn=err.append)
+    assert [line.split("\t")[2] for line in out] == ["0.900", "0.200"]  # 0.2: the minimum is shown
     assert err == [no_matches("zebra", fake.video.path)] == [f"no matches for 'zebra' in {fake.video.path}"]
+
+
+def test_report_hides_hits_under_the_minimum_confidence_and_counts_them(blank_tags):
+    path = blank_tags.video.path
+    fake = dataclasses.replace(blank_tags, index={"dog": (Segment(0, 1, 0.1), Segment(5, 6, 0.9)),
+                                                  "cat": (Segment(0, 1, 0.05), Segment(3, 4, 0.19))})
+    out, err = [], []
+    _report(fake, ["dog", "cat", "zebra"], out.append, warn=err.append)  # SearchOptions(): from 0.2
+    assert [line.split("\t")[1:3] for line in out] == [["00:00:05.000 --> 00:00:06.000", "0.900"]]
+    assert err == [f"no matches for 'cat' in {path} (2 under --min-hit-confidence 0.2)",
+                   f"no matches for 'zebra' in {path}"]
+    out, err = [], []
+    _report(fake, ["dog", "cat", "zebra"], out.append, search=SearchOptions(min_confidence=0), warn=err.append)
+    assert [line.split("\t")[2] for line in out] == ["0.100", "0.900", "0.050", "0.190"]
+    assert err == [f"no matches for 'zebra' in {path}"]
+
+
+def test_search_options_check_themselves():
+    assert SearchOptions() == SearchOptions(min_confidence=0.2, sort="time")
+    assert SearchOptions(min_confidence=0).min_confidence == 0 and SearchOptions(min_confidence=1).sort == "time"
+    for bad, field in (({"min_confidence": -0.1}, "min_confidence"), ({"min_confidence": 1.5}, "min_confidence"),
+                       ({"min_confidence": float("nan")}, "min_confidence"), ({"sort": "size"}, "sort")):
+        with pytest.raises(ValueError, match=f"^{field} "):
+            SearchOptions(**bad)
+
+
+def test_cli_hides_hits_under_the_minimum_confidence_unless_told(blank_clip, blank_tags, tiny_bundle_dir, capsys):
+    """docs/experiments.md: nine in ten hits under 0.2 are wrong, so --query shows a segment from 0.2
+    on; --min-hit-confidence 0 shows every one; a query whose hits are all hidden says how many."""
+    cat = blank_tags.search("cat")  # the photo's cat labels (high), the random decoder's word "cat" (low)
+    shown = [s for s in cat if s.confidence >= 0.2]
+    assert shown and len(shown) < len(cat)
+    low = next(label for label in sorted(blank_tags.index)
+               if blank_tags.search(label) and max(s.confidence for s in blank_tags.search(label)) < 0.2)
+    hidden = len(blank_tags.search(low))
+    argv = [str(blank_clip), "--weights", str(tiny_bundle_dir), "--device", "cpu", "--batch-size", "4",
+            "--query", "cat", "--query", low]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    confidences = [float(line.split("\t")[2]) for line in captured.out.splitlines()]
+    assert confidences == pytest.approx([s.confidence for s in shown], abs=1e-3)
+    assert (f"tag-video: no matches for {low!r} in {blank_clip} ({hidden} under --min-hit-confidence 0.2)"
+            in captured.err.splitlines())
+    assert main([*argv, "--min-hit-confidence", "0"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == len(cat) + hidden and "no matches" not in captured.err
 
 
 def test_the_synonym_table_names_everyday_words():

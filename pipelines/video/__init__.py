@@ -37,11 +37,12 @@ from typing import Any
 from .cuts import CutOptions
 from .export import OutputOptions
 from .io import VideoError
-from .options import TagOptions
+from .options import SearchOptions, TagOptions
 from .results import VideoTags
 from .scan import VideoTooLong
 
-__all__ = ["CutOptions", "OutputOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong", "tag_video"]
+__all__ = ["CutOptions", "OutputOptions", "SearchOptions", "TagOptions", "VideoError", "VideoTags", "VideoTooLong",
+           "tag_video"]
 
 
 def __getattr__(name: str) -> Any:

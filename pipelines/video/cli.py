@@ -29,11 +29,13 @@ from .batch import PROG, Bars, LocalEngine, RayEngine, plan
 from .cuts import CutOptions
 from .export import OutputOptions
 from .layout import LayoutError, targets
-from .results import SORTS, Segment, VideoTags, no_matches
+from .results import Segment, VideoTags, no_matches
 from .subtitles import timestamp
-from .options import TagOptions
+from .options import SearchOptions, TagOptions
 
 OUTPUT_FLAGS = {"out_dir": "out"}  # OutputOptions field -> flag name, where they differ
+SEARCH_FLAGS = {"min_confidence": "min_hit_confidence"}  # SearchOptions field -> flag name (caption-images'
+# --min-confidence is a caption's confidence, another quantity)
 EPILOG = ("Resume: run the same command again; a video whose files are all in its --out folder, made with the same "
           "bundle and options, is skipped; one made otherwise is refused, naming the difference, unless --overwrite.")
 
@@ -43,15 +45,16 @@ def _format_segment(path: str, s: Segment) -> str:
             f"{s.confidence:.3f}\t{', '.join(s.labels)}")
 
 
-def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None], *, sort: str = SORTS[0],
-            warn: Callable[[str], None] = lambda line: None) -> None:
+def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None], *,
+            search: SearchOptions = SearchOptions(), warn: Callable[[str], None] = lambda line: None) -> None:
     if queries:
         for q in queries:  # like grep: one line per matching segment; none: one line on stderr
-            hits = tags.search(q, sort=sort)
+            hits = tags.search(q, min_confidence=search.min_confidence, sort=search.sort)
             for s in hits:
                 write(_format_segment(tags.video.path, s))
             if not hits:
-                warn(no_matches(q, tags.video.path))
+                threshold = f"under {flag(SEARCH_FLAGS['min_confidence'])} {search.min_confidence:g}"
+                warn(no_matches(q, tags.video.path, hidden=len(tags.search(q)), threshold=threshold))
         return
     top = {source: ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags.summary.tags if t.source == source)
            for source in ("everyday", "imagenet")}
@@ -72,13 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     add_dataclass_flags(files, OutputOptions, rename=OUTPUT_FLAGS)
     files.add_argument("--overwrite", action="store_true", help="start over: tag every video again, replacing the "
                        "files earlier runs wrote (never another file) (default: off)")
-    p.add_argument("--query", action="append", default=[], metavar="TAG",
-                   help="print the segments where TAG is seen (path, start --> end, confidence, "
-                   "matching tags; tab-separated) instead of a summary; TAG may be an everyday word's synonym "
-                   "(puppy, automobile); repeatable (default: none)")
-    p.add_argument("--sort", choices=SORTS, default=SORTS[0],
-                   help="order of --query's segments: by start time, or by confidence, highest first "
-                   f"(default: {SORTS[0]})")
+    search = p.add_argument_group("search")
+    search.add_argument("--query", action="append", default=[], metavar="TAG",
+                        help="print the segments where TAG is seen (path, start --> end, confidence, "
+                        "matching tags; tab-separated) instead of a summary; TAG may be an everyday word's synonym "
+                        "(puppy, automobile); repeatable (default: none)")
+    add_dataclass_flags(search, SearchOptions, rename=SEARCH_FLAGS)
     add_engine_flags(p, actors=None, actors_default="one per CPU, at most one per video")
     add_weights_flag(p)
     add_runtime_flags(p)
@@ -97,14 +99,16 @@ def _dataclass_from_args(p: argparse.ArgumentParser, cls: type, args: argparse.N
         p.error(message)
 
 
-def _options(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[TagOptions, OutputOptions]:
+def _options(p: argparse.ArgumentParser,
+             args: argparse.Namespace) -> tuple[TagOptions, OutputOptions, SearchOptions]:
     if (args.formats or args.thumbnails) and not args.out:
         p.error("--formats and --thumbnails need --out DIR")
     cuts = _dataclass_from_args(p, CutOptions, args, {})
     tag = options_from_args(p, TagOptions, args, skip=("cuts", "everyday"))
     everyday = options_from_args(p, EverydayOptions, args)
     return (dataclasses.replace(tag, cuts=cuts, everyday=everyday),
-            _dataclass_from_args(p, OutputOptions, args, OUTPUT_FLAGS))
+            _dataclass_from_args(p, OutputOptions, args, OUTPUT_FLAGS),
+            _dataclass_from_args(p, SearchOptions, args, SEARCH_FLAGS))
 
 
 def _error(line: object) -> None:
@@ -114,7 +118,7 @@ def _error(line: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
-    options, output = _options(p, args)
+    options, output, search = _options(p, args)
     runtime = runtime_from_args(p, args)
     found = discover(args.inputs, recursive=args.recursive, extensions=VIDEO_EXTENSIONS)
     for warning in found.warnings:
@@ -140,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in todo.skipped:
         _error(note)
-    return _tag(engine, todo.jobs, len(todo.skipped), args)
+    return _tag(engine, todo.jobs, len(todo.skipped), args, search)
 
 
-def _tag(engine: LocalEngine | RayEngine, jobs: list, skipped: int, args: argparse.Namespace) -> int:
-    """Tag ``jobs`` with ``engine``, reporting each video as it ends; returns the exit status."""
+def _tag(engine: LocalEngine | RayEngine, jobs: list, skipped: int, args: argparse.Namespace,
+         search: SearchOptions) -> int:
+    """Tag ``jobs`` with ``engine``, reporting each video as it ends (``--query``'s segments as
+    ``search`` says); returns the exit status."""
     bars, start = Bars(len(jobs)), time.perf_counter()
     tagged, failed, seconds = 0, 0, 0.0
     say = lambda line: tqdm.write(line, file=sys.stdout)  # noqa: E731
@@ -158,7 +164,7 @@ def _tag(engine: LocalEngine | RayEngine, jobs: list, skipped: int, args: argpar
             tagged, seconds = tagged + 1, seconds + tags.video.duration
             if tags.partial:
                 tqdm.write(f"{PROG}: {path}: partial results: {'; '.join(tags.errors)}", file=sys.stderr)
-            _report(tags, args.query, say, sort=args.sort,
+            _report(tags, args.query, say, search=search,
                     warn=lambda line: tqdm.write(f"{PROG}: {line}", file=sys.stderr))
     except KeyboardInterrupt:
         bars.close()

@@ -1,10 +1,10 @@
-"""How a video is tagged: :class:`TagOptions` (torch-free: ``tag-video`` builds its flags,
-plans and resumes a batch before it imports torch)."""
+"""How a video is tagged: :class:`TagOptions`; how its tags are searched: :class:`SearchOptions`
+(torch-free: ``tag-video`` builds its flags, plans and resumes a batch before it imports torch)."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 from captioning.config import Decoding
 from captioning.everyday import EverydayOptions
@@ -12,6 +12,8 @@ from captioning.everyday import EverydayOptions
 from .cuts import CutOptions
 
 CUT_OPTIONS = tuple(f.name for f in dataclasses.fields(CutOptions))  # tag_video(..., cut_ratio=2.5) goes to cuts
+Sort = Literal["time", "confidence"]  # orders of search results: by start time, or highest confidence first
+SORTS: tuple[str, ...] = get_args(Sort)  # the same as a tuple, the first the default (VideoTags.search's sort)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,22 @@ class TagOptions:
         """The old name of :attr:`scene_threshold` (shots were cut by semantic distance before
         issue #22), kept while the web UI still reads it."""
         return self.scene_threshold
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How ``tag-video --query`` and the web UI's video search show the segments :meth:`VideoTags.search`
+    finds (its own defaults show every one): ``tag-video``'s flags (``min_confidence`` is
+    ``--min-hit-confidence``) and the UI's defaults."""
+    min_confidence: float = 0.2  # a segment whose confidence is under this is not shown (0: every one); nearly half
+    # of all hits are under 0.2 and 9 in 10 of those are wrong (precision 0.095; 0.22-0.66 above; docs/experiments.md)
+    sort: Sort = "time"  # order of the segments found: time (by start) or confidence (highest first, then by start)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"min_confidence must be in [0, 1], not {self.min_confidence!r}")
+        if self.sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {self.sort!r}")
 
 
 def recorded_options(options: TagOptions, decoding: Decoding) -> dict[str, Any]:

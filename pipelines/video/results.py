@@ -101,12 +101,12 @@ from typing import Any
 
 from captioning.results import Tag
 
+from .options import SORTS  # (others import it from here too)
 from .words import matches, synonym_targets
 
 FORMAT_VERSION = 4
 READ_VERSIONS = (2, 3, 4)  # format_version from_dict reads (2: as 3 with no frame blank; 2, 3: word_probability)
 CALIBRATED, WORD_PROBABILITY = "calibrated", "word_probability"  # the kinds of caption confidence
-SORTS = ("time", "confidence")  # orders of search results: by start time, or highest confidence first
 BLANK = "blank (black, grey or one flat colour): not captioned"  # a blank shot's caption as the report and UI show it
 _DIGITS = 4  # decimals kept for floats in the JSON
 
@@ -252,7 +252,9 @@ class VideoTags:
 
     def search(self, query: str, *, min_confidence: float = 0.0, sort: str = "time") -> list[Segment]:
         """Segments where a tag matching ``query`` is seen, merged when they touch or overlap, in
-        ``sort`` order (:data:`SORTS`: "time", or "confidence": highest first, then by time).
+        ``sort`` order (:data:`SORTS`: "time", or "confidence": highest first, then by time), leaving
+        out a tag's segments whose confidence is under ``min_confidence`` (0: none left out; the CLI and
+        the web UI pass :class:`~pipelines.video.options.SearchOptions`' minimum).
 
         Case-insensitive; matches ImageNet labels, everyday words ("dog" for every breed) and caption
         words, whole label or every query word among the label's words (so "cat" finds "tiger cat");
@@ -269,9 +271,12 @@ class VideoTags:
         return sorted(merged, key=lambda s: (-s.confidence, s.start)) if sort == "confidence" else merged
 
 
-def no_matches(query: str, path: str) -> str:
-    """What the CLI and the web UI say when ``query`` finds nothing in the video at ``path``."""
-    return f"no matches for {query.strip()!r} in {path}"
+def no_matches(query: str, path: str, *, hidden: int = 0, threshold: str = "") -> str:
+    """What the CLI and the web UI say when ``query`` finds nothing to show in the video at ``path``;
+    with ``hidden`` segments found under the minimum confidence, how many, and ``threshold``, how
+    the tool words that minimum: ``no matches for 'dog' in clip.mp4 (3 under --min-hit-confidence 0.2)``."""
+    line = f"no matches for {query.strip()!r} in {path}"
+    return f"{line} ({hidden} {threshold})" if hidden else line
 
 
 def merge_segments(segments: list[Segment], *, gap: float = 1e-3) -> list[Segment]:
