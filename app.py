@@ -5,8 +5,8 @@ everyday and ImageNet tags, attention heatmap per word), a video (a timeline pic
 shots, a shot table whose rows show their keyframe large, tags, search, downloads) and a batch
 of images (table, CSV/JSONL downloads). ``build_demo(captioner)`` makes the app without
 launching it, for tests; the model loads once, in ``main()``. The decoding options' controls:
-``app_decoding.py``; how tags are shown: ``app_tags.py``; how confidence and the unfamiliar-photo
-warning are: ``app_trust.py``.
+:mod:`pipelines.ui.decoding`; how tags are shown: :mod:`pipelines.ui.tags`; how confidence and the
+unfamiliar-photo warning are: :mod:`pipelines.ui.trust`.
 
 Files: uploads and the files a request hands back (downloads, keyframes) live in Gradio's
 cache, which Gradio serves from and empties on the :data:`CACHE_CLEANUP` schedule; zip
@@ -36,16 +36,15 @@ from captioning.visualize import attention_overlay
 from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
 from pipelines.images.archives import ArchiveError, image_entries, is_zip, unpack
+from pipelines.ui.decoding import DECODING_FIELDS  # noqa: F401 (the tests read app.DECODING_FIELDS)
+from pipelines.ui.decoding import decoding_controls, decoding_overrides, with_decoding_parameters
+from pipelines.ui.tags import everyday_label, leading_source, record_tags, shown_tags
+from pipelines.ui.trust import record_confidence, record_verdict, verdict
 from pipelines.video import SearchOptions, TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
 from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
 from pipelines.video.results import BLANK, SORTS, no_matches
 from pipelines.video.timeline import clock, timeline
-
-from app_decoding import DECODING_FIELDS  # noqa: F401 (the tests read app.DECODING_FIELDS)
-from app_decoding import decoding_controls, decoding_overrides, with_decoding_parameters
-from app_tags import everyday_label, leading_source, record_tags, shown_tags
-from app_trust import record_confidence, record_verdict, verdict
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 600

@@ -1,4 +1,5 @@
-"""Batch image captioning and video tagging built on ``captioning.Captioner``."""
+"""Batch image captioning and video tagging built on ``captioning.Captioner``, and the web UI's
+helpers (:mod:`pipelines.ui`)."""
 from __future__ import annotations
 
 from typing import Any

@@ -8,6 +8,8 @@ import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -435,3 +437,12 @@ def test_caption_image_reads_no_file_outside_the_uploads(served, cat_path, monke
                         if m.get("msg") == "process_completed")
         assert done["success"] is False
     assert opened == []
+
+
+def test_the_ui_helpers_but_the_decoding_controls_load_neither_gradio_nor_torch():
+    """pipelines.ui's tags and trust are plain functions over results; only its decoding module
+    (the controls) needs Gradio and, through Decoding, torch."""
+    code = ("import sys, pipelines.ui, pipelines.ui.tags, pipelines.ui.trust; "
+            "print('gradio' in sys.modules, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False"], result.stderr
