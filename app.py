@@ -106,7 +106,7 @@ class Handlers:
             raise gr.Error("Upload an image first.")
         self._check_size(image_path)
         try:
-            image = load_image(image_path)
+            image = self.captioner.preprocessing.load(image_path)
         except ImageError as e:
             raise gr.Error(f"Cannot read this image: {_reason(e, image_path)}") from None
         cap = self.captioner

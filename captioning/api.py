@@ -15,7 +15,7 @@ from .confidence import FEATURES, Calibration, features, load_calibration
 from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .imagenet import imagenet_categories
 from .everyday import EverydayOptions, EverydayTag, everyday_tags
-from .images import ImageInput, load_image
+from .images import ImageInput
 from .results import Alternative, CaptionResult, Tag
 from .runtime import DEFAULT_BACKEND, EncoderGraph, choose_backend
 
@@ -130,7 +130,7 @@ class Captioner:
         """Load and preprocess images -> (B, 3, size, size) on the device (size: preprocessing.size). uint8 arrays
         already resized by ``preprocessing.to_array`` pass straight through."""
         loaded = [im if isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self._array_shape
-                  else load_image(im) for im in images]
+                  else self.preprocessing.load(im) for im in images]
         pixels = self.preprocessing.to_tensor(loaded).to(self.device)  # (B, 3, size, size)
         return pixels.contiguous(memory_format=torch.channels_last) if self.backend == "torch" else pixels
 

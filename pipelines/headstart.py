@@ -10,8 +10,8 @@ pipe tells the parent where each item ends (so the parent needs no GIL-holding t
 child going), and a second pipe carries the parent's acknowledgements, so that the child stays at
 most ``ahead`` items in front of what the parent has taken. An exception in the child is raised in
 the parent where its item would have come. The child never imports torch, never writes to the
-parent's files (it leaves with ``os._exit``), and is killed when the parent closes the head start
-or stops reading.
+parent's files (it leaves with ``os._exit``), and is killed when the parent stops or closes the
+head start, or stops reading.
 """
 from __future__ import annotations
 
@@ -90,19 +90,37 @@ class HeadStart(Generic[T]):
                 return
             i += 1
 
+    def stop(self) -> int:
+        """End the child now, dropping the item it is making: what it finished stays readable (``count``
+        becomes their number, later positions raise IndexError). For a caller that, its model loaded,
+        does the rest faster itself. Returns that number."""
+        with self._lock:
+            self._end_child()
+            while self._final is None:
+                token = _read_exactly(self._tokens, _TOKEN.size)
+                if token is None:  # all it sent is read
+                    self._final = (_END, self._ends[-1] if self._ends else 0)
+                else:
+                    self._take(token)
+            if self._final[0] == _END:
+                self.count = len(self._ends)
+            return len(self._ends)
+
     def _receive(self) -> None:
         token = _read_exactly(self._tokens, _TOKEN.size)
         if token is None:  # the child died without a word (killed)
             self._final = (_ERROR, -1)
             raise RuntimeError("the head-start process ended unexpectedly")
+        self._take(token)
+
+    def _take(self, token: bytes) -> None:
         kind, end = _TOKEN.unpack(token)
         if kind == _ITEM:
             self._ends.append(end)
         else:
             self._final = (kind, end)
 
-    def close(self) -> None:
-        """Stop the child (if still working) and free its file."""
+    def _end_child(self) -> None:
         if self.pid:
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -110,9 +128,15 @@ class HeadStart(Generic[T]):
                 pass
             os.waitpid(self.pid, 0)
             self.pid = 0
-            os.close(self._tokens)
-            os.close(self._acks)
-            self._file.close()
+
+    def close(self) -> None:
+        """Stop the child (if still working) and free its file."""
+        if self._file.closed:
+            return
+        self._end_child()
+        os.close(self._tokens)
+        os.close(self._acks)
+        self._file.close()
 
     def __enter__(self) -> "HeadStart[T]":
         return self
@@ -121,7 +145,7 @@ class HeadStart(Generic[T]):
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "pid", 0):
+        if hasattr(self, "_tokens"):
             self.close()
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -130,6 +131,28 @@ def test_caption_images_writes_the_same_records_with_and_without_it(tmp_path, ti
     assert outputs["head"] == outputs["inline"]
 
 
+def test_a_head_start_stopped_early_leaves_the_rest_to_the_readers(tmp_path, captioner, monkeypatch):
+    """caption-images stops the head start once the model is loaded: the photos it did not reach
+    are decoded in this process, and the records are those of a run without it."""
+    from pipelines.images import local
+    from pipelines.images.local import caption_images, prepare_head
+
+    prepare = local.prepare_image
+    monkeypatch.setattr(local, "prepare_image", lambda *a: time.sleep(0.1) or prepare(*a))  # the child's too
+
+    paths = []
+    for i in range(10):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (50, 70, 3), np.uint8)).save(tmp_path / f"p{i}.png")
+        paths.append(str(tmp_path / f"p{i}.png"))
+    head = prepare_head(paths, captioner.preprocessing)
+    head.get(0)
+    made = head.stop()
+    assert head.count == made and 1 <= made < 10
+    with_head = list(caption_images(paths, captioner, batch_size=4, head=head))
+    head.close()
+    assert with_head == list(caption_images(paths, captioner, batch_size=4))
+
+
 def test_tag_video_writes_the_same_results_with_and_without_it(tmp_path, tiny_bundle_dir, graph_cache):
     """Its first video scanned by the head start, a second one and a broken one in the same
     batch as usual: the same JSON as the in-process path."""
@@ -153,3 +176,23 @@ def test_tag_video_writes_the_same_results_with_and_without_it(tmp_path, tiny_bu
         for tags in results[mode].values():
             del tags["timings"]
     assert results["head"] == results["inline"]
+
+
+def test_stop_keeps_what_the_child_finished_and_nothing_after():
+    def slow() -> Iterator[int]:
+        for i in range(1000):
+            time.sleep(0.01)
+            yield i
+
+    head = HeadStart(slow, ahead=1000, count=1000)
+    try:
+        assert head.get(2) == 2
+        made = head.stop()
+        assert 3 <= made < 1000 and head.count == made
+        assert [head.get(i) for i in range(made)] == list(range(made))
+        with pytest.raises(IndexError):
+            head.get(made)
+        assert head.pid == 0  # the child is gone
+    finally:
+        head.close()
+    head.close()  # twice is harmless

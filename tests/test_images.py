@@ -116,3 +116,40 @@ def test_preprocessing_shape_and_range(rgb):
     x = Preprocessing().to_tensor([rgb, np.asarray(rgb)])
     assert x.shape == (2, 3, 224, 224)
     assert float(x.min()) >= -127 / 128 and float(x.max()) <= 128 / 128
+
+
+def _camera_photo(width: int = 2000, height: int = 1500) -> Image.Image:
+    """A smooth photo-like picture with some texture (a JPEG of it decodes like a camera's)."""
+    yy, xx = np.mgrid[:height, :width]
+    arr = np.stack([xx * 255 // width, yy * 255 // height, (xx // 50 + yy // 50) % 2 * 120 + 60], -1)
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def test_a_large_jpeg_decodes_reduced_for_the_encoder_and_keeps_its_full_size(tmp_path):
+    """reduce_to: the smallest DCT scale still >= the input size on both sides; the record's size is the
+    photo's upright full size; the encoder input barely differs from a full decode's."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 1500 x 2000 upright
+    path = tmp_path / "camera.jpg"
+    _camera_photo().save(path, quality=92, exif=exif.tobytes())
+    pre = Preprocessing(size=260)
+    full, reduced = load_image(path), pre.load(path)
+    assert full.size == (1500, 2000) and full.info["full_size"] == (1500, 2000)
+    assert reduced.size == (375, 500) and reduced.info["full_size"] == (1500, 2000)  # 1/4: 1/8 would be < 260
+    diff = np.abs(pre.to_array(full).astype(int) - pre.to_array(reduced))
+    assert diff.mean() < 2.0
+    assert pre.load(path.read_bytes()).size == (375, 500)  # bytes too
+    from pipelines.images.records import prepare_image
+
+    prepared = prepare_image(str(path), pre)  # what caption-images records
+    assert (prepared.width, prepared.height) == (1500, 2000) and prepared.pixels.shape == (260, 260, 3)
+
+
+def test_only_jpegs_decode_reduced_and_small_ones_stay_whole(tmp_path):
+    pre = Preprocessing(size=260)
+    _camera_photo().save(tmp_path / "big.png")
+    assert pre.load(tmp_path / "big.png").size == (2000, 1500)  # PNG has no reduced decode
+    _camera_photo(500, 400).save(tmp_path / "small.jpg")
+    assert pre.load(tmp_path / "small.jpg").size == (500, 400)  # 1/2 would be under 260
+    image = _camera_photo(1200, 1200)
+    assert pre.load(image) is not None and pre.load(image).size == (1200, 1200)  # an open PIL image is as it is

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from ..confidence import FEATURES, STOP_WORDS, Calibration, Familiarity, features, save_calibration
-from ..images import load_image
 from ..vocab import tokenize
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -50,7 +49,7 @@ def _encode_all(cap, paths: list[str], *, decode: bool):
     pooled, probs, scores, tokens = [], [], [], []
     with ThreadPoolExecutor(2) as pool:
         for i in tqdm(range(0, len(paths), BATCH), desc="decode" if decode else "embed", unit="batch"):
-            arrays = list(pool.map(lambda p: cap.preprocessing.to_array(load_image(p)), paths[i:i + BATCH]))
+            arrays = list(pool.map(lambda p: cap.preprocessing.to_array(cap.preprocessing.load(p)), paths[i:i + BATCH]))
             enc = cap.encode(arrays)
             pooled.append(enc.pooled.float().numpy())
             if decode:

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ..encoder import EfficientNetLite
-from ..images import Preprocessing, load_image
+from ..images import Preprocessing
 
 CACHE_DIR = "cache/features"  # the tools' default cache folder (relative to the working directory)
 
@@ -86,7 +86,7 @@ class FeatureCache:
         bar = tqdm(total=len(items), desc="encoding images", unit="img", disable=not progress)
 
         def prepare(path):
-            array = self.preprocessing.to_array(load_image(path))  # (size, size, 3) uint8
+            array = self.preprocessing.to_array(self.preprocessing.load(path))  # (size, size, 3) uint8
             return np.ascontiguousarray(array[:, ::-1]) if self.hflip else array
 
         with ThreadPoolExecutor(workers) as pool, open(self._data, "ab") as f:

@@ -118,6 +118,8 @@ def _engine(args: argparse.Namespace, options: CaptionOptions, todo: list[str]) 
         from captioning import Captioner  # imports torch, while the head start decodes
 
         captioner = Captioner.load(bundle, **asdict(args.runtime))
+        if head is not None:  # from here the reader threads decode the rest, on both cores
+            head.stop()
     except BaseException:
         if head is not None:
             head.close()

@@ -25,7 +25,9 @@ from .records import (CaptionOptions, Prepared, caption_encoded, confidence_prob
 BATCH_SIZE = 32  # images per model batch
 WORKERS = 2  # threads reading and decoding images while the model runs
 PREFETCH_BATCHES = 2  # batches read, decoded and encoded ahead of the one being beam-searched
-HEAD_START = 512  # images prepared by the head start while torch loads (~100 MB at 260x260; ~1.7 s on one core)
+HEAD_START = 512  # at most this many images prepared by the head start while torch loads (~100 MB at 260x260);
+#                   caption-images stops it once the model is loaded: ~1.7 s on one core is ~500 Flickr8k-size
+#                   photos but ~40 camera photos, whose rest the reader threads then decode on both cores
 
 
 def caption_images(paths: Iterable[str | os.PathLike], captioner: Captioner, options: CaptionOptions = CaptionOptions(),

@@ -16,7 +16,7 @@ from PIL import Image
 
 from captioning.config import Decoding
 from captioning.everyday import EverydayOptions
-from captioning.images import ImageError, Preprocessing, load_image, read_image_file
+from captioning.images import ImageError, Preprocessing, read_image_file
 
 if TYPE_CHECKING:
     from captioning import Captioner, Encoded
@@ -136,7 +136,7 @@ def prepare_image(path: str, preprocessing: Preprocessing) -> Prepared:
         return Prepared(path, real_path, None, None, None, None, str(e))
     digest = hashlib.sha256(data).hexdigest()
     try:
-        image = load_image(data)
+        image = preprocessing.load(data)
         pixels = preprocessing.to_array(image)
     except (ImageError, OSError) as e:
         why = str(e).removeprefix(f"<{len(data)} bytes>: ")  # load_image names bytes input by its size
@@ -144,7 +144,7 @@ def prepare_image(path: str, preprocessing: Preprocessing) -> Prepared:
     except Exception as e:  # a decoder plugin failing in an unexpected way: still only this file's problem
         why = " ".join(f"cannot decode image ({type(e).__name__}: {e})".split())
         return Prepared(path, real_path, None, None, None, digest, f"{path}: {why}")
-    return Prepared(path, real_path, pixels, image.width, image.height, digest, None)
+    return Prepared(path, real_path, pixels, *image.info["full_size"], digest, None)
 
 
 def _record(p: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
