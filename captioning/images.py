@@ -6,6 +6,7 @@ images are made the same way.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -152,8 +153,10 @@ def _load(src: ImageInput, name: str, reduce_to: int = 0) -> Image.Image:
         elif isinstance(src, bytes):
             if not src:
                 raise ImageError("empty input (0 bytes)")
+            _heif_opener()
             image = Image.open(io.BytesIO(src))
         elif isinstance(src, (str, os.PathLike)):
+            _heif_opener()
             image = Image.open(io.BytesIO(_read_regular_file(src, MAX_FILE_BYTES)))
         else:
             raise ImageError(f"unsupported input type {type(src).__name__}")
@@ -175,6 +178,14 @@ def _load(src: ImageInput, name: str, reduce_to: int = 0) -> Image.Image:
         raise ImageError(f"{name}: permission denied") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{name}: corrupt or truncated image ({e})") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _heif_opener() -> None:
+    """PIL reads HEIC/HEIF (phones' photos) once pillow-heif has registered its opener: on first use, not at import."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Pattern, Sequence
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
+                              ".heic", ".heif", ".avif"})  # HEIC/HEIF through pillow-heif, AVIF through Pillow
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | frozenset(VIDEO_EXTENSIONS)  # a sidecar must never take one of these
 

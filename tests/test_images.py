@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -153,3 +155,26 @@ def test_only_jpegs_decode_reduced_and_small_ones_stay_whole(tmp_path):
     assert pre.load(tmp_path / "small.jpg").size == (500, 400)  # 1/2 would be under 260
     image = _camera_photo(1200, 1200)
     assert pre.load(image) is not None and pre.load(image).size == (1200, 1200)  # an open PIL image is as it is
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_phone_formats_read_like_any_photo(tmp_path, rgb, suffix):
+    """HEIC (iPhones' default, through pillow-heif) and AVIF (Pillow's own) open as RGB, from a path or bytes."""
+    if suffix == ".heic":
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()  # to write one; load_image registers it for reading by itself
+    big = rgb.resize((240, 160))
+    big.save(tmp_path / f"photo{suffix}", quality=90)
+    for src in (tmp_path / f"photo{suffix}", (tmp_path / f"photo{suffix}").read_bytes()):
+        out = load_image(src)
+        assert out.mode == "RGB" and out.size == (240, 160)
+        left, right = np.asarray(out)[80, 40].astype(int), np.asarray(out)[80, 200].astype(int)
+        assert left[0] > 180 and left[2] < 80 and right[2] > 180 and right[0] < 80  # red left, blue right
+    from pipelines.files import IMAGE_EXTENSIONS
+
+    assert suffix in IMAGE_EXTENSIONS  # caption-images finds them in folders
+    fresh = subprocess.run([sys.executable, "-c", "import sys; from captioning.images import load_image; "
+                            "print(*load_image(sys.argv[1]).size)", str(tmp_path / f"photo{suffix}")],
+                           capture_output=True, text=True, timeout=120)
+    assert fresh.stdout.split() == ["240", "160"], fresh.stderr  # no registration needed by the caller
