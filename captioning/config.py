@@ -173,8 +173,8 @@ class RuntimeOptions:
     """Where and how the model runs: :meth:`Captioner.load`'s keywords and every inference tool's
     ``--device``, ``--backend`` and ``--threads``."""
     device: str = "auto"  # cpu, cuda or auto (CUDA when available, else the CPU)
-    backend: Backend = "auto"  # the encoder's runtime: openvino, onnxruntime, torch, or auto (on the CPU the
-    #                            fastest of OpenVINO and ONNX Runtime that works here, else torch; torch on CUDA)
+    backend: Backend = "auto"  # the encoder's runtime: openvino, onnxruntime, torch, or auto (on the CPU ONNX
+    #                            Runtime, or OpenVINO where it times twice as fast here; else torch; torch on CUDA)
     threads: int = 0  # CPU threads of the model (0: every core)
 
     def __post_init__(self) -> None:

@@ -44,6 +44,12 @@ from .encoder import EncoderOutput
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("openvino", "onnxruntime")  # what ``auto`` tries on the CPU, in this order
+# ``auto`` times each runtime alone, but the tools run the encoder beside beam search and decoding: there
+# ONNX Runtime's lanes (whole images per thread) kept going where OpenVINO's one request over every core
+# stalled, and on every machine measured the tools ran as fast or faster on it (tag-video 24.9x vs 20.2x
+# real time, caption-images 37.4 vs 35.5 img/s, with OpenVINO 1.0x its speed alone; on another machine
+# equal with OpenVINO 1.06x alone; docs/experiments.md). So another runtime must time this much faster.
+PREFERRED_RUNTIME, PREFERENCE = "onnxruntime", 2.0
 EXPORT_VERSION = 1  # bump when the exported graph changes for the same weights (a new key, a new build)
 PARITY_ATOL = 1e-3  # largest |runtime - torch| allowed in any output on the parity input
 CACHE_ENV = "CAPTIONING_CACHE"
@@ -281,11 +287,17 @@ def choose_backend(backend: str, device: torch.device, graph: Callable[[], Encod
     return _fastest(graph(), threads)
 
 
+def _weighted(runtime: str, speed: float | None) -> float | None:
+    """A runtime's measured speed as ``auto`` ranks it."""
+    return None if speed is None else speed * (PREFERENCE if runtime == PREFERRED_RUNTIME else 1.0)
+
+
 def _fastest(graph: EncoderGraph, threads: int) -> tuple[str, Encode | None]:
-    """``auto`` on the CPU: the fastest runtime that works here and matches torch, else torch. Speeds
-    are measured on first use (every runtime built and timed) and read from the record after that,
-    so a later load builds only the fastest (the next one if that fails)."""
-    speeds = {r: graph.speed(r, threads) for r in RUNTIMES}
+    """``auto`` on the CPU: the fastest runtime that works here and matches torch, else torch, where
+    :data:`PREFERRED_RUNTIME`'s speed counts :data:`PREFERENCE` times. Speeds are measured on first use
+    (every runtime built and timed) and read from the record after that, so a later load builds only
+    the fastest (the next one if that fails)."""
+    speeds = {r: _weighted(r, graph.speed(r, threads)) for r in RUNTIMES}
     runs: dict[str, Encode] = {}
     problems = []
     for runtime in sorted(RUNTIMES, key=lambda r: -1.0 if speeds[r] is None else -speeds[r]):
@@ -296,7 +308,7 @@ def _fastest(graph: EncoderGraph, threads: int) -> tuple[str, Encode | None]:
         except BackendError as e:
             problems.append(str(e))
             continue
-        speeds[runtime] = graph.speed(runtime, threads, runs[runtime])
+        speeds[runtime] = _weighted(runtime, graph.speed(runtime, threads, runs[runtime]))
     if runs:
         best = max(runs, key=lambda r: speeds[r])
         return best, runs[best]

@@ -51,13 +51,28 @@ def test_auto_picks_the_fastest_runtime_and_builds_only_it_later(tiny_bundle, tm
     graph = EncoderGraph(cap.encoder, cap.preprocessing.size)
     speeds = graph.record()["speed"]
     assert sorted(built) == sorted(RUNTIMES) and set(speeds) == {rt.speed_key(r, 1) for r in RUNTIMES}  # first use: all timed
-    assert cap.backend == max(RUNTIMES, key=lambda r: speeds[rt.speed_key(r, 1)])
-    slower = min(RUNTIMES, key=lambda r: speeds[rt.speed_key(r, 1)])
+    ranked = {r: speeds[rt.speed_key(r, 1)] * (rt.PREFERENCE if r == rt.PREFERRED_RUNTIME else 1) for r in RUNTIMES}
+    assert cap.backend == max(RUNTIMES, key=ranked.get)
+    slower = min(RUNTIMES, key=ranked.get)
     record = graph.record()
     record["speed"][rt.speed_key(slower, 1)] = 10 * max(speeds.values())  # as if measured faster on this machine
     graph._write_record(record)
     built.clear()
     assert Captioner(tiny_bundle, device="cpu", threads=1).backend == slower and built == [slower]
+
+
+def test_auto_prefers_onnx_runtime_unless_another_times_twice_as_fast(tiny_bundle, tmp_path, monkeypatch):
+    """The tools run the encoder beside other work, where ONNX Runtime's lanes kept up better than its
+    speed alone says: another runtime has to time PREFERENCE times faster alone."""
+    monkeypatch.setenv(rt.CACHE_ENV, str(tmp_path))
+    cap = Captioner(tiny_bundle, device="cpu", threads=1)
+    graph = EncoderGraph(cap.encoder, cap.preprocessing.size)
+    other = next(r for r in RUNTIMES if r != rt.PREFERRED_RUNTIME)
+    for factor, expected in ((1.5, rt.PREFERRED_RUNTIME), (2.5, other)):
+        record = graph.record()
+        record["speed"] = {rt.speed_key(rt.PREFERRED_RUNTIME, 1): 40.0, rt.speed_key(other, 1): 40.0 * factor}
+        graph._write_record(record)
+        assert Captioner(tiny_bundle, device="cpu", threads=1).backend == expected, factor
 
 
 def _fail_import(monkeypatch, *modules: str) -> None:
