@@ -43,7 +43,7 @@ from pipelines.ui.trust import record_confidence, record_verdict, verdict
 from pipelines.video import SearchOptions, TagOptions, VideoError, VideoTags, VideoTooLong, tag_video
 from pipelines.video.export import write_outputs
 from pipelines.video.io import VideoReader
-from pipelines.video.results import BLANK, SORTS, no_matches
+from pipelines.video.results import BLANK, SORTS, no_matches, shown_segments
 from pipelines.video.timeline import clock, timeline
 
 DEFAULT_MAX_UPLOAD_MB = 200
@@ -209,13 +209,12 @@ class Handlers:
         with _shown(ValueError):
             options = SearchOptions(min_confidence=min_confidence, sort=sort if sort in SORTS else SORTS[0])
         tags = VideoTags.from_dict(result["tags"])
-        hits = tags.search(query.strip(), min_confidence=options.min_confidence, sort=options.sort)
+        hits, hidden = shown_segments(tags, query.strip(), options)
         rows = [[clock(s.start), clock(s.end), round(s.confidence, 3), ", ".join(s.labels)] for s in hits]
         if hits:
             return rows, ""
         threshold = f"below the minimum confidence {options.min_confidence:g}: lower it to see them"
-        return rows, no_matches(query, Path(tags.video.path).name, hidden=len(tags.search(query.strip())),
-                                threshold=threshold)
+        return rows, no_matches(query, Path(tags.video.path).name, hidden=hidden, threshold=threshold)
 
     # -- batch tab -----------------------------------------------------------------------
     def caption_batch(self, files: list[str] | None, *decoding: Any):

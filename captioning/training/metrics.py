@@ -168,8 +168,7 @@ class CiderD:
             raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
         n_cand, n = len(candidates), self.n
         groups: dict[tuple, int] = {}  # identical reference lists are processed once
-        group_of = np.array([groups.setdefault(tuple(r if isinstance(r, str) else tuple(r) for r in refs),
-                                               len(groups)) for refs in references], dtype=np.int64)
+        group_of = np.array([groups.setdefault(_key(refs), len(groups)) for refs in references], dtype=np.int64)
         if any(not g for g in groups):
             raise ValueError("every candidate needs at least one reference")
         ref_sents = [_words(r) for g in groups for r in g]
@@ -245,4 +244,5 @@ class CiderDPerCorpus:
 
 
 def _key(refs: Sequence[Caption]) -> tuple:
+    """A list of references as a dict key (strings or word lists)."""
     return tuple(r if isinstance(r, str) else tuple(r) for r in refs)

@@ -29,7 +29,7 @@ from .batch import PROG, Bars, LocalEngine, RayEngine, plan
 from .cuts import CutOptions
 from .export import OutputOptions
 from .layout import LayoutError, targets
-from .results import Segment, VideoTags, no_matches
+from .results import Segment, VideoTags, no_matches, shown_segments
 from .subtitles import timestamp
 from .options import SearchOptions, TagOptions
 
@@ -49,12 +49,12 @@ def _report(tags: VideoTags, queries: list[str], write: Callable[[str], None], *
             search: SearchOptions = SearchOptions(), warn: Callable[[str], None] = lambda line: None) -> None:
     if queries:
         for q in queries:  # like grep: one line per matching segment; none: one line on stderr
-            hits = tags.search(q, min_confidence=search.min_confidence, sort=search.sort)
+            hits, hidden = shown_segments(tags, q, search)
             for s in hits:
                 write(_format_segment(tags.video.path, s))
             if not hits:
                 threshold = f"under {flag(SEARCH_FLAGS['min_confidence'])} {search.min_confidence:g}"
-                warn(no_matches(q, tags.video.path, hidden=len(tags.search(q)), threshold=threshold))
+                warn(no_matches(q, tags.video.path, hidden=hidden, threshold=threshold))
         return
     top = {source: ", ".join(f"{t.label} ({t.probability:.2f})" for t in tags.summary.tags if t.source == source)
            for source in ("everyday", "imagenet")}

@@ -101,7 +101,7 @@ from typing import Any
 
 from captioning.results import Tag
 
-from .options import SORTS  # (others import it from here too)
+from .options import SORTS, SearchOptions  # SORTS: others import it from here too
 from .words import matches, synonym_targets
 
 FORMAT_VERSION = 4
@@ -269,6 +269,13 @@ class VideoTags:
                 for s in segments if s.confidence >= min_confidence]
         merged = merge_segments(hits)
         return sorted(merged, key=lambda s: (-s.confidence, s.start)) if sort == "confidence" else merged
+
+
+def shown_segments(tags: VideoTags, query: str, options: SearchOptions) -> tuple[list[Segment], int]:
+    """What ``tag-video --query`` and the web UI show for ``query`` (``options``' minimum and order) and,
+    when that is nothing, how many segments the minimum hid (0 otherwise)."""
+    hits = tags.search(query, min_confidence=options.min_confidence, sort=options.sort)
+    return hits, 0 if hits else len(tags.search(query))
 
 
 def no_matches(query: str, path: str, *, hidden: int = 0, threshold: str = "") -> str:
