@@ -31,7 +31,7 @@ from gradio.utils import get_upload_folder
 from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.decoding import Decoding
 from captioning.options import add_weights_flag, field_comments
-from captioning.runtime import BACKENDS, RuntimeOptions
+from captioning.runtime import BACKENDS, PRECISIONS, RuntimeOptions
 from captioning.visualize import attention_overlay
 from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
@@ -343,7 +343,8 @@ def build_demo(captioner: Captioner, *, max_upload_mb: float = DEFAULT_MAX_UPLOA
     with gr.Blocks(title="Image captioning & video tagging", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(f"## Image captioning & video tagging\nModel **{captioner.name}** v{captioner.version}"
                     + (f" (dev {quality})" if quality else "")
-                    + f". Runs offline on this machine (encoder: {captioner.backend}).")
+                    + f". Runs offline on this machine (encoder: {captioner.backend}"
+                    + ("" if captioner.precision == "fp32" else f", {captioner.precision}") + ").")
         with gr.Tab("Image"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -394,12 +395,13 @@ def _parser() -> argparse.ArgumentParser:
             ("host", str, "127.0.0.1", "interface to bind"), ("port", int, 7860, "port"),
             ("device", str, RuntimeOptions.device, runtime["device"]),
             ("backend", str, RuntimeOptions.backend, runtime["backend"]),
+            ("precision", str, RuntimeOptions.precision, runtime["precision"]),
             ("threads", int, RuntimeOptions.threads, runtime["threads"]),
             ("max_upload_mb", float, DEFAULT_MAX_UPLOAD_MB, "largest accepted upload"),
             ("max_video_seconds", float, DEFAULT_MAX_VIDEO_SECONDS, "longest accepted video")):
         var = f"CAPTION_{name.upper()}"
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=kind(os.environ.get(var, default)),
-                       choices=BACKENDS if name == "backend" else None, help=f"{text} (default: %(default)s; env {var})")
+                       choices={"backend": BACKENDS, "precision": PRECISIONS}.get(name), help=f"{text} (default: %(default)s; env {var})")
     p.add_argument("--concurrency", type=int, default=1, help="jobs run at once; others queue (default: %(default)s)")
     p.add_argument("--share", action="store_true", help="ask Gradio for a public share link (default: off)")
     return p
@@ -408,7 +410,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        captioner = Captioner.load(args.weights, device=args.device, backend=args.backend, threads=args.threads)
+        captioner = Captioner.load(args.weights, device=args.device, backend=args.backend, precision=args.precision,
+                                   threads=args.threads)
     except (BundleError, RuntimeError) as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2

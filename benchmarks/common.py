@@ -33,16 +33,31 @@ def installed_backends() -> list[str]:
 
 
 def parse_backends(text: str | None) -> list[str]:
-    """``--backends`` (comma-separated; None or 'all': every installed one), checked."""
-    from captioning.runtime import BACKENDS
+    """``--backends`` (comma-separated; None or 'all': every installed one), checked. An entry is a
+    backend, or ``backend:precision`` for another ``--precision`` than fp32 (``openvino:bf16``)."""
+    from captioning.runtime import BACKENDS, PRECISIONS
 
     if not text or text == "all":
         return installed_backends()
     names = [b.strip() for b in text.split(",") if b.strip()]
-    bad = [b for b in names if b not in BACKENDS or b == "auto"]
+    bad = [b for b in names if split_backend(b)[0] not in BACKENDS or b.startswith("auto")
+           or split_backend(b)[1] not in PRECISIONS]
     if bad:
-        raise SystemExit(f"unknown backend(s) {', '.join(bad)} (choose from torch, openvino, onnxruntime)")
+        raise SystemExit(f"unknown backend(s) {', '.join(bad)} (choose from torch, openvino, onnxruntime, "
+                         f"each with an optional :precision, e.g. openvino:bf16)")
     return names
+
+
+def split_backend(entry: str) -> tuple[str, str]:
+    """``openvino:bf16`` -> (openvino, bf16); ``openvino`` -> (openvino, fp32)."""
+    backend, _, precision = entry.partition(":")
+    return backend, precision or "fp32"
+
+
+def backend_flags(entry: str) -> list[str]:
+    """A CLI's flags for a ``--backends`` entry."""
+    backend, precision = split_backend(entry)
+    return ["--backend", backend] + (["--precision", precision] if precision != "fp32" else [])
 
 
 def machine_facts() -> str:
@@ -88,7 +103,8 @@ def warm_backends(weights: Any, device: str, backends: Sequence[str], threads: i
             graph_state = EncoderGraph(cap.encoder, cap.preprocessing.size).path.is_file()
         t = time.perf_counter()
         try:
-            caps[backend] = Captioner.load(weights, device=device, backend=backend, threads=threads)
+            name, precision = split_backend(backend)
+            caps[backend] = Captioner.load(weights, device=device, backend=name, precision=precision, threads=threads)
         except (BackendError, RuntimeError, ImportError) as e:
             print(f"  warm-up: {backend} skipped: {' '.join(str(e).split())}")
             continue
@@ -196,12 +212,13 @@ class BackendRuns:
         self.failed: set[str] = set()
 
     def cmd(self, out: Any, backend: str) -> list[Any]:
-        return self.command + ["--out", out, "--backend", backend, *self.argv]
+        return self.command + ["--out", out, *backend_flags(backend), *self.argv]
 
     def task(self, backend: str) -> Callable[[], float]:
         def run() -> float:
             k = len(self.runs.setdefault(backend, []))
-            out, log = self.folder / f"{backend}.{k}{self.suffix}", self.folder / f"{backend}.{k}.log"
+            stem = backend.replace(":", "-")
+            out, log = self.folder / f"{stem}.{k}{self.suffix}", self.folder / f"{stem}.{k}.log"
             status, seconds = run_tool(self.cmd(out, backend), log)
             problem, result = self.check(out)
             if status != 0 or problem:

@@ -74,8 +74,8 @@ class Captioner:
     >>> cap.caption(examples.photo("cat")).text
     """
 
-    def __init__(self, bundle: Bundle, *, device: str = "auto", backend: str = DEFAULT_BACKEND, threads: int = 0,
-                 compile: bool = False):
+    def __init__(self, bundle: Bundle, *, device: str = "auto", backend: str = DEFAULT_BACKEND,
+                 precision: str = "fp32", threads: int = 0, compile: bool = False):
         self.bundle = bundle
         self.device = resolve_device(device)
         if threads:
@@ -92,20 +92,24 @@ class Captioner:
         if compile and backend not in ("auto", "torch"):
             raise ValueError(f"compile applies to the torch backend, not {backend}")
         backend = "torch" if compile else backend
-        self.backend, runtime = choose_backend(  # the encoder's backend: "torch", "openvino" or "onnxruntime"
-            backend, self.device, lambda: EncoderGraph(self.encoder, size), threads)
+        if compile and precision != "fp32":
+            raise ValueError(f"compile runs the encoder in fp32, not {precision}")
+        self.backend, runtime, self.precision = choose_backend(  # "torch", "openvino" or "onnxruntime"; "fp32" or "bf16"
+            backend, self.device, lambda: EncoderGraph(self.encoder, size), threads, precision)
         self._encode = runtime or self.encoder
         if compile:  # last: the warm-up reads the preprocessing
             self._try_compile()
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None = None, *, device: str = "auto", backend: str = DEFAULT_BACKEND,
-             threads: int = 0, compile: bool = False) -> "Captioner":
+             precision: str = "fp32", threads: int = 0, compile: bool = False) -> "Captioner":
         """Load a bundle by name, folder path, or the default. ``backend`` runs the encoder
-        (:mod:`captioning.runtime`: ``auto``, ``openvino``, ``onnxruntime`` or ``torch``) on ``threads``
-        threads (0: the runtime's default); ``compile`` runs a torch encoder through torch.compile (eager
-        if unavailable)."""
-        return cls(load_bundle(weights), device=device, backend=backend, threads=threads, compile=compile)
+        (:mod:`captioning.runtime`: ``auto``, ``openvino``, ``onnxruntime`` or ``torch``) in ``precision``
+        (``fp32``, or ``bf16`` on OpenVINO where the CPU has it; :attr:`precision` says which it got) on
+        ``threads`` threads (0: the runtime's default); ``compile`` runs a torch encoder through
+        torch.compile (eager if unavailable)."""
+        return cls(load_bundle(weights), device=device, backend=backend, precision=precision, threads=threads,
+                   compile=compile)
 
     def _try_compile(self) -> None:
         try:

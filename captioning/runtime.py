@@ -19,6 +19,11 @@ OpenVINO one request on that many threads.
 ``auto`` picks, on the CPU, the fastest of OpenVINO and ONNX Runtime that imports, compiles and
 matches torch (timed once per graph and thread count, recorded beside the graph), else torch (one
 log line says why); on CUDA it is torch.
+
+Precision ``bf16`` runs the same graph on OpenVINO in BF16 where the CPU has the arithmetic (AVX-512
+BF16 or AMX); on a CPU without it, or without OpenVINO under ``auto``, the encoder runs in FP32 as
+``fp32`` would (one log line says so). Its parity check compares directions (cosine of every output
+row with torch's), not values: BF16 moves a grid cell by up to ~2 on real photos.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .config import BACKENDS, DEFAULT_BACKEND, Backend, RuntimeOptions  # noqa: F401 (re-exported)
+from .config import BACKENDS, DEFAULT_BACKEND, PRECISIONS, Backend, RuntimeOptions, precision_here  # noqa: F401
 from .encoder import EncoderOutput
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ RUNTIMES = ("openvino", "onnxruntime")  # what ``auto`` tries on the CPU, in thi
 PREFERRED_RUNTIME, PREFERENCE = "onnxruntime", 2.0
 EXPORT_VERSION = 1  # bump when the exported graph changes for the same weights (a new key, a new build)
 PARITY_ATOL = 1e-3  # largest |runtime - torch| allowed in any output on the parity input
+BF16_PARITY = 0.01  # largest 1 - cosine(runtime, torch) of any output row allowed in BF16 on the parity input (seen: 8e-4)
 CACHE_ENV = "CAPTIONING_CACHE"
 
 Encode = Callable[[torch.Tensor], EncoderOutput]  # pixels (B, 3, H, W) -> grid, semantic vector, logits
@@ -146,19 +152,21 @@ class EncoderGraph:
                               input_names=["pixels"], output_names=["grid", "pooled", "logits"],
                               dynamic_shapes=({0: batch},), verbose=False)
 
-    def check_parity(self, runtime: str, run: Encode) -> None:
-        """Compare ``run`` with torch on the parity input once per runtime; raise BackendError if they differ."""
-        record = self.record()
-        diff = record.get("parity", {}).get(runtime)
+    def check_parity(self, runtime: str, run: Encode, precision: str = "fp32") -> None:
+        """Compare ``run`` with torch on the parity input once per runtime and precision; raise
+        BackendError if they differ (FP32: by more than PARITY_ATOL anywhere; BF16: in direction)."""
+        record, key = self.record(), runtime if precision == "fp32" else f"{runtime}-{precision}"
+        diff = record.get("parity", {}).get(key)
         if diff is None:
             x = _parity_input(self.size)
             with torch.inference_mode():
                 want, got = self.encoder(x), run(x)
-            diff = max(float((getattr(want, k) - getattr(got, k)).abs().max()) for k in ("grid", "pooled", "logits"))
-            record.setdefault("parity", {})[runtime] = diff
+            diff = _difference(want, got, precision)
+            record.setdefault("parity", {})[key] = diff
             self._write_record(record)
-        if diff > PARITY_ATOL:
-            raise BackendError(f"{runtime} differs from torch by {diff:.2g}")
+        if diff > (PARITY_ATOL if precision == "fp32" else BF16_PARITY):
+            raise BackendError(f"{runtime} differs from torch by {diff:.2g}"
+                               + ("" if precision == "fp32" else f" (1 - cosine, {precision})"))
 
     def speed(self, runtime: str, threads: int, run: Encode | None = None) -> float | None:
         """Images/s of ``runtime`` at ``threads`` on this machine: recorded, else measured with ``run``
@@ -173,6 +181,16 @@ class EncoderGraph:
         record.setdefault("speed", {})[key] = round(len(x) / seconds, 1)
         self._write_record(record)
         return record["speed"][key]
+
+
+def _difference(want: EncoderOutput, got: EncoderOutput, precision: str) -> float:
+    """How far ``got`` is from torch's ``want``: the largest absolute difference in any output (fp32),
+    or the largest 1 - cosine between an output row and torch's (bf16)."""
+    pairs = [(getattr(want, k), getattr(got, k)) for k in ("grid", "pooled", "logits")]
+    if precision == "fp32":
+        return max(float((a - b).abs().max()) for a, b in pairs)
+    return max(float(1 - torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).min())  # rows (B, -1)
+               for a, b in pairs)
 
 
 def _timed(run: Encode, x: torch.Tensor) -> float:
@@ -221,13 +239,13 @@ def _in_lanes(run_part: RunPart, n: int) -> Encode:
     return run
 
 
-def _openvino(graph: EncoderGraph, threads: int) -> Encode:
+def _openvino(graph: EncoderGraph, threads: int, precision: str = "fp32") -> Encode:
     import openvino as ov
 
     # One request on lanes(threads) threads of OpenVINO's own: two requests run from Python lane
     # threads hung intermittently inside infer (the input copy), so OpenVINO is not run in lanes.
-    config = {"INFERENCE_PRECISION_HINT": "f32",  # bf16 (the default on CPUs that have it) changes the grid
-              "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": lanes(threads),
+    config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],  # bf16 is OpenVINO's default
+              "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": lanes(threads),  # where the CPU has it
               "CACHE_DIR": str(graph.folder / "openvino")}
     return openvino_encode(ov.Core().compile_model(str(graph.ensure()), "CPU", config))
 
@@ -257,12 +275,12 @@ def _onnxruntime(graph: EncoderGraph, threads: int) -> Encode:
 _RUNTIMES: dict[str, Callable[[EncoderGraph, int], Encode]] = {"openvino": _openvino, "onnxruntime": _onnxruntime}
 
 
-def runtime_encoder(graph: EncoderGraph, runtime: str, threads: int = 0) -> Encode:
-    """``graph`` run by ``runtime`` (``threads`` 0: the runtime's default), checked against torch;
-    any failure is a BackendError naming the runtime."""
+def runtime_encoder(graph: EncoderGraph, runtime: str, threads: int = 0, precision: str = "fp32") -> Encode:
+    """``graph`` run by ``runtime`` (``threads`` 0: the runtime's default) in ``precision``, checked
+    against torch; any failure is a BackendError naming the runtime."""
     try:
-        run = _RUNTIMES[runtime](graph, threads)
-        graph.check_parity(runtime, run)
+        run = _openvino(graph, threads, precision) if precision != "fp32" else _RUNTIMES[runtime](graph, threads)
+        graph.check_parity(runtime, run, precision)
         return run
     except BackendError:
         raise
@@ -273,18 +291,44 @@ def runtime_encoder(graph: EncoderGraph, runtime: str, threads: int = 0) -> Enco
 
 
 def choose_backend(backend: str, device: torch.device, graph: Callable[[], EncoderGraph],
-                   threads: int = 0) -> tuple[str, Encode | None]:
-    """``(name, encode)`` for ``backend`` on ``device``; ``encode`` None means torch. ``auto`` falls
-    back to torch with one log line; a backend asked for by name fails with BackendError."""
+                   threads: int = 0, precision: str = "fp32") -> tuple[str, Encode | None, str]:
+    """``(name, encode, precision)`` for ``backend`` on ``device``; ``encode`` None means torch, and
+    ``precision`` is the one the encoder runs in. ``auto`` falls back to torch with one log line; a
+    backend asked for by name fails with BackendError. ``bf16`` runs on OpenVINO (``auto`` or
+    ``openvino``), and in FP32 with one log line where the CPU has no BF16 arithmetic."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    if precision == "bf16":
+        if device.type != "cpu" or backend not in ("auto", "openvino"):
+            raise BackendError(f"precision bf16 runs on OpenVINO on the CPU (backend auto or openvino), "
+                               f"not {backend} on {device}")
+        if precision_here("bf16") != "bf16":
+            log.warning("the encoder runs in FP32: %s", "OpenVINO finds no BF16 arithmetic on this CPU (AVX-512 "
+                        "BF16 or AMX)" if _imports("openvino") else "OpenVINO is not installed")
+        else:
+            try:
+                return "openvino", runtime_encoder(graph(), "openvino", threads, "bf16"), "bf16"
+            except BackendError as e:
+                if backend == "openvino":
+                    raise
+                log.warning("the encoder runs in FP32: %s", e)
     if backend == "torch" or (backend == "auto" and device.type != "cpu"):
-        return "torch", None
+        return "torch", None, "fp32"
     if device.type != "cpu":
         raise BackendError(f"backend {backend} runs on the CPU, not {device} (use --backend torch)")
     if backend != "auto":
-        return backend, runtime_encoder(graph(), backend, threads)
-    return _fastest(graph(), threads)
+        return backend, runtime_encoder(graph(), backend, threads), "fp32"
+    return (*_fastest(graph(), threads), "fp32")
+
+
+def _imports(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
 
 
 def _weighted(runtime: str, speed: float | None) -> float | None:

@@ -223,3 +223,72 @@ def test_the_runtimes_split_a_batch_into_one_thread_lanes(tiny_bundle, monkeypat
     assert intra == [1] and len(callers) == 2 and all(n.startswith("encoder-lane") for n in callers)
     want = Captioner(tiny_bundle, device="cpu", backend="torch").encode([photo] * 4)
     assert torch.allclose(four.grid, want.grid, atol=rt.PARITY_ATOL) and four.grid.shape == want.grid.shape
+
+
+# -- precision bf16 ------------------------------------------------------------------------------
+def test_bf16_runs_on_openvino_where_the_cpu_has_it(tiny_bundle_dir, torch_captioner, photo, caplog):
+    """Where OpenVINO finds BF16 arithmetic, the encoder runs in it, its outputs pointing where torch's do
+    (cosine, not values: BF16 keeps 8 bits of mantissa); elsewhere it runs in FP32 and says so once."""
+    with caplog.at_level(logging.WARNING, logger="captioning.runtime"):
+        cap = Captioner.load(tiny_bundle_dir, device="cpu", precision="bf16")
+    assert cap.backend == "openvino" or rt.precision_here("bf16") == "fp32"
+    assert cap.precision == rt.precision_here("bf16")
+    if cap.precision == "fp32":
+        assert "the encoder runs in FP32" in caplog.text
+    images = [photo, photo[::-1].copy()]
+    got, want = cap.encode(images), torch_captioner.encode(images)
+    for name in ("grid", "pooled", "logits"):
+        rows = torch.nn.functional.cosine_similarity(getattr(got, name).flatten(1), getattr(want, name).flatten(1))
+        assert rows.min() > 1 - rt.BF16_PARITY, name
+
+
+def test_bf16_without_the_arithmetic_or_openvino_runs_in_fp32(monkeypatch, tiny_bundle_dir, caplog):
+    monkeypatch.setattr(rt, "precision_here", lambda precision: "fp32")  # a CPU without AVX-512 BF16 or AMX
+    with caplog.at_level(logging.WARNING, logger="captioning.runtime"):
+        cap = Captioner.load(tiny_bundle_dir, device="cpu", precision="bf16")
+    assert cap.precision == "fp32" and cap.backend in RUNTIMES
+    assert "OpenVINO finds no BF16 arithmetic on this CPU" in caplog.text
+    caplog.clear()
+    _fail_import(monkeypatch, "openvino")
+    with caplog.at_level(logging.WARNING, logger="captioning.runtime"):
+        cap = Captioner.load(tiny_bundle_dir, device="cpu", precision="bf16")
+    assert (cap.backend, cap.precision) == ("onnxruntime", "fp32") and "OpenVINO is not installed" in caplog.text
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_bf16_on_another_backend_fails_loudly(tiny_bundle_dir, backend):
+    with pytest.raises(BackendError, match="precision bf16 runs on OpenVINO"):
+        Captioner.load(tiny_bundle_dir, device="cpu", backend=backend, precision="bf16")
+
+
+def test_precision_flag(tiny_bundle_dir, photo, tmp_path, capsys):
+    from PIL import Image
+
+    path = tmp_path / "cat.jpg"
+    Image.fromarray(photo).save(path)
+    assert caption_main([str(path), "--weights", str(tiny_bundle_dir), "--precision", "bf16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["caption"]
+    with pytest.raises(SystemExit):
+        caption_main([str(path), "--weights", str(tiny_bundle_dir), "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        rt.RuntimeOptions(precision="int8")
+
+
+def test_a_bf16_run_records_its_precision_and_an_fp32_run_records_none():
+    """Resuming checks a run's settings: bf16 and fp32 captions differ, so their runs must not mix,
+    while an fp32 run matches the records made before the option existed (no precision in them)."""
+    from captioning.decoding import Decoding
+    from pipelines.images.records import CaptionOptions
+    from pipelines.images.records import run_settings as image_settings
+    from pipelines.video.export import OutputOptions
+    from pipelines.video.options import TagOptions
+    from pipelines.video.runs import run_settings as video_settings
+
+    fp32 = image_settings("m", "1.0.0", Decoding(), CaptionOptions())
+    assert "precision" not in fp32["options"] and fp32 == image_settings("m", "1.0.0", Decoding(), CaptionOptions(),
+                                                                         "fp32")
+    assert image_settings("m", "1.0.0", Decoding(), CaptionOptions(), "bf16")["options"]["precision"] == "bf16"
+    video = video_settings("m", "1.0.0", Decoding(), TagOptions(), OutputOptions())
+    assert "precision" not in video
+    assert video_settings("m", "1.0.0", Decoding(), TagOptions(), OutputOptions(), "bf16")["precision"] == "bf16"

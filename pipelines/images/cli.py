@@ -133,7 +133,7 @@ def _engine(args: argparse.Namespace, options: CaptionOptions, todo: list[str]) 
             if head is not None:
                 head.close()
 
-    return engine, run_settings(captioner.name, captioner.version, captioner.decoding, options)
+    return engine, run_settings(captioner.name, captioner.version, captioner.decoding, options, captioner.precision)
 
 
 def _run(records: Iterator[dict[str, Any]], total: int, outputs: list[RecordOutput | SidecarFiles], *,

@@ -21,7 +21,7 @@ import numpy as np
 
 from captioning.images import Preprocessing
 from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
-from captioning.config import RuntimeOptions
+from captioning.config import RuntimeOptions, precision_here
 
 from captioning.bundle import BundleError
 
@@ -74,8 +74,8 @@ class RayEngine:
         decoding = recorded_decoding(path, manifest)
         if problem := confidence_problem(options, decoding, calibrated=has_calibration(manifest), bundle=str(path)):
             raise BundleError(problem)
-        self.settings = run_settings(manifest["name"], manifest["version"], decoding,
-                                     options)  # the SETTINGS fields of the records the actors make
+        self.settings = run_settings(manifest["name"], manifest["version"], decoding, options,  # the SETTINGS fields
+                                     precision_here(runtime.precision))  # of the records the actors make
         # each actor's threads: its CPUs unless given
         self.runtime = replace(runtime, threads=runtime.threads or max(1, int(cpus_per_actor)))
         self.batch_size, self.workers = batch_size, workers

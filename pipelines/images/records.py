@@ -56,13 +56,16 @@ class CaptionOptions:
         return bundle.replace(**self.decoding)
 
 
-def run_settings(name: str, version: str, decoding: Decoding, options: CaptionOptions) -> dict[str, Any]:
+def run_settings(name: str, version: str, decoding: Decoding, options: CaptionOptions,
+                 precision: str = "fp32") -> dict[str, Any]:
     """The SETTINGS fields of the records a run makes with the bundle ``name`` ``version`` whose
-    recorded decoding is ``decoding``: the options in effect, a default resolved to the bundle's
-    value (so "default" and the same explicit value agree)."""
+    recorded decoding is ``decoding`` and an encoder in ``precision``: the options in effect, a
+    default resolved to the bundle's value (so "default" and the same explicit value agree); the
+    precision only when it is not fp32, as records made before it existed were."""
     return {"model": name, "model_version": version,
             "options": {**options.decoding_for(decoding).asdict(), "n_best": options.n_best, "tags": options.tags,
-                        **options.everyday.recorded(), "min_confidence": options.min_confidence}}
+                        **options.everyday.recorded(), "min_confidence": options.min_confidence,
+                        **({} if precision == "fp32" else {"precision": precision})}}
 
 
 def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +167,7 @@ def caption_encoded(captioner: Captioner, batch: Sequence[Prepared], encoded: En
                     options: CaptionOptions) -> list[dict[str, Any]]:
     """Records for a batch, in its order, from its encoder pass (:func:`encode_prepared`): one batched
     beam search for the good images; failed ones get their error and no caption."""
-    settings = run_settings(captioner.name, captioner.version, captioner.decoding, options)
+    settings = run_settings(captioner.name, captioner.version, captioner.decoding, options, captioner.precision)
     records = [_record(p, settings) for p in batch]
     good = [i for i, p in enumerate(batch) if p.error is None]
     if encoded is not None:

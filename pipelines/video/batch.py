@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from tqdm import tqdm
 
 from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
-from captioning.config import RuntimeOptions
+from captioning.config import RuntimeOptions, precision_here
 from captioning.images import Preprocessing
 
 from ..headstart import worth_starting
@@ -110,7 +110,7 @@ class LocalEngine:
         self.preprocessing = Preprocessing(**manifest["preprocessing"])
         self.runtime, self.options, self.output = runtime, options, output
         self.settings = run_settings(manifest["name"], manifest["version"], recorded_decoding(self.bundle, manifest),
-                                     options, output)  # what a resumed run needs
+                                     options, output, precision_here(runtime.precision))  # what a resumed run needs
 
     def run(self, jobs: list[tuple[str, Target | None]], bars: Bars) -> Iterator[Outcome]:
         if not jobs:
@@ -145,7 +145,7 @@ class RayEngine:
         path = resolve_bundle(weights).resolve()
         manifest = verified_manifest(path)  # a damaged bundle fails here, before Ray starts
         self.settings = run_settings(manifest["name"], manifest["version"], recorded_decoding(path, manifest), options,
-                                     output)
+                                     output, precision_here(runtime.precision))
         self.bundle, self.runtime, self.options, self.output = str(path), runtime, options, output
         self.address, self.actors = address, actors
 

@@ -28,7 +28,8 @@ def process_video(path: str | os.PathLike, target: Target | None, captioner: Any
         check_replaceable([run_file(target)])  # as write_outputs checks its files: before any is written
         written = write_outputs(tags, target.folder, target.stem, formats=output.formats,
                                 thumbnails=output.thumbnails, cue_tags=output.cue_tags, strip=output.strip)
-        settings = run_settings(captioner.name, captioner.version, captioner.decoding, options, output)
+        settings = run_settings(captioner.name, captioner.version, captioner.decoding, options, output,
+                                captioner.precision)
         record_run(target, str(path), settings, tags.partial, written)
     return tags
 

@@ -42,9 +42,10 @@ SETTINGS = ("real_path", "model", "options", "outputs")  # what must agree for a
 
 
 def run_settings(name: str, version: str, decoding: Decoding, options: TagOptions,
-                 output: OutputOptions) -> dict[str, Any]:
+                 output: OutputOptions, precision: str = "fp32") -> dict[str, Any]:
     """The settings a run records for each video, with the bundle ``name`` ``version`` whose
-    recorded decoding is ``decoding`` (as read back from JSON: lists, not tuples)."""
+    recorded decoding is ``decoding`` and an encoder in ``precision`` (named only when not fp32, as
+    runs before it existed recorded none), as read back from JSON (lists, not tuples)."""
     outputs: dict[str, Any] = {"formats": list(output.formats), "thumbnails": output.thumbnails}
     if {"srt", "vtt"} & set(output.formats):
         outputs["cue_tags"] = output.cue_tags
@@ -52,6 +53,8 @@ def run_settings(name: str, version: str, decoding: Decoding, options: TagOption
         outputs["strip"] = output.strip
     settings = {"model": {"name": name, "version": version}, "options": recorded_options(options, decoding),
                 "outputs": outputs}
+    if precision != "fp32":
+        settings["precision"] = precision
     return json.loads(json.dumps(settings))
 
 
