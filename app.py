@@ -32,6 +32,7 @@ from captioning import BundleError, Captioner, ImageError, examples, load_image
 from captioning.decoding import Decoding
 from captioning.options import add_weights_flag, field_comments
 from captioning.runtime import BACKENDS, PRECISIONS, RuntimeOptions
+from captioning.startup import model_loading
 from captioning.visualize import attention_overlay
 from pipelines.files import VIDEO_EXTENSIONS
 from pipelines.images import caption_images, write_records
@@ -410,8 +411,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        captioner = Captioner.load(args.weights, device=args.device, backend=args.backend, precision=args.precision,
-                                   threads=args.threads)
+        with model_loading():
+            captioner = Captioner.load(args.weights, device=args.device, backend=args.backend,
+                                       precision=args.precision, threads=args.threads)
     except (BundleError, RuntimeError) as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from .api import Captioner
 from .bundle import BundleError
 from .everyday import EverydayOptions
 from .images import ImageError
+from .startup import model_loading
 from .options import (N_BEST_HELP, TAGS_HELP, add_dataclass_flags, add_decoding_flags, add_runtime_flags,
                       add_strict_flag, add_weights_flag, decoding_from_args, options_from_args, runtime_from_args)
 from .trust import UNFAMILIAR, confidence_words
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     runtime = runtime_from_args(p, args)
     everyday = options_from_args(p, EverydayOptions, args)
     try:
-        cap = Captioner.load(args.weights, **asdict(runtime))
+        with model_loading():
+            cap = Captioner.load(args.weights, **asdict(runtime))
     except (BundleError, RuntimeError) as e:
         print(f"caption: {e}", file=sys.stderr)
         return 2

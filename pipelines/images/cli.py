@@ -22,6 +22,7 @@ from captioning.everyday import EverydayOptions
 from captioning.images import Preprocessing
 from captioning.options import (add_dataclass_flags, add_runtime_flags, add_strict_flag, add_weights_flag,
                                 options_from_args, runtime_from_args)
+from captioning.startup import model_loading
 from captioning.trust import sure_word
 
 from ..flags import add_engine_flags, add_recursive_flag
@@ -115,9 +116,10 @@ def _engine(args: argparse.Namespace, options: CaptionOptions, todo: list[str]) 
     preprocessing = Preprocessing(**manifest["preprocessing"])
     head = prepare_head(todo, preprocessing) if todo and worth_starting() else None
     try:
-        from captioning import Captioner  # imports torch, while the head start decodes
+        with model_loading():
+            from captioning import Captioner  # imports torch, while the head start decodes
 
-        captioner = Captioner.load(bundle, **asdict(args.runtime))
+            captioner = Captioner.load(bundle, **asdict(args.runtime))
         if head is not None:  # from here the reader threads decode the rest, on both cores
             head.stop()
     except BaseException:

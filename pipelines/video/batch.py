@@ -13,6 +13,7 @@ from tqdm import tqdm
 from captioning.bundle import recorded_decoding, resolve_bundle, verified_manifest
 from captioning.config import RuntimeOptions, precision_here
 from captioning.images import Preprocessing
+from captioning.startup import model_loading
 
 from ..headstart import worth_starting
 from .export import OutputOptions
@@ -117,9 +118,10 @@ class LocalEngine:
             return
         head = scan_ahead(jobs[0][0], self.options, self.preprocessing) if worth_starting() else None
         try:
-            from captioning import Captioner  # imports torch, while the head start decodes
+            with model_loading():
+                from captioning import Captioner  # imports torch, while the head start decodes
 
-            captioner = Captioner.load(self.bundle, **asdict(self.runtime))
+                captioner = Captioner.load(self.bundle, **asdict(self.runtime))
             for path, target in jobs:
                 bars.video(Path(path).name, expected_frames(path, self.options) if bars.shown else None)
                 try:
