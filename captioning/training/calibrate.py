@@ -110,6 +110,19 @@ def _pca(unit: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
     return center, vt[:components].T  # (D,), (D, P)
 
 
+def build_familiarity(got: dict, components: int, k: int) -> Familiarity:
+    """The memory of the training photos from :func:`_collect`'s result: their semantic vectors on the top
+    ``components`` principal directions (stored as float16), their references' content words, ``k`` neighbours."""
+    names = got["datasets"]
+    train = np.concatenate([got["arrays"][f"{n}/train"] for n in names])
+    unit = train / np.linalg.norm(train, axis=1, keepdims=True)
+    center, directions = _pca(unit, components)
+    proj = (unit - center) @ directions
+    words, idf, indptr, word_ids = _reference_words([c for n in names for c in got[f"{n}/train_refs"]])
+    return Familiarity(center.astype(np.float32), directions.astype(np.float32),
+                       proj.astype(np.float16).astype(np.float32), k, words, idf, indptr, word_ids)
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 50) -> tuple[np.ndarray, float]:
     """Logistic regression by Newton's method (x standardised, y in {0, 1}) -> weights, bias."""
     xb = np.column_stack([x, np.ones(len(x))])
@@ -193,13 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     got = _collect(cap, args.data or DEFAULT_DATA, cache)
     arrays, names = got["arrays"], got["datasets"]
 
-    train = np.concatenate([arrays[f"{n}/train"] for n in names])
-    unit = train / np.linalg.norm(train, axis=1, keepdims=True)
-    center, components = _pca(unit, args.components)
-    proj = (unit - center) @ components
-    words, idf, indptr, word_ids = _reference_words([c for n in names for c in got[f"{n}/train_refs"]])
-    familiar = Familiarity(center.astype(np.float32), components.astype(np.float32),
-                           proj.astype(np.float16).astype(np.float32), args.k, words, idf, indptr, word_ids)
+    familiar = build_familiarity(got, args.components, args.k)
 
     rng = np.random.default_rng(args.seed)
     x, good, fit_half, dataset, rows = [], [], [], [], []
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     held = ~fit_half
     metrics: dict = {"held_out": {}, "fitted_on": "half of each dev split (seed %d)" % args.seed,
                      "bad": f"CIDEr-D < {args.good_cider}"}
-    print(f"{cap.name} {cap.version}: {len(train)} training photos, {len(x)} dev photos ({int(held.sum())} held out)")
+    print(f"{cap.name} {cap.version}: {len(familiar.train)} training photos, {len(x)} dev photos ({int(held.sum())} held out)")
     print(f"{'held-out dev':>16} {'photos':>7} {'bad':>6} {'AUROC confidence':>17} {'AUROC score':>12}")
     for label, m in [("pooled", held)] + [(n, held & (dataset == n)) for n in names]:
         bad = ~good[m]
