@@ -2,15 +2,18 @@
 
     python benchmarks/backend_captions.py [--data ../shared/data/flickr8k/captions.csv] [--split dev]
                                           [--weights W] [--backends torch,openvino,onnxruntime] [--limit N]
+                                          [--show 20]
 
 Captions every photo of the split with each backend (the same preprocessed pixels, the bundle's
-recorded decoding), then prints per backend: how many captions differ from torch's (listing
-them, with the largest grid difference of that photo), and the COCO-caption scores (BLEU-4,
+recorded decoding; an entry ``backend:precision`` such as ``openvino:bf16`` loads that --precision),
+then prints per backend: how many captions differ from the first backend's (listing up to ``--show``
+of them, with the largest grid difference of that photo), and the COCO-caption scores (BLEU-4,
 CIDEr-D...) against the split's references. Needs pycocoevalcap (the ``train`` extra).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -18,6 +21,9 @@ import torch
 from captioning import Captioner, load_image
 from captioning.training.data import read_dataset
 from captioning.training.metrics import coco_scores
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import split_backend  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 DATA = PROJECT.parent / "shared" / "data" / "flickr8k" / "captions.csv"
@@ -32,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="only the first N photos (default: all)")
     p.add_argument("--batch-size", type=int, default=32, help="photos per batch (default: %(default)s)")
+    p.add_argument("--show", type=int, default=20, help="differing captions listed per backend (default: %(default)s)")
     args = p.parse_args(argv)
 
     items = read_dataset(args.data, split=args.split)[: args.limit]
     backends = args.backends.split(",")
-    caps = {b: Captioner.load(args.weights, device="cpu", backend=b) for b in backends}
+    caps = {b: Captioner.load(args.weights, device="cpu", backend=split_backend(b)[0], precision=split_backend(b)[1])
+            for b in backends}
     reference = caps[backends[0]]
     texts: dict[str, list[str]] = {b: [] for b in backends}
     grid_diff: dict[str, list[float]] = {b: [] for b in backends}
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{b:12s} BLEU-4 {scores['BLEU-4']:.4f}  CIDEr-D {scores['CIDEr-D']:.4f}  captions differing from "
               f"{backends[0]}: {len(differ)} ({100 * len(differ) / len(items):.1f}%), largest grid difference "
               f"{max(grid_diff[b]):.2g}")
-        for n in differ:
+        for n in differ[: args.show]:
             print(f"    {items[n].image.name}: {texts[backends[0]][n]!r} vs {texts[b][n]!r} "
                   f"(grid difference {grid_diff[b][n]:.2g})")
     return 0

@@ -12,7 +12,7 @@ import torch
 
 from .bundle import Bundle, load_bundle
 from .confidence import FEATURES, Calibration, features, load_calibration
-from .decoding import Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
+from .decoding import Decoding, Hypothesis, beam_search, greedy, sample, samples_to_hypotheses
 from .imagenet import imagenet_categories
 from .everyday import EverydayOptions, EverydayTag, everyday_tags
 from .images import ImageInput
@@ -105,7 +105,8 @@ class Captioner:
              precision: str = "fp32", threads: int = 0, compile: bool = False) -> "Captioner":
         """Load a bundle by name, folder path, or the default. ``backend`` runs the encoder
         (:mod:`captioning.runtime`: ``auto``, ``openvino``, ``onnxruntime`` or ``torch``) in ``precision``
-        (``fp32``, or ``bf16`` on OpenVINO where the CPU has it; :attr:`precision` says which it got) on
+        (``fp32``; or ``bf16`` where the CPU has it: the encoder on OpenVINO, the decoder under torch's
+        autocast; :attr:`precision` says which it got) on
         ``threads`` threads (0: the runtime's default); ``compile`` runs a torch encoder through
         torch.compile (eager if unavailable)."""
         return cls(load_bundle(weights), device=device, backend=backend, precision=precision, threads=threads,
@@ -160,6 +161,16 @@ class Captioner:
                                   no_repeat_words=no_repeat_words, no_dangling_end=no_dangling_end)
         if d.beam_size < 1 or d.max_length < 1:
             raise ValueError("beam_size and max_length must be >= 1")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            nbests = self._decode(encoded, method, d, temperature=temperature, top_p=top_p, seed=seed)
+        results = [self._result(nbest) for nbest in nbests]
+        if self.calibration is not None and method == "beam" and d.beam_size > 1:
+            self._rate(results, encoded)
+        return results
+
+    def _decode(self, encoded: Encoded, method: Method, d: Decoding, *, temperature: float, top_p: float,
+                seed: int | None) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of each image of the batch by ``method``."""
         dec, grid, pooled = self.model.decoder, encoded.grid, encoded.pooled
         if method == "greedy" or (method == "beam" and d.is_greedy):
             nbests = [[h] for h in greedy(dec, grid, pooled, vocab=self.vocab, max_length=d.max_length,
@@ -174,10 +185,7 @@ class Captioner:
             nbests = [[h] for h in samples_to_hypotheses(samples, vocab=self.vocab)]
         else:
             raise ValueError(f"unknown decoding method {method!r} (beam, greedy or sample)")
-        results = [self._result(nbest) for nbest in nbests]
-        if self.calibration is not None and method == "beam" and d.beam_size > 1:
-            self._rate(results, encoded)
-        return results
+        return nbests
 
     def _rate(self, results: list[CaptionResult], encoded: Encoded) -> None:
         """Each result's confidence and its photo's unfamiliar flag (captioning.confidence)."""

@@ -180,8 +180,9 @@ class RuntimeOptions:
     device: str = "auto"  # cpu, cuda or auto (CUDA when available, else the CPU)
     backend: Backend = "auto"  # the encoder's runtime: openvino, onnxruntime, torch, or auto (on the CPU ONNX
     #                            Runtime, or OpenVINO where it times twice as fast here; else torch; torch on CUDA)
-    precision: Precision = "fp32"  # the encoder's arithmetic: fp32, or bf16 on OpenVINO where the CPU has AVX-512
-    #                               BF16 or AMX (about twice as fast; a fifth of the captions differ, at equal dev scores)
+    precision: Precision = "fp32"  # the model's arithmetic: fp32, or bf16 where the CPU has AVX-512 BF16 or AMX (the
+    #                               encoder on OpenVINO, the decoder under torch's autocast: each about twice as fast;
+    #                               a fifth of the captions differ, at equal dev scores)
     threads: int = 0  # CPU threads of the model (0: every core)
 
     def __post_init__(self) -> None:

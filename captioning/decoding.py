@@ -50,7 +50,7 @@ def greedy(decoder: AttentionLSTMDecoder, grid: torch.Tensor, pooled: torch.Tens
     done = torch.zeros(n, dtype=torch.bool, device=grid.device)
     for t in range(max_length + 1):
         logits, state, alpha = decoder.step(tokens, state)
-        logprobs = logits.log_softmax(dim=-1)  # (N, V)
+        logprobs = logits.float().log_softmax(dim=-1)  # (N, V), in float32 whatever precision the logits have
         _restrict(logprobs, t, vocab, min_length=min_length, max_length=max_length)
         logp, tokens = logprobs.max(dim=-1)
         seqs.append(tokens)

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,6 +241,23 @@ def test_bf16_runs_on_openvino_where_the_cpu_has_it(tiny_bundle_dir, torch_capti
     for name in ("grid", "pooled", "logits"):
         rows = torch.nn.functional.cosine_similarity(getattr(got, name).flatten(1), getattr(want, name).flatten(1))
         assert rows.min() > 1 - rt.BF16_PARITY, name
+
+
+def test_bf16_decodes_in_bf16_too_and_fp32_stays_fp32(tiny_bundle_dir, photo):
+    """--precision bf16 runs the decoder's matrix products in BF16 (torch autocast) wherever the encoder
+    got BF16; scores stay float32 (log-softmax in float32), and an FP32 captioner never autocasts."""
+    seen = []
+    for precision in ("bf16", "fp32"):
+        cap = Captioner.load(tiny_bundle_dir, device="cpu", precision=precision)
+        handle = cap.model.decoder.out.register_forward_hook(lambda m, args, out: seen.append((precision, out.dtype)))
+        try:
+            for method in ("beam", "greedy"):
+                r = cap.caption(photo, method=method)
+                assert isinstance(r.score, float) and r.attention.dtype == np.float32
+        finally:
+            handle.remove()
+        want = torch.bfloat16 if cap.precision == "bf16" else torch.float32
+        assert {dtype for p, dtype in seen if p == precision} == {want}, precision
 
 
 def test_bf16_without_the_arithmetic_or_openvino_runs_in_fp32(monkeypatch, tiny_bundle_dir, caplog):
