@@ -48,10 +48,11 @@ def with_changes(options: Options, changes: dict[str, Any]) -> Options:
 
 def setting_differences(recorded: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
     """What an earlier run recorded otherwise than this run's settings, one ``name old (this run:
-    new)`` each, in ``current``'s order; nested mappings by dotted name (``options.beam_size``)."""
+    new)`` each, in ``current``'s order, then what only the earlier run recorded; nested mappings by
+    dotted name (``options.beam_size``)."""
     differences = []
-    for key, new in current.items():
-        old = recorded.get(key)
+    for key in [*current, *(k for k in recorded if k not in current)]:
+        old, new = recorded.get(key), current.get(key)
         if isinstance(old, Mapping) and isinstance(new, Mapping):
             differences += setting_differences(old, new, f"{prefix}{key}.")
         elif old != new:

@@ -265,7 +265,8 @@ def test_decoding_options_reach_the_captions(served, handlers, captioner, cat_pa
     record = json.loads(Path(jsonl_path).read_text().splitlines()[0])
     assert rows[0][1] == caption and record["options"] == {**captioner.decoding.asdict(), **options,
                                                            "n_best": 0, "tags": 3, "min_tag_probability": 0.0,
-                                                           "exclude_tags": [], "min_confidence": 0.0}
+                                                           "exclude_tags": [], "min_confidence": 0.0,
+                                                           "precision": "fp32"}
 
 
 # -- batch zips and work files (issue #18.9) ----------------------------------------------

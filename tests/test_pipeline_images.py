@@ -201,7 +201,7 @@ def test_cli_csv_and_resume(library, tmp_path, tiny_bundle_dir, capsys):
                                             "no_repeat_ngram_size": 0, "no_repeat_words": False,
                                             "no_dangling_end": False, "n_best": 2, "tags": 5,
                                             "min_tag_probability": 0.0, "exclude_tags": [],
-                                            "min_confidence": 0.0}  # all in effect
+                                            "min_confidence": 0.0, "precision": "fp32"}  # all in effect
     text = next(r for r in rows if r["path"].endswith("text.jpg"))  # failed before: tried again, one row
     assert text["caption"] == "" and "not an image" in text["error"]
     assert "skipped 1 (already done)" in capsys.readouterr().err

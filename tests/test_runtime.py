@@ -293,20 +293,37 @@ def test_precision_flag(tiny_bundle_dir, photo, tmp_path, capsys):
         rt.RuntimeOptions(precision="int8")
 
 
-def test_a_bf16_run_records_its_precision_and_an_fp32_run_records_none():
-    """Resuming checks a run's settings: bf16 and fp32 captions differ, so their runs must not mix,
-    while an fp32 run matches the records made before the option existed (no precision in them)."""
+def test_runs_record_their_precision_and_one_in_another_is_refused(tiny_bundle_dir, tmp_path, photo, capsys):
+    """bf16 and fp32 captions differ, so a resume in the other precision is refused, naming it; records and
+    run records made before --precision existed (none named) read as fp32."""
+    from PIL import Image
+
     from captioning.decoding import Decoding
-    from pipelines.images.records import CaptionOptions
+    from pipelines.images.cli import main as caption_images
+    from pipelines.images.records import CaptionOptions, recorded_settings
     from pipelines.images.records import run_settings as image_settings
     from pipelines.video.export import OutputOptions
     from pipelines.video.options import TagOptions
     from pipelines.video.runs import run_settings as video_settings
 
-    fp32 = image_settings("m", "1.0.0", Decoding(), CaptionOptions())
-    assert "precision" not in fp32["options"] and fp32 == image_settings("m", "1.0.0", Decoding(), CaptionOptions(),
-                                                                         "fp32")
     assert image_settings("m", "1.0.0", Decoding(), CaptionOptions(), "bf16")["options"]["precision"] == "bf16"
-    video = video_settings("m", "1.0.0", Decoding(), TagOptions(), OutputOptions())
-    assert "precision" not in video
     assert video_settings("m", "1.0.0", Decoding(), TagOptions(), OutputOptions(), "bf16")["precision"] == "bf16"
+    fp32 = image_settings("m", "1.0.0", Decoding(), CaptionOptions())
+    older = {"format_version": 4, **fp32, "options": {k: v for k, v in fp32["options"].items() if k != "precision"}}
+    assert recorded_settings(older) == fp32
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.jpg")
+    out = tmp_path / "c.jsonl"
+    run = ["--out", str(out), "--weights", str(tiny_bundle_dir), "--backend", "openvino"]
+    records = out.read_text() if caption_images([str(folder), *run, "--precision", "bf16"]) == 0 else None
+    got = json.loads(records.splitlines()[0])["options"]["precision"]
+    assert got == rt.precision_here("bf16")
+    capsys.readouterr()
+    status = caption_images([str(folder), *run, "--precision", "fp32"])
+    if got == "bf16":
+        assert status == 2 and "options.precision 'bf16' (this run: 'fp32')" in capsys.readouterr().err
+        assert out.read_text() == records  # nothing appended or changed
+    else:  # no BF16 here: both ran in FP32, so the second run found the photo done
+        assert status == 0

@@ -139,6 +139,12 @@ def test_other_options_or_bundle_are_refused_unless_overwrite(tree, tmp_path, ru
     record = json.loads((folder / "two.run.json").read_text())  # as if another version of the bundle wrote it
     write_file(folder / "two.run.json", json.dumps({**record, "model": {**record["model"], "version": "9.9.9"}}))
     assert "model.version '9.9.9' (this run: '0.0.1')" in run(video, "--out", out, *files)[2]
+    assert record["precision"] == "fp32"
+    write_file(folder / "two.run.json", json.dumps({**record, "precision": "bf16"}))  # as a --precision bf16 run
+    assert "precision 'bf16' (this run: 'fp32')" in run(video, "--out", out, *files)[2]
+    write_file(folder / "two.run.json", json.dumps({k: v for k, v in record.items() if k != "precision"}))
+    status, _, err = run(video, "--out", out, *files)  # recorded before --precision existed: FP32, done
+    assert status == 0 and "skipped 1" in err and decoded_frames[0] == frames
     write_file(folder / "two.run.json", json.dumps(record))
     assert run(video, "--out", out, "--formats", "json", "--overwrite")[0] == 0
     assert decoded_frames[0] > frames  # tagged again; the files only the earlier run wrote are gone, not the user's

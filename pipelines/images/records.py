@@ -59,22 +59,24 @@ class CaptionOptions:
 def run_settings(name: str, version: str, decoding: Decoding, options: CaptionOptions,
                  precision: str = "fp32") -> dict[str, Any]:
     """The SETTINGS fields of the records a run makes with the bundle ``name`` ``version`` whose
-    recorded decoding is ``decoding`` and an encoder in ``precision``: the options in effect, a
-    default resolved to the bundle's value (so "default" and the same explicit value agree); the
-    precision only when it is not fp32, as records made before it existed were."""
+    recorded decoding is ``decoding``, the model running in ``precision``: the options in effect, a
+    default resolved to the bundle's value (so "default" and the same explicit value agree)."""
     return {"model": name, "model_version": version,
             "options": {**options.decoding_for(decoding).asdict(), "n_best": options.n_best, "tags": options.tags,
                         **options.everyday.recorded(), "min_confidence": options.min_confidence,
-                        **({} if precision == "fp32" else {"precision": precision})}}
+                        "precision": precision}}
 
 
 def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
     """The SETTINGS fields of a record as this version writes them: a record of format 3 or older,
-    made before --min-confidence existed, withheld no caption (min_confidence 0.0)."""
+    made before --min-confidence existed, withheld no caption (min_confidence 0.0); one that names
+    no precision was made before --precision existed, in FP32."""
     settings = {k: record.get(k) for k in SETTINGS}
     options = settings["options"]
     if isinstance(options, dict) and "min_confidence" not in options and _version(record) < 4:
-        settings["options"] = {**options, "min_confidence": 0.0}
+        options = settings["options"] = {**options, "min_confidence": 0.0}
+    if isinstance(options, dict) and "precision" not in options:
+        settings["options"] = {**options, "precision": "fp32"}
     return settings
 
 

@@ -38,23 +38,21 @@ from .writing import replaceable, write_file
 
 RUN_SUFFIX = ".run.json"  # the record's name: <stem>.run.json
 RUN_FORMAT = 1  # the record's format_version
-SETTINGS = ("real_path", "model", "options", "outputs")  # what must agree for a run to resume
+SETTINGS = ("real_path", "model", "options", "outputs", "precision")  # what must agree for a run to resume
 
 
 def run_settings(name: str, version: str, decoding: Decoding, options: TagOptions,
                  output: OutputOptions, precision: str = "fp32") -> dict[str, Any]:
     """The settings a run records for each video, with the bundle ``name`` ``version`` whose
-    recorded decoding is ``decoding`` and an encoder in ``precision`` (named only when not fp32, as
-    runs before it existed recorded none), as read back from JSON (lists, not tuples)."""
+    recorded decoding is ``decoding``, the model running in ``precision``, as read back from JSON
+    (lists, not tuples)."""
     outputs: dict[str, Any] = {"formats": list(output.formats), "thumbnails": output.thumbnails}
     if {"srt", "vtt"} & set(output.formats):
         outputs["cue_tags"] = output.cue_tags
     if "html" in output.formats:
         outputs["strip"] = output.strip
     settings = {"model": {"name": name, "version": version}, "options": recorded_options(options, decoding),
-                "outputs": outputs}
-    if precision != "fp32":
-        settings["precision"] = precision
+                "outputs": outputs, "precision": precision}
     return json.loads(json.dumps(settings))
 
 
@@ -84,7 +82,8 @@ def previous_run(target: Target, video: str, settings: dict[str, Any]) -> Previo
     if record is None:
         return Previous("new")
     current = {"real_path": os.path.realpath(video), **settings}
-    differences = setting_differences({k: record.get(k) for k in SETTINGS}, current)
+    recorded = {k: record.get(k) for k in SETTINGS} | {"precision": record.get("precision", "fp32")}  # none: before
+    differences = setting_differences(recorded, current)  # --precision existed, in FP32
     if differences:
         return Previous("other", ", ".join(differences))
     files = record.get("files") or []
