@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from captioning import Captioner, Encoded, load_image
-from captioning.runtime import EncoderGraph, openvino_encode
+from captioning.runtime import EncoderGraph, _difference, _openvino, openvino_encode, precision_here
+from captioning.training.calibrate import DEFAULT_DATA
 from captioning.training.data import read_dataset
 from captioning.training.metrics import coco_scores
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-SPLITS = {"flickr8k": DATA / "flickr8k" / "captions.csv", "coco_subset": DATA / "coco_subset" / "captions.csv"}
+SPLITS = {Path(csv).parent.name: Path(csv) for csv in DEFAULT_DATA}  # flickr8k, coco_subset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     cap = Captioner.load(args.weights, device="cpu", backend="openvino")
     size = cap.preprocessing.size
     graph = EncoderGraph(cap.encoder, size)
-    core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    fp32 = core.compile_model(str(graph.ensure()), "CPU", config)
 
     precisions = [x for x in args.precisions.split(",") if x]
     unknown = set(precisions) - {"bf16", "int8"}
@@ -62,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
              for item in read_dataset(csv, split="train")]
     rng = np.random.default_rng(0)
     chosen = [train[i] for i in rng.choice(len(train), size=min(args.calibration, len(train)), replace=False)]
-    runs = {"fp32": openvino_encode(fp32)}
+    runs = {"fp32": _openvino(graph, 0)}  # as the tools compile it
     if "bf16" in precisions:
-        bf16 = core.compile_model(str(graph.path), "CPU", {**config, "INFERENCE_PRECISION_HINT": "bf16"})
-        print(f"bf16: OpenVINO runs in {bf16.get_property('INFERENCE_PRECISION_HINT')} on this CPU")
-        runs["bf16"] = openvino_encode(bf16)
+        print(f"bf16: OpenVINO runs in {precision_here('bf16')} on this CPU")
+        runs["bf16"] = _openvino(graph, 0, "bf16")
     if "int8" in precisions:
+        core = ov.Core()
         runs["int8"] = openvino_encode(core.compile_model(_int8(args, cap, core, graph, chosen), "CPU",
                                                           {"PERFORMANCE_HINT": "LATENCY"}))
 
@@ -84,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = runs["fp32"](pixels)
     for name in precisions:
         out = runs[name](pixels)
-        error = max(float((a - b).abs().max()) for a, b in ((out.grid, reference.grid), (out.pooled, reference.pooled), (out.logits, reference.logits)))
+        error = _difference(reference, out, "fp32")  # the largest absolute difference in any output
         print(f"encoder, batch 32: FP32 {rate['fp32']:.1f} images/s, {name.upper()} {rate[name]:.1f} images/s "
               f"({rate[name] / rate['fp32']:.2f}x); largest difference in any output {error:.3g}")
 

@@ -201,7 +201,7 @@ DEFAULT_BACKEND = RuntimeOptions.backend  # every tool's --backend default
 def precision_here(precision: str) -> str:
     """The precision the encoder runs in on this machine when ``precision`` is asked for: bf16 only where
     OpenVINO imports and reports BF16 arithmetic on this CPU (AVX-512 BF16 or AMX), else fp32. What a run
-    records, so that a resumed run on the same machine matches it (it costs OpenVINO's import, ~0.2 s)."""
+    records, so that a resumed run on the same machine matches it (it imports OpenVINO; the answer is cached)."""
     if precision != "bf16":
         return precision
     try:

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from captioning import Captioner, Encoded
+from captioning.training.calibrate import DEFAULT_DATA
 from captioning.training.data import read_dataset
 from captioning.training.metrics import coco_scores
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SPLITS = {"flickr8k": DATA / "flickr8k" / "captions.csv", "coco": DATA / "coco_subset" / "captions.csv"}
+SPLITS = {Path(csv).parent.name: Path(csv) for csv in DEFAULT_DATA}  # flickr8k, coco_subset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             row[split] = (scores["CIDEr-D"], scores["BLEU-4"], len(set(texts)), len({w for t in texts for w in t.split()}))
         mark = "*" if decoding == recorded else " "
         label = f"{mark}{penalty:.1f} " + (", ".join(f"{k}={v}" for k, v in block.items()) or "recorded blocks")
-        f, c = row["flickr8k"], row["coco"]
+        f, c = row["flickr8k"], row["coco_subset"]
         print(f"{label:<44} {f[0]:.3f} / {c[0]:.3f} / {(f[0] + c[0]) / 2:.3f}   {f[1]:.3f} / {c[1]:.3f}   "
               f"{f[2]} / {c[2]}, {f[3]} / {c[3]}")
     return 0
