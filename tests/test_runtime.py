@@ -226,6 +226,24 @@ def test_the_runtimes_split_a_batch_into_one_thread_lanes(tiny_bundle, monkeypat
     assert torch.allclose(four.grid, want.grid, atol=rt.PARITY_ATOL) and four.grid.shape == want.grid.shape
 
 
+def test_a_lane_runs_its_part_a_few_images_at_a_time():
+    """Each lane's part goes to the runtime in runs of at most ``rows`` images, the outputs in the
+    batch's order whatever the runs."""
+    sizes = []
+
+    def run_part(lane, x):  # grid, pooled, logits that name their image
+        sizes.append(len(x))
+        ids = x[:, 0, 0, 0]  # (b,)
+        return [ids[:, None, None] * np.ones((1, 2, 3), np.float32), ids[:, None] * 1.0, -ids[:, None]]
+
+    for lanes, rows, want in ((2, 2, [2, 2, 1]), (1, 2, [2, 2, 1]), (2, 0, [3, 2]), (1, 0, [5])):
+        sizes.clear()
+        pixels = torch.arange(5.0)[:, None, None, None].expand(5, 3, 4, 4)  # (5, 3, 4, 4) image i is all i
+        out = rt._in_lanes(run_part, lanes, rows)(pixels)
+        assert sorted(sizes, reverse=True) == want, (lanes, rows, sizes)
+        assert out.grid[:, 0, 0].tolist() == out.pooled[:, 0].tolist() == (-out.logits[:, 0]).tolist() == [0, 1, 2, 3, 4]
+
+
 # -- precision bf16 ------------------------------------------------------------------------------
 def test_bf16_runs_on_openvino_where_the_cpu_has_it(tiny_bundle_dir, torch_captioner, photo, caplog):
     """Where OpenVINO finds BF16 arithmetic, the encoder runs in it, its outputs pointing where torch's do
