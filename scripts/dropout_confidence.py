@@ -22,7 +22,7 @@ import torch
 
 from captioning import Captioner
 from captioning.confidence import features
-from captioning.training.calibrate import auroc, build_familiarity, fit_logistic
+from captioning.training.calibrate import build_familiarity, held_out_auroc
 
 
 def dropout_scores(cap: Captioner, images: list[str], tokens: list[list[str]], masks: int, seed: int
@@ -90,19 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"held-out AUROC (bad: CIDEr-D < 0.2), mean over seeds {seeds}: pooled / " + " / ".join(names))
     for label, x in variants.items():
-        results = []
-        for seed in seeds:
-            rng = np.random.default_rng(seed)
-            fit = np.zeros(len(x), bool)
-            for n in names:  # half of each dataset, as caption-calibrate draws them
-                idx = np.flatnonzero(dataset == n)
-                fit[idx[rng.permutation(len(idx))[: len(idx) // 2]]] = True
-            mean, scale = x[fit].mean(0), x[fit].std(0) + 1e-12
-            w, b = fit_logistic((x[fit] - mean) / scale, (~bad[fit]).astype(float))
-            conf = ((x - mean) / scale) @ w + b
-            held = ~fit
-            results.append([auroc(-conf[m], bad[m]) for m in [held] + [held & (dataset == n) for n in names]])
-        print(f"  {label:>12}: " + " / ".join(f"{v:.3f}" for v in np.mean(results, axis=0)))
+        print(f"  {label:>12}: " + " / ".join(f"{v:.3f}" for v in held_out_auroc(x, bad, dataset, names, seeds)))
     return 0
 
 

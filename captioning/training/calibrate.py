@@ -29,6 +29,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -140,6 +141,32 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int =
     return w[:-1], float(w[-1])
 
 
+def dev_halves(dataset: np.ndarray, names: Sequence[str], seed: int) -> np.ndarray:
+    """(N,) True on the fitting half of each dataset's dev photos (``dataset`` names each photo's), drawn
+    dataset by dataset with one generator seeded ``seed``: the half ``caption-calibrate --seed`` fits on."""
+    rng = np.random.default_rng(seed)
+    fit = np.zeros(len(dataset), bool)
+    for n in names:
+        idx = np.flatnonzero(dataset == n)
+        fit[idx[rng.permutation(len(idx))[: len(idx) // 2]]] = True
+    return fit
+
+
+def held_out_auroc(x: np.ndarray, bad: np.ndarray, dataset: np.ndarray, names: Sequence[str],
+                   seeds: Sequence[int]) -> np.ndarray:
+    """A logistic model of features ``x`` (N, F) fitted on half of each dev split and scored on the other:
+    AUROC for telling the ``bad`` captions, pooled and per dataset, the mean over the halves of ``seeds``."""
+    results = []
+    for seed in seeds:
+        fit = dev_halves(dataset, names, seed)
+        mean, scale = x[fit].mean(0), x[fit].std(0) + 1e-12
+        w, b = fit_logistic((x[fit] - mean) / scale, (~bad[fit]).astype(float))
+        conf = ((x - mean) / scale) @ w + b
+        held = ~fit
+        results.append([auroc(-conf[m], bad[m]) for m in [held] + [held & (dataset == n) for n in names]])
+    return np.mean(results, axis=0)
+
+
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     """Probability that a random positive scores above a random negative (ties count half)."""
     from scipy.stats import rankdata
@@ -208,18 +235,15 @@ def main(argv: list[str] | None = None) -> int:
 
     familiar = build_familiarity(got, args.components, args.k)
 
-    rng = np.random.default_rng(args.seed)
-    x, good, fit_half, dataset, rows = [], [], [], [], []
+    x, good, dataset, rows = [], [], [], []
     for n in names:
         rows += [(n, image, " ".join(t)) for image, t in zip(got[f"{n}/images"], got[f"{n}/tokens"])]
         x.append(features(arrays[f"{n}/scores"], got[f"{n}/tokens"], arrays[f"{n}/pooled"], arrays[f"{n}/probs"],
                           familiar))
         good.append(arrays[f"{n}/cider"] >= args.good_cider)
-        half = np.zeros(len(x[-1]), bool)
-        half[rng.permutation(len(half))[: len(half) // 2]] = True
-        fit_half.append(half)
-        dataset += [n] * len(half)
-    x, good, fit_half, dataset = np.concatenate(x), np.concatenate(good), np.concatenate(fit_half), np.array(dataset)
+        dataset += [n] * len(x[-1])
+    x, good, dataset = np.concatenate(x), np.concatenate(good), np.array(dataset)
+    fit_half = dev_halves(dataset, names, args.seed)
     mean, scale = x[fit_half].mean(axis=0), x[fit_half].std(axis=0) + 1e-12
     weights, bias = fit_logistic((x[fit_half] - mean) / scale, good[fit_half].astype(float))
     familiarity = x[:, FEATURES.index("familiarity")]

@@ -1,0 +1,78 @@
+"""Does where a photo lies in the semantic space say how good its caption is? (a measurement, not a test)
+
+    python scripts/vector_confidence.py --cache runs/confidence/lite2.npz [--seeds 0,1,2]
+
+Two signals from the photo's semantic vector, added to the shipped confidence features (``caption-calibrate``'s
+cache, built first with ``caption-calibrate --cache ...``), each fitted and scored as ``caption-calibrate`` does (a
+logistic model on half of each dev split, held-out AUROC for telling captions under CIDEr-D 0.2 from the rest,
+pooled / per dataset, averaged over ``--seeds``):
+
+- the vector's first principal coordinates (the training photos' directions the bundle keeps): lets the model learn
+  which kinds of photo it captions badly;
+- the local error rate: the share of bad captions among the ``--near`` fitting-half dev photos nearest to the photo
+  (cosine; a fitting photo's own caption left out), a nonparametric version of the same.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from captioning.confidence import features
+from captioning.training.calibrate import build_familiarity, dev_halves, held_out_auroc
+
+
+def local_error_rate(unit: np.ndarray, bad: np.ndarray, fit: np.ndarray, near: int) -> np.ndarray:
+    """(N,) share of bad captions among the ``near`` fitting photos nearest each photo (itself excluded)."""
+    sims = unit @ unit[fit].T  # (N, n_fit)
+    own = np.flatnonzero(fit)
+    sims[own, np.arange(len(own))] = -np.inf  # a fitting photo is not its own neighbour
+    nearest = np.argpartition(sims, -near, axis=1)[:, -near:]  # (N, near)
+    return bad[fit][nearest].mean(axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cache", required=True, help="caption-calibrate's --cache file (.npz, with its .json)")
+    p.add_argument("--seeds", default="0,1,2", help="dev halves to average over (default: %(default)s)")
+    p.add_argument("--components", type=int, default=128, help="as caption-calibrate (default: %(default)s)")
+    p.add_argument("--k", type=int, default=10, help="as caption-calibrate (default: %(default)s)")
+    p.add_argument("--coordinates", default="4,8,16,32", help="principal coordinates tried (default: %(default)s)")
+    p.add_argument("--near", default="10,25,50", help="neighbours for the local error rate (default: %(default)s)")
+    args = p.parse_args(argv)
+
+    cache = Path(args.cache)
+    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
+    names = meta["datasets"]
+    familiar = build_familiarity({"arrays": arrays, **meta}, args.components, args.k)
+    shipped = np.concatenate([features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
+                                       arrays[f"{n}/probs"], familiar) for n in names])
+    pooled = np.concatenate([arrays[f"{n}/pooled"] for n in names]).astype(np.float64)  # (N, D)
+    unit = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    coords = (unit - familiar.center) @ familiar.components  # (N, P) principal coordinates
+    bad = np.concatenate([arrays[f"{n}/cider"] < 0.2 for n in names])
+    dataset = np.array([n for n in names for _ in range(len(arrays[f"{n}/cider"]))])
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    def show(label: str, x: np.ndarray, aurocs: np.ndarray | None = None) -> None:
+        values = held_out_auroc(x, bad, dataset, names, seeds) if aurocs is None else aurocs
+        print(f"  {label:>26}: " + " / ".join(f"{v:.3f}" for v in values))
+
+    print(f"held-out AUROC (bad: CIDEr-D < 0.2), mean over seeds {seeds}: pooled / " + " / ".join(names))
+    show("shipped", shipped)
+    for m in (int(c) for c in args.coordinates.split(",")):
+        show(f"+ {m} principal coordinates", np.column_stack([shipped, coords[:, :m]]))
+    for near in (int(c) for c in args.near.split(",")):
+        # the local error rate depends on the fitting half: computed per seed
+        rows = []
+        for seed in seeds:
+            rate = local_error_rate(unit, bad, dev_halves(dataset, names, seed), near)
+            rows.append(held_out_auroc(np.column_stack([shipped, rate]), bad, dataset, names, [seed]))
+        show(f"+ error rate of {near} nearest", shipped, np.mean(rows, axis=0))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
