@@ -11,9 +11,9 @@ child going), and a second pipe carries the parent's acknowledgements, so that t
 most ``ahead`` items in front of what the parent has taken. The parent takes each item once; the
 child writes later items over the ones taken, so the file holds about ``ahead`` items whatever the
 length of the work (a two-hour video's frames would otherwise fill a small or memory-backed /tmp).
-An exception in the child is raised in the parent where its item would have come. The child never imports torch, never writes to the
-parent's files (it leaves with ``os._exit``), and is killed when the parent stops or closes the
-head start, or stops reading.
+An exception in the child is raised in the parent where its item would have come. The child never
+imports torch, never writes to the parent's files (it leaves with ``os._exit``), and is killed when
+the parent stops or closes the head start, or stops reading.
 """
 from __future__ import annotations
 
@@ -187,27 +187,27 @@ class _Space:
         self.live[item] = (start, start + size)
         return start
 
-    def taken(self, acks: bytes) -> None:
-        for (item,) in _ACK.iter_unpack(acks):
+    def taken(self, items: Iterable[int]) -> None:
+        """Free the records of ``items``, which the parent has read."""
+        for item in items:
             self.live.pop(item, None)
 
 
 def _child(produce: Callable[[], Iterable[Any]], fd: int, tokens: int, acks: int, ahead: int) -> None:
     """Run ``produce`` and report every item; never returns."""
     status = 0
-    space, partial = _Space(), b""
+    space = _Space()
 
     def read_acks(block: bool) -> bool:
-        """Take the parent's acknowledgements (waiting for one when ``block``); False if it has gone."""
-        nonlocal partial
+        """Take the parent's acknowledgements (waiting for one when ``block``); False if it has gone. Each
+        is one write of _ACK.size bytes, atomic on a pipe, and a read asks for a multiple of it: no read
+        splits one."""
         if not block and not select.select([acks], [], [], 0)[0]:
             return True
-        got = os.read(acks, 4096)
+        got = os.read(acks, 512 * _ACK.size)
         if not got:
             return False
-        whole = (len(partial) + len(got)) // _ACK.size * _ACK.size
-        data, partial = partial + got, (partial + got)[whole:]
-        space.taken(data[:whole])
+        space.taken(item for (item,) in _ACK.iter_unpack(got))
         return True
 
     def write(kind: int, item: int, record: bytes) -> None:

@@ -56,21 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     dataset = np.array([n for n in names for _ in range(len(arrays[f"{n}/cider"]))])
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    def show(label: str, x: np.ndarray, aurocs: np.ndarray | None = None) -> None:
-        values = held_out_auroc(x, bad, dataset, names, seeds) if aurocs is None else aurocs
-        print(f"  {label:>26}: " + " / ".join(f"{v:.3f}" for v in values))
+    def show(label: str, aurocs: np.ndarray) -> None:
+        print(f"  {label:>26}: " + " / ".join(f"{v:.3f}" for v in aurocs))
 
     print(f"held-out AUROC (bad: CIDEr-D < 0.2), mean over seeds {seeds}: pooled / " + " / ".join(names))
-    show("shipped", shipped)
+    show("shipped", held_out_auroc(shipped, bad, dataset, names, seeds))
     for m in (int(c) for c in args.coordinates.split(",")):
-        show(f"+ {m} principal coordinates", np.column_stack([shipped, coords[:, :m]]))
+        show(f"+ {m} principal coordinates", held_out_auroc(np.column_stack([shipped, coords[:, :m]]), bad, dataset,
+                                                           names, seeds))
     for near in (int(c) for c in args.near.split(",")):
         # the local error rate depends on the fitting half: computed per seed
-        rows = []
-        for seed in seeds:
-            rate = local_error_rate(unit, bad, dev_halves(dataset, names, seed), near)
-            rows.append(held_out_auroc(np.column_stack([shipped, rate]), bad, dataset, names, [seed]))
-        show(f"+ error rate of {near} nearest", shipped, np.mean(rows, axis=0))
+        rows = [held_out_auroc(np.column_stack([shipped, local_error_rate(unit, bad, dev_halves(dataset, names, seed),
+                                                                          near)]), bad, dataset, names, [seed])
+                for seed in seeds]
+        show(f"+ error rate of {near} nearest", np.mean(rows, axis=0))
     return 0
 
 

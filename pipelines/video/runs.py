@@ -82,8 +82,9 @@ def previous_run(target: Target, video: str, settings: dict[str, Any]) -> Previo
     if record is None:
         return Previous("new")
     current = {"real_path": os.path.realpath(video), **settings}
-    recorded = {k: record.get(k) for k in SETTINGS} | {"precision": record.get("precision", "fp32")}  # none: before
-    differences = setting_differences(recorded, current)  # --precision existed, in FP32
+    # a record without a precision was made before --precision existed, in FP32
+    recorded = {k: record.get(k) for k in SETTINGS} | {"precision": record.get("precision", "fp32")}
+    differences = setting_differences(recorded, current)
     if differences:
         return Previous("other", ", ".join(differences))
     files = record.get("files") or []

@@ -34,6 +34,12 @@ if TYPE_CHECKING:
     from .options import TagOptions
 
 
+# Items the head start's scan may run ahead of tag-video: enough to keep scanning through the ~2 s the parent spends
+# importing torch and loading the model (~110 frames of the 3-minute clip at --fps 1; 64, the earlier lead, left a core
+# idle: 4% longer runs, docs/experiments.md), ~200 KB each at 260x260 in the head start's file.
+SCAN_AHEAD = 256
+
+
 class VideoTooLong(VideoError):
     """A video that runs past the ``max_seconds`` given to :func:`tag_video`."""
 
@@ -172,10 +178,5 @@ def scan_ahead(path: str | os.PathLike, options: TagOptions, preprocessing: Prep
     """:func:`~pipelines.video.scan.scan_video` of ``path`` started in a head start (a child process,
     :mod:`pipelines.headstart`), for :func:`~pipelines.video.tag_video`'s ``head``: ``tag-video`` decodes its first
     video while it imports torch and loads the model."""
-    return HeadStart(lambda: scan_video(str(path), options, preprocessing), ahead=max(SCAN_AHEAD, 4 * options.batch_size))
-
-
-# Items the head start's scan may run ahead of tag-video: enough to keep scanning through the ~2 s the parent spends
-# importing torch and loading the model (~110 frames of the 3-minute clip at --fps 1; 64, the earlier lead, left a core
-# idle: 4% longer runs, docs/experiments.md), ~200 KB each at 260x260 in the head start's file.
-SCAN_AHEAD = 256
+    return HeadStart(lambda: scan_video(str(path), options, preprocessing),
+                     ahead=max(SCAN_AHEAD, 4 * options.batch_size))
