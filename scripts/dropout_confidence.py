@@ -14,15 +14,12 @@ signal added, and for each signal alone, averaged over ``--seeds`` (the halves).
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from captioning import Captioner
-from captioning.confidence import features
-from captioning.training.calibrate import build_familiarity, held_out_auroc
+from captioning.training.calibrate import held_out_auroc, read_dev_cache
 
 
 def dropout_scores(cap: Captioner, images: list[str], tokens: list[list[str]], masks: int, seed: int
@@ -66,22 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10, help="as caption-calibrate (default: %(default)s)")
     args = p.parse_args(argv)
 
-    cache = Path(args.cache)
-    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
-    names = meta["datasets"]
+    got = read_dev_cache(args.cache, components=args.components, k=args.k)
+    meta, names, shipped, bad, dataset = got.meta, got.names, got.shipped, got.bad, got.dataset
     cap = Captioner.load(args.weights, device="cpu")
-    familiar = build_familiarity({"arrays": arrays, **meta}, args.components, args.k)
 
-    shipped, extra, bad, dataset = [], [], [], []
+    extra = []
     for n in names:
-        shipped.append(features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
-                                arrays[f"{n}/probs"], familiar))
         mean, spread = dropout_scores(cap, meta[f"{n}/images"], meta[f"{n}/tokens"], args.masks, seed=0)
         extra.append(np.column_stack([mean, spread]))
-        bad.append(arrays[f"{n}/cider"] < 0.2)
-        dataset += [n] * len(mean)
         print(f"{n}: {len(mean)} dev captions re-scored under {args.masks} dropout masks")
-    shipped, extra, bad, dataset = np.concatenate(shipped), np.concatenate(extra), np.concatenate(bad), np.array(dataset)
+    extra = np.concatenate(extra)
     print(f"correlation of D-TP with the beam score: {np.corrcoef(extra[:, 0], shipped[:, 0])[0, 1]:.3f}")
 
     variants = {"shipped": shipped, "+ D-TP": np.column_stack([shipped, extra[:, 0]]),

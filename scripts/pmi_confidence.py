@@ -13,15 +13,13 @@ dataset, the mean over the halves of ``--seeds``).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from captioning import Captioner
-from captioning.confidence import features
-from captioning.training.calibrate import auroc, build_familiarity, held_out_auroc
+from captioning.training.calibrate import auroc, held_out_auroc, read_dev_cache
 from captioning.training.data import read_dataset
 
 BATCH = 32
@@ -77,20 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="dev halves to average over (default: %(default)s)")
     args = p.parse_args(argv)
 
-    cache = Path(args.cache)
-    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
-    names = meta["datasets"]
+    got = read_dev_cache(args.cache)
+    meta, names, shipped, bad, dataset = got.meta, got.names, got.shipped, got.bad, got.dataset
     cap = Captioner.load(args.weights, device="cpu")
-    familiar = build_familiarity({"arrays": arrays, **meta}, 128, 10)
     train = [str(it.image) for n in names for it in read_dataset(str(Path(meta[f"{n}/images"][0]).parents[1]
                                                                        / "captions.csv"), split="train")]
     rng = np.random.default_rng(0)
     bg_grid, bg_pooled = grids(cap, [train[i] for i in rng.choice(len(train), args.background, replace=False)])
 
-    shipped, pmi, bad, dataset = [], [], [], []
+    pmi = []
     for n in names:
-        shipped.append(features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
-                                arrays[f"{n}/probs"], familiar))
         captions = meta[f"{n}/tokens"]
         own = np.zeros(len(captions))
         for start in range(0, len(captions), BATCH):
@@ -100,10 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         marginal = np.logaddexp.reduce(others, axis=1) - np.log(others.shape[1])
         words = np.array([len(t) + 1 for t in captions])
         pmi.append(np.column_stack([own - marginal, (own - marginal) / words]))
-        bad.append(arrays[f"{n}/cider"] < 0.2)
-        dataset += [n] * len(captions)
         print(f"{n}: {len(captions)} dev captions scored under their photo and {args.background} others")
-    shipped, pmi, bad, dataset = np.concatenate(shipped), np.concatenate(pmi), np.concatenate(bad), np.array(dataset)
+    pmi = np.concatenate(pmi)
     seeds = [int(s) for s in args.seeds.split(",")]
     print("alone (all dev): PMI " + f"{auroc(-pmi[:, 0], bad):.3f}, per word {auroc(-pmi[:, 1], bad):.3f}")
     print(f"held-out AUROC (bad: CIDEr-D < 0.2), mean over seeds {seeds}: pooled / " + " / ".join(names))

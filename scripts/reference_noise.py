@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
-from captioning.confidence import features
-from captioning.training.calibrate import auroc, build_familiarity, held_out_auroc
+from captioning.training.calibrate import auroc, held_out_auroc, read_dev_cache
 from captioning.training.data import read_dataset
 from captioning.training.metrics import CiderD
 
@@ -41,18 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    cache = Path(args.cache)
-    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
-    names = meta["datasets"]
-    familiar = build_familiarity({"arrays": arrays, **meta}, 128, 10)
-    shipped = np.concatenate([features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
-                                       arrays[f"{n}/probs"], familiar) for n in names])
-    dataset = np.array([n for n in names for _ in range(len(arrays[f"{n}/cider"]))])
+    got = read_dev_cache(args.cache)
+    meta, arrays, names, shipped, dataset = got.meta, got.arrays, got.names, got.shipped, got.dataset
     refs, captions, share_bad = {}, {}, {}
     for name in names:
         dev = read_dataset(str(Path(args.data) / name / "captions.csv"), split="dev")
         if [str(it.image) for it in dev] != meta[f"{name}/images"]:
-            raise SystemExit(f"{cache}: its {name} dev photos are not {args.data}'s")
+            raise SystemExit(f"{args.cache}: its {name} dev photos are not {args.data}'s")
         refs[name] = [it.captions[:5] for it in dev]
         captions[name] = [list(t) for t in meta[f"{name}/tokens"]]
         share_bad[name] = float((arrays[f"{name}/cider"] < 0.2).mean())

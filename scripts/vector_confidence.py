@@ -15,13 +15,10 @@ pooled / per dataset, averaged over ``--seeds``):
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
-from captioning.confidence import features
-from captioning.training.calibrate import build_familiarity, dev_halves, held_out_auroc
+from captioning.training.calibrate import dev_halves, held_out_auroc, read_dev_cache
 
 
 def local_error_rate(unit: np.ndarray, bad: np.ndarray, fit: np.ndarray, near: int) -> np.ndarray:
@@ -43,17 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--near", default="10,25,50", help="neighbours for the local error rate (default: %(default)s)")
     args = p.parse_args(argv)
 
-    cache = Path(args.cache)
-    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
-    names = meta["datasets"]
-    familiar = build_familiarity({"arrays": arrays, **meta}, args.components, args.k)
-    shipped = np.concatenate([features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
-                                       arrays[f"{n}/probs"], familiar) for n in names])
+    got = read_dev_cache(args.cache, components=args.components, k=args.k)
+    arrays, names, familiar, shipped, bad, dataset = got.arrays, got.names, got.familiar, got.shipped, got.bad, got.dataset
     pooled = np.concatenate([arrays[f"{n}/pooled"] for n in names]).astype(np.float64)  # (N, D)
     unit = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
     coords = (unit - familiar.center) @ familiar.components  # (N, P) principal coordinates
-    bad = np.concatenate([arrays[f"{n}/cider"] < 0.2 for n in names])
-    dataset = np.array([n for n in names for _ in range(len(arrays[f"{n}/cider"]))])
     seeds = [int(s) for s in args.seeds.split(",")]
 
     def show(label: str, aurocs: np.ndarray) -> None:

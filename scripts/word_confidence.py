@@ -16,14 +16,12 @@ pooled / per dataset, the mean over the dev halves of ``--seeds``.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-from captioning.confidence import STOP_WORDS, features
-from captioning.training.calibrate import auroc, build_familiarity, held_out_auroc
+from captioning.confidence import STOP_WORDS
+from captioning.training.calibrate import auroc, held_out_auroc, read_dev_cache
 from captioning.vocab import tokenize
 
 
@@ -61,14 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ridge", default="0.1,1,10,100", help="detector penalties tried (default: %(default)s)")
     args = p.parse_args(argv)
 
-    cache = Path(args.cache)
-    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
-    names = meta["datasets"]
-    familiar = build_familiarity({"arrays": arrays, **meta}, 128, 10)
-    shipped = np.concatenate([features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
-                                       arrays[f"{n}/probs"], familiar) for n in names])
-    bad = np.concatenate([arrays[f"{n}/cider"] < 0.2 for n in names])
-    dataset = np.array([n for n in names for _ in range(len(arrays[f"{n}/cider"]))])
+    got = read_dev_cache(args.cache)
+    meta, arrays, names, familiar = got.meta, got.arrays, got.names, got.familiar
+    shipped, bad, dataset = got.shipped, got.bad, got.dataset
     seeds = [int(s) for s in args.seeds.split(",")]
     captions = [t for n in names for t in meta[f"{n}/tokens"]]
     train = unit(np.concatenate([arrays[f"{n}/train"] for n in names]).astype(np.float64))  # (N_train, D)

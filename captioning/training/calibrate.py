@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -122,6 +123,31 @@ def build_familiarity(got: dict, components: int, k: int) -> Familiarity:
     words, idf, indptr, word_ids = _reference_words([c for n in names for c in got[f"{n}/train_refs"]])
     return Familiarity(center.astype(np.float32), directions.astype(np.float32),
                        proj.astype(np.float16).astype(np.float32), k, words, idf, indptr, word_ids)
+
+
+@dataclass(frozen=True)
+class DevCache:
+    """What ``caption-calibrate --cache`` stored, ready for an experiment: the shipped features of every dev caption."""
+    meta: dict  # datasets, and per dataset: train_refs, tokens (the dev captions), images
+    arrays: dict[str, np.ndarray]  # per dataset: train, pooled, probs, scores, cider
+    names: list[str]  # the datasets, in the cache's order
+    familiar: Familiarity  # the training photos' memory, as build_familiarity makes it
+    shipped: np.ndarray  # (N, len(FEATURES)) every dev caption's features, datasets in order
+    bad: np.ndarray  # (N,) CIDEr-D under good_cider
+    dataset: np.ndarray  # (N,) each caption's dataset name
+
+
+def read_dev_cache(cache: str | Path, *, components: int = 128, k: int = 10, good_cider: float = 0.2) -> DevCache:
+    """Load a ``--cache`` file (.npz with its .json) and compute the shipped features (caption-calibrate's defaults)."""
+    cache = Path(cache)
+    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
+    names = meta["datasets"]
+    familiar = build_familiarity({"arrays": arrays, **meta}, components, k)
+    shipped = np.concatenate([features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
+                                       arrays[f"{n}/probs"], familiar) for n in names])
+    bad = np.concatenate([arrays[f"{n}/cider"] < good_cider for n in names])
+    dataset = np.array([n for n in names for _ in range(len(arrays[f"{n}/cider"]))])
+    return DevCache(meta, arrays, names, familiar, shipped, bad, dataset)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 50) -> tuple[np.ndarray, float]:
