@@ -36,7 +36,7 @@ def dropout_scores(cap: Captioner, images: list[str], tokens: list[list[str]], m
         width = max(map(len, rows))
         ids = torch.tensor([r + [vocab.pad_id] * (width - len(r)) for r in rows])  # (B, T+1)
         mask = ids[:, 1:] != vocab.pad_id  # (B, T) the words (and <end>) predicted
-        grid = enc.grid.flatten(2).transpose(1, 2) if enc.grid.dim() == 4 else enc.grid  # (B, S*S, D)
+        grid = enc.grid  # (B, S*S, D)
         per_mask = []
         decoder.train()
         try:

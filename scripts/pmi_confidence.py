@@ -30,8 +30,7 @@ def grids(cap: Captioner, images: list[str]) -> tuple[torch.Tensor, torch.Tensor
     out_grid, out_pooled = [], []
     for start in range(0, len(images), BATCH):
         enc = cap.encode(images[start:start + BATCH])
-        grid = enc.grid.flatten(2).transpose(1, 2) if enc.grid.dim() == 4 else enc.grid  # (B, S*S, D)
-        out_grid.append(grid.float())
+        out_grid.append(enc.grid.float())  # (B, S*S, D)
         out_pooled.append(enc.pooled.float())
     return torch.cat(out_grid), torch.cat(out_pooled)
 

@@ -70,7 +70,7 @@ def _collect(cap, data: list[str], cache: Path) -> dict:
     from captioning.training.metrics import CiderD
 
     if cache.exists():
-        return json.loads(cache.with_suffix(".json").read_text()) | {"arrays": dict(np.load(cache))}
+        return _load(cache)
     start = time.perf_counter()
     arrays, meta = {}, {"datasets": []}
     for csv in data:
@@ -137,17 +137,26 @@ class DevCache:
     dataset: np.ndarray  # (N,) each caption's dataset name
 
 
-def read_dev_cache(cache: str | Path, *, components: int = 128, k: int = 10, good_cider: float = 0.2) -> DevCache:
-    """Load a ``--cache`` file (.npz with its .json) and compute the shipped features (caption-calibrate's defaults)."""
-    cache = Path(cache)
-    meta, arrays = json.loads(cache.with_suffix(".json").read_text()), dict(np.load(cache))
-    names = meta["datasets"]
-    familiar = build_familiarity({"arrays": arrays, **meta}, components, k)
+def _load(cache: Path) -> dict:
+    """:func:`_collect`'s result from its cache file (.npz with its .json)."""
+    return json.loads(cache.with_suffix(".json").read_text()) | {"arrays": dict(np.load(cache))}
+
+
+def dev_cache(got: dict, *, components: int = 128, k: int = 10, good_cider: float = 0.2) -> DevCache:
+    """The shipped features of every dev caption in :func:`_collect`'s result (caption-calibrate's defaults)."""
+    meta = {key: value for key, value in got.items() if key != "arrays"}
+    arrays, names = got["arrays"], got["datasets"]
+    familiar = build_familiarity(got, components, k)
     shipped = np.concatenate([features(arrays[f"{n}/scores"], meta[f"{n}/tokens"], arrays[f"{n}/pooled"],
                                        arrays[f"{n}/probs"], familiar) for n in names])
     bad = np.concatenate([arrays[f"{n}/cider"] < good_cider for n in names])
     dataset = np.array([n for n in names for _ in range(len(arrays[f"{n}/cider"]))])
     return DevCache(meta, arrays, names, familiar, shipped, bad, dataset)
+
+
+def read_dev_cache(cache: str | Path, **options: float) -> DevCache:
+    """:func:`dev_cache` of a ``caption-calibrate --cache`` file."""
+    return dev_cache(_load(Path(cache)), **options)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 50) -> tuple[np.ndarray, float]:
@@ -259,16 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     got = _collect(cap, args.data or DEFAULT_DATA, cache)
     arrays, names = got["arrays"], got["datasets"]
 
-    familiar = build_familiarity(got, args.components, args.k)
-
-    x, good, dataset, rows = [], [], [], []
-    for n in names:
-        rows += [(n, image, " ".join(t)) for image, t in zip(got[f"{n}/images"], got[f"{n}/tokens"])]
-        x.append(features(arrays[f"{n}/scores"], got[f"{n}/tokens"], arrays[f"{n}/pooled"], arrays[f"{n}/probs"],
-                          familiar))
-        good.append(arrays[f"{n}/cider"] >= args.good_cider)
-        dataset += [n] * len(x[-1])
-    x, good, dataset = np.concatenate(x), np.concatenate(good), np.array(dataset)
+    dev = dev_cache(got, components=args.components, k=args.k, good_cider=args.good_cider)
+    familiar, x, good, dataset = dev.familiar, dev.shipped, ~dev.bad, dev.dataset
+    rows = [(n, image, " ".join(t)) for n in names for image, t in zip(got[f"{n}/images"], got[f"{n}/tokens"])]
     fit_half = dev_halves(dataset, names, args.seed)
     mean, scale = x[fit_half].mean(axis=0), x[fit_half].std(axis=0) + 1e-12
     weights, bias = fit_logistic((x[fit_half] - mean) / scale, good[fit_half].astype(float))
